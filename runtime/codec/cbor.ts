@@ -1,0 +1,103 @@
+import { type DecodeOptions, encode, type Token, Tokenizer, Type } from 'cborg';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+
+/**
+ * cborg in its strictest mode: shortest-form integers only, no indefinite lengths, no undefined,
+ * no NaN/Infinity, no bigints. Ockam's minicbor emits exactly this subset.
+ */
+export const STRICT_DECODE: DecodeOptions = {
+  strict: true,
+  allowIndefinite: false,
+  allowUndefined: false,
+  allowInfinity: false,
+  allowNaN: false,
+  allowBigInt: false,
+  rejectDuplicateMapKeys: true,
+};
+
+export function cborEncode(value: unknown): Uint8Array {
+  return encode(value);
+}
+
+/**
+ * Pull reader over cborg's tokenizer: decoders walk a known shape token by token and check every
+ * count and length against their limit before building anything from it. Every failure is a
+ * KeyhopError naming `what` was being decoded.
+ */
+export class CborReader {
+  private readonly tokens: InstanceType<typeof Tokenizer>;
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly what: string,
+  ) {
+    this.tokens = new Tokenizer(bytes, STRICT_DECODE);
+  }
+
+  private fail(
+    detail: string,
+    code: 'DECODE_INVALID' | 'DECODE_LIMIT' | 'DECODE_TRUNCATED' = 'DECODE_INVALID',
+  ): never {
+    throw new KeyhopError(ErrorCodes[code], `${this.what}: ${detail}`);
+  }
+
+  next(): Token {
+    if (this.tokens.done()) this.fail('truncated', 'DECODE_TRUNCATED');
+    try {
+      return this.tokens.next();
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      this.fail(msg, /not enough data/.test(msg) ? 'DECODE_TRUNCATED' : 'DECODE_INVALID');
+    }
+  }
+
+  private expect(type: Type, label: string): Token {
+    const t = this.next();
+    if (t.type !== type) this.fail(`expected ${label}, found ${t.type.name}`);
+    return t;
+  }
+
+  /** An array header; returns its length, at most `max`. */
+  array(max: number, min = 0): number {
+    const n = this.expect(Type.array, 'array').value as number;
+    if (n > max) this.fail(`array of ${n} items, more than ${max}`, 'DECODE_LIMIT');
+    if (n < min) this.fail(`array of ${n} items, fewer than ${min}`);
+    return n;
+  }
+
+  uint(max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.expect(Type.uint, 'unsigned integer').value as number;
+    if (v > max) this.fail(`integer ${v} exceeds ${max}`, 'DECODE_LIMIT');
+    return v;
+  }
+
+  bytesValue(maxLength: number): Uint8Array {
+    const v = this.expect(Type.bytes, 'byte string').value as Uint8Array;
+    if (v.length > maxLength)
+      this.fail(`byte string of ${v.length} bytes, more than ${maxLength}`, 'DECODE_LIMIT');
+    return v;
+  }
+
+  text(maxLength: number): string {
+    const v = this.expect(Type.string, 'text string').value as string;
+    if (v.length > maxLength)
+      this.fail(`text of ${v.length} characters, more than ${maxLength}`, 'DECODE_LIMIT');
+    return v;
+  }
+
+  bool(): boolean {
+    const t = this.next();
+    if (t.type === Type.true) return true;
+    if (t.type === Type.false) return false;
+    return this.fail(`expected bool, found ${t.type.name}`);
+  }
+
+  get done(): boolean {
+    return this.tokens.done();
+  }
+
+  /** Trailing bytes after a complete item are an error: two encodings of one value are not allowed. */
+  end(): void {
+    if (!this.tokens.done()) this.fail(`${this.bytes.length - this.tokens.pos()} trailing bytes`);
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Every failure a user (or a remote peer) can cause surfaces as a KeyhopError with a stable,
+ * machine-readable `code`. Codes are part of the public API: scripts match on them, so never
+ * rename one; add a new one instead.
+ */
+export const ErrorCodes = {
+  ADDRESS_INVALID: 'ADDRESS_INVALID',
+  ROUTE_INVALID: 'ROUTE_INVALID',
+  ROUTE_EMPTY: 'ROUTE_EMPTY',
+  ADDRESS_UNKNOWN: 'ADDRESS_UNKNOWN',
+  ADDRESS_IN_USE: 'ADDRESS_IN_USE',
+  TRANSPORT_UNKNOWN: 'TRANSPORT_UNKNOWN',
+  DECODE_TRUNCATED: 'DECODE_TRUNCATED',
+  DECODE_INVALID: 'DECODE_INVALID',
+  DECODE_LIMIT: 'DECODE_LIMIT',
+  DECODE_VERSION: 'DECODE_VERSION',
+  ENCODE_LIMIT: 'ENCODE_LIMIT',
+  CONNECT_FAILED: 'CONNECT_FAILED',
+  CONNECTION_CLOSED: 'CONNECTION_CLOSED',
+  PROTOCOL_VERSION: 'PROTOCOL_VERSION',
+  LISTEN_FAILED: 'LISTEN_FAILED',
+  TIMEOUT: 'TIMEOUT',
+  ROUTER_STOPPED: 'ROUTER_STOPPED',
+  WORKER_STOPPED: 'WORKER_STOPPED',
+  RELAY_REJECTED: 'RELAY_REJECTED',
+  RELAY_NAME_INVALID: 'RELAY_NAME_INVALID',
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  NODE_EXISTS: 'NODE_EXISTS',
+  NODE_NOT_FOUND: 'NODE_NOT_FOUND',
+  NODE_NOT_RUNNING: 'NODE_NOT_RUNNING',
+  CONTROL_FAILED: 'CONTROL_FAILED',
+  USAGE: 'USAGE',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class KeyhopError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KeyhopError';
+    this.code = code;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isKeyhopError(e: unknown, code?: ErrorCode): e is KeyhopError {
+  return e instanceof KeyhopError && (code === undefined || e.code === code);
+}
+
+/** Wrap anything thrown by third-party code so callers only ever see KeyhopError. */
+export function asKeyhopError(e: unknown, code: ErrorCode, context: string): KeyhopError {
+  if (e instanceof KeyhopError) return e;
+  const detail = e instanceof Error ? e.message : String(e);
+  return new KeyhopError(code, `${context}: ${detail}`, { cause: e });
+}

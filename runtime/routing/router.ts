@@ -1,0 +1,296 @@
+import { ErrorCodes, KeyhopError } from '../errors.js';
+import { type Logger, silentLogger } from '../log.js';
+import { type AccessControl, allowAll } from './access-control.js';
+import { Address, type AddressLike } from './address.js';
+import { Context } from './context.js';
+import { FlowControls } from './flow-control.js';
+import { Queue } from './mailbox-queue.js';
+import type { Message } from './message.js';
+import type { Transport, Worker } from './worker.js';
+
+export interface WorkerOptions {
+  /** Who may send to this worker. Default: anyone on this node (remote traffic is still flow-controlled). */
+  incoming?: AccessControl;
+  /** Where this worker may send. Default: anywhere. */
+  outgoing?: AccessControl;
+}
+
+/** Why a message was dropped; each has a counter in `Router.metrics`. */
+export type DropReason =
+  | 'empty_onward'
+  | 'unknown_address'
+  | 'outgoing_denied'
+  | 'incoming_denied'
+  | 'worker_stopped'
+  | 'resolve_failed';
+
+export interface TraceEvent {
+  node: string;
+  from: Address;
+  to: Address;
+  message: Message;
+}
+
+interface QueuedMessage {
+  message: Message;
+  done: (() => void) | undefined;
+}
+
+class Mailbox {
+  readonly queue = new Queue<QueuedMessage>();
+  draining = false;
+  stopped = false;
+
+  constructor(
+    readonly ctx: Context,
+    readonly worker: Worker,
+    readonly incoming: AccessControl,
+    readonly outgoing: AccessControl,
+  ) {}
+}
+
+/**
+ * The node's message switch: local addresses to mailboxes, non-local address types to
+ * transports. Each mailbox runs its worker on one message at a time.
+ */
+export class Router {
+  readonly name: string;
+  readonly log: Logger;
+  readonly flowControls = new FlowControls();
+  readonly metrics = {
+    delivered: 0,
+    dropped: {
+      empty_onward: 0,
+      unknown_address: 0,
+      outgoing_denied: 0,
+      incoming_denied: 0,
+      worker_stopped: 0,
+      resolve_failed: 0,
+    } satisfies Record<DropReason, number>,
+    workerErrors: 0,
+  };
+  private readonly mailboxes = new Map<string, Mailbox>();
+  private readonly transports = new Map<number, Transport>();
+  private readonly tracers: ((e: TraceEvent) => void)[] = [];
+  private stopping = false;
+
+  constructor(options: { name?: string; log?: Logger } = {}) {
+    this.name = options.name ?? 'node';
+    this.log = options.log ?? silentLogger;
+  }
+
+  async startWorker(
+    addresses: AddressLike | readonly AddressLike[],
+    worker: Worker,
+    options: WorkerOptions = {},
+  ): Promise<Context> {
+    if (this.stopping) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'router is shutting down');
+    const list = (Array.isArray(addresses) ? addresses : [addresses]).map((a: AddressLike) =>
+      Address.from(a),
+    );
+    if (list.length === 0) throw new KeyhopError(ErrorCodes.ADDRESS_INVALID, 'a worker needs an address');
+    for (const a of list) {
+      if (!a.isLocal) throw new KeyhopError(ErrorCodes.ADDRESS_INVALID, `worker address ${a} is not local`);
+      if (this.mailboxes.has(a.key))
+        throw new KeyhopError(ErrorCodes.ADDRESS_IN_USE, `address ${a} is in use`);
+    }
+    const ctx = new Context(this, list, this.log);
+    const mailbox = new Mailbox(ctx, worker, options.incoming ?? allowAll, options.outgoing ?? allowAll);
+    for (const a of list) this.mailboxes.set(a.key, mailbox);
+    try {
+      await worker.initialize?.(ctx);
+    } catch (e) {
+      for (const a of list) this.mailboxes.delete(a.key);
+      throw e;
+    }
+    return ctx;
+  }
+
+  /** A context with its own address and an inbox, for code that is not a worker (CLI, tests, apps). */
+  async context(
+    address: AddressLike = Address.random('app_'),
+    options: WorkerOptions = {},
+  ): Promise<Context> {
+    let self: Context | undefined;
+    const ctx = await this.startWorker(
+      address,
+      {
+        handleMessage: (_c, m) => self?.pushInbox(m),
+      },
+      options,
+    );
+    self = ctx;
+    return ctx;
+  }
+
+  isRegistered(address: Address): boolean {
+    return this.mailboxes.has(address.key);
+  }
+
+  /** Primary addresses of all running workers. */
+  workers(): Address[] {
+    const seen = new Set<Mailbox>();
+    const out: Address[] = [];
+    for (const m of this.mailboxes.values()) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      out.push(m.ctx.address);
+    }
+    return out;
+  }
+
+  async stopWorker(address: AddressLike): Promise<void> {
+    const mailbox = this.mailboxes.get(Address.from(address).key);
+    if (!mailbox || mailbox.stopped) return;
+    mailbox.stopped = true;
+    for (const a of mailbox.ctx.addresses) {
+      this.mailboxes.delete(a.key);
+      this.flowControls.forget(a);
+    }
+    for (const q of mailbox.queue.clear()) {
+      this.drop('worker_stopped', mailbox.ctx.address, q.message);
+      q.done?.();
+    }
+    try {
+      await mailbox.worker.shutdown?.(mailbox.ctx);
+    } catch (e) {
+      this.log.warn({ worker: mailbox.ctx.address.toString(), err: String(e) }, 'worker shutdown failed');
+    }
+  }
+
+  registerTransport(transport: Transport): void {
+    if (this.transports.has(transport.type)) {
+      throw new KeyhopError(
+        ErrorCodes.ADDRESS_IN_USE,
+        `a transport for type ${transport.type} is registered`,
+      );
+    }
+    this.transports.set(transport.type, transport);
+  }
+
+  transport(type: number): Transport | undefined {
+    return this.transports.get(type);
+  }
+
+  onTrace(listener: (e: TraceEvent) => void): () => void {
+    this.tracers.push(listener);
+    return () => {
+      const i = this.tracers.indexOf(listener);
+      if (i >= 0) this.tracers.splice(i, 1);
+    };
+  }
+
+  /**
+   * Route `message` from the mailbox at `from`. A non-local first address is first resolved by
+   * its transport. Throws ADDRESS_UNKNOWN / TRANSPORT_UNKNOWN to the sender; messages refused by
+   * access control are dropped and counted, like Ockam does, so a sender cannot probe for them.
+   * `done` runs once the destination worker has handled the message (or it was dropped).
+   */
+  async send(from: Address, message: Message, done?: () => void): Promise<void> {
+    if (this.stopping) {
+      done?.();
+      throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'router is shutting down');
+    }
+    let next = message.onward.next;
+    if (next === undefined) {
+      this.drop('empty_onward', from, message);
+      done?.();
+      return;
+    }
+    let msg = message;
+    if (!next.isLocal) {
+      const transport = this.transports.get(next.type);
+      if (!transport) {
+        done?.();
+        throw new KeyhopError(
+          ErrorCodes.TRANSPORT_UNKNOWN,
+          `no transport for address type ${next.type} (${next})`,
+        );
+      }
+      try {
+        next = await transport.resolve(next);
+      } catch (e) {
+        this.drop('resolve_failed', from, message);
+        done?.();
+        throw e;
+      }
+      msg = message.withOnward(message.onward.replaceNext(next));
+    }
+    this.deliver(from, next, msg, done);
+  }
+
+  private deliver(from: Address, to: Address, message: Message, done: (() => void) | undefined): void {
+    const dest = this.mailboxes.get(to.key);
+    if (!dest) {
+      this.metrics.dropped.unknown_address++;
+      done?.();
+      throw new KeyhopError(ErrorCodes.ADDRESS_UNKNOWN, `no worker at ${to} on node ${this.name}`);
+    }
+    const request = { message, from, to };
+    const sender = this.mailboxes.get(from.key);
+    if (sender && !sender.outgoing(request)) {
+      this.drop('outgoing_denied', from, message, to);
+      done?.();
+      return;
+    }
+    if (!dest.incoming(request)) {
+      this.drop('incoming_denied', from, message, to);
+      done?.();
+      return;
+    }
+    if (this.tracers.length > 0) {
+      for (const t of this.tracers) t({ node: this.name, from, to, message });
+    }
+    this.metrics.delivered++;
+    dest.queue.push({ message, done });
+    if (!dest.draining) {
+      dest.draining = true;
+      queueMicrotask(() => void this.drain(dest));
+    }
+  }
+
+  private async drain(mailbox: Mailbox): Promise<void> {
+    while (!mailbox.stopped) {
+      const item = mailbox.queue.shift();
+      if (item === undefined) break;
+      try {
+        const r = mailbox.worker.handleMessage(mailbox.ctx, item.message);
+        if (r !== undefined) await r;
+      } catch (e) {
+        this.metrics.workerErrors++;
+        this.log.warn(
+          { worker: mailbox.ctx.address.toString(), code: (e as { code?: string }).code, err: String(e) },
+          'worker failed to handle a message',
+        );
+      }
+      item.done?.();
+    }
+    mailbox.draining = false;
+  }
+
+  private drop(reason: DropReason, from: Address, message: Message, to?: Address): void {
+    this.metrics.dropped[reason]++;
+    this.log.debug(
+      {
+        reason,
+        from: from.toString(),
+        to: to?.toString() ?? message.onward.next?.toString(),
+        bytes: message.payload.length,
+      },
+      'message dropped',
+    );
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.transports.values()) {
+      try {
+        await t.shutdown();
+      } catch (e) {
+        this.log.warn({ transport: t.name, err: String(e) }, 'transport shutdown failed');
+      }
+    }
+    for (const a of this.workers()) await this.stopWorker(a);
+  }
+}

@@ -1,0 +1,24 @@
+import type { Address } from './address.js';
+import type { Context } from './context.js';
+import type { Message } from './message.js';
+
+/**
+ * A worker handles the messages sent to its addresses, one at a time, in arrival order. A
+ * returned promise holds back the next message until it settles.
+ */
+export interface Worker {
+  initialize?(ctx: Context): void | Promise<void>;
+  handleMessage(ctx: Context, message: Message): void | Promise<void>;
+  shutdown?(ctx: Context): void | Promise<void>;
+}
+
+/**
+ * A transport turns a non-local address (`1#host:port`) into the local address of a worker that
+ * carries messages there, connecting first if needed and reusing the connection afterwards.
+ */
+export interface Transport {
+  readonly type: number;
+  readonly name: string;
+  resolve(address: Address): Promise<Address>;
+  shutdown(): Promise<void>;
+}

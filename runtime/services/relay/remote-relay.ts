@@ -1,0 +1,47 @@
+import { decodeBareString, encodeBareString } from '../../codec/bare.js';
+import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { type Route, type RouteLike, toRoute } from '../../routing/route.js';
+import type { Router } from '../../routing/router.js';
+import { FORWARDING_SERVICE, STATIC_FORWARDING_SERVICE } from './relay-service.js';
+
+export interface RemoteRelayInfo {
+  /** The relay's worker name on the remote node, e.g. `forward_to_b`. */
+  name: string;
+  /** Route to the remote node, as given. */
+  node: Route;
+  /** Route others use to reach this node through the relay: node route + relay name. */
+  route: Route;
+}
+
+/**
+ * Registers a relay for this node on the node at `node` (e.g. `1#relay.example:4000`). With an
+ * alias the relay gets a stable name (`forward_to_<alias>`); without, a random one.
+ */
+export async function createRemoteRelay(
+  router: Router,
+  node: RouteLike,
+  options: { alias?: string; timeoutMs?: number } = {},
+): Promise<RemoteRelayInfo> {
+  const nodeRoute = toRoute(node);
+  const ctx = await router.context();
+  try {
+    const service = options.alias === undefined ? FORWARDING_SERVICE : STATIC_FORWARDING_SERVICE;
+    await ctx.send(nodeRoute.append(service), encodeBareString(options.alias ?? 'register'));
+    const answer = await ctx.receive(options.timeoutMs ?? 10_000).catch((e: unknown) => {
+      throw new KeyhopError(
+        ErrorCodes.RELAY_REJECTED,
+        `no answer from the relay service at ${nodeRoute} (${e instanceof Error ? e.message : e})`,
+      );
+    });
+    const name = decodeBareString(answer.payload, 256);
+    if (options.alias !== undefined && !name.endsWith(options.alias)) {
+      throw new KeyhopError(
+        ErrorCodes.RELAY_REJECTED,
+        `relay answered with name "${name}", not for "${options.alias}"`,
+      );
+    }
+    return { name, node: nodeRoute, route: nodeRoute.append(name) };
+  } finally {
+    await ctx.stop();
+  }
+}

@@ -1,0 +1,217 @@
+import type { Socket } from 'node:net';
+import { ErrorCodes, KeyhopError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { flowControlled } from '../../routing/access-control.js';
+import { Address } from '../../routing/address.js';
+import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame.js';
+import type { FlowId } from '../../routing/flow-control.js';
+import type { Message } from '../../routing/message.js';
+import type { Router } from '../../routing/router.js';
+import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
+import { FrameReader, TCP_PROTOCOL_VERSION } from './frame-reader.js';
+
+export interface TcpConnectionOptions {
+  maxFrameBytes: number;
+  handshakeTimeoutMs: number;
+  /** Pause reading while this many received messages are still being handled… */
+  highWater: number;
+  /** …and resume once no more than this many are. */
+  lowWater: number;
+}
+
+export type ConnectionDirection = 'outgoing' | 'incoming';
+
+/**
+ * One TCP connection = a sender worker (its local address stands for the peer in routes) and a
+ * receiver that decodes frames and routes them, restricted to the consumers of the connection's
+ * flow.
+ */
+export class TcpConnection {
+  readonly sender = Address.random('tcp_sender_');
+  readonly receiver = Address.random('tcp_receiver_');
+  readonly peer: string;
+  readonly direction: ConnectionDirection;
+  readonly flow: FlowId;
+  readonly opened = Date.now();
+  stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+  private readonly reader: FrameReader;
+  private inFlight = 0;
+  private paused = false;
+  private closedReason: string | undefined;
+  private readonly closeListeners: ((reason: string) => void)[] = [];
+  private readyResolve!: () => void;
+  private readyReject!: (e: Error) => void;
+  /** Resolves once the peer's protocol-version byte arrived. */
+  readonly ready: Promise<void>;
+
+  constructor(
+    private readonly router: Router,
+    private readonly socket: Socket,
+    peer: string,
+    direction: ConnectionDirection,
+    flow: FlowId,
+    private readonly options: TcpConnectionOptions,
+    private readonly log: Logger,
+  ) {
+    this.peer = peer;
+    this.direction = direction;
+    this.flow = flow;
+    this.reader = new FrameReader(options.maxFrameBytes);
+    this.ready = new Promise((resolve, reject) => {
+      this.readyResolve = resolve;
+      this.readyReject = reject;
+    });
+    this.ready.catch(() => undefined);
+  }
+
+  /** Registers the workers and starts reading. Sends our protocol-version byte first. */
+  async start(): Promise<void> {
+    const router = this.router;
+    await router.startWorker(this.sender, {
+      handleMessage: (_ctx, m) => this.write(m),
+    });
+    await router.startWorker(
+      this.receiver,
+      { handleMessage: () => undefined },
+      { incoming: () => false, outgoing: flowControlled(router.flowControls, this.flow) },
+    );
+    const timer = setTimeout(
+      () => this.close(`no protocol-version byte within ${this.options.handshakeTimeoutMs} ms`),
+      this.options.handshakeTimeoutMs,
+    );
+    this.ready.then(
+      () => clearTimeout(timer),
+      () => clearTimeout(timer),
+    );
+    this.socket.setNoDelay(true);
+    // Ockam uses OS keepalive (idle 300 s) instead of application heartbeats.
+    this.socket.setKeepAlive(true, 300_000);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (e) => this.close(`socket error: ${e.message}`));
+    this.socket.on('close', () => this.close('peer closed the connection'));
+    this.socket.write(Buffer.of(TCP_PROTOCOL_VERSION));
+  }
+
+  get closed(): boolean {
+    return this.closedReason !== undefined;
+  }
+
+  onClose(listener: (reason: string) => void): void {
+    if (this.closedReason !== undefined) listener(this.closedReason);
+    else this.closeListeners.push(listener);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closedReason !== undefined) return;
+    this.stats.bytesIn += chunk.length;
+    let frames: Buffer[];
+    try {
+      const hadVersion = this.reader.versionReceived;
+      frames = this.reader.push(chunk);
+      if (!hadVersion && this.reader.versionReceived) this.readyResolve();
+    } catch (e) {
+      this.close(e instanceof KeyhopError ? e.message : String(e), 'warn');
+      return;
+    }
+    for (const f of frames) {
+      if (this.closedReason !== undefined) return;
+      this.onFrame(f);
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    this.stats.framesIn++;
+    let message: Message;
+    try {
+      message = decodeCborFrame(frame);
+    } catch (e) {
+      this.close(`undecodable frame: ${e instanceof Error ? e.message : String(e)}`, 'warn');
+      return;
+    }
+    if (message.onward.isEmpty) return; // Ockam's old heartbeat: silently ignored.
+    const info: TransportInfo = { transport: 'tcp', peer: this.peer, sender: this.sender.toString() };
+    const routed = message
+      .withReturn(message.returnRoute.prepend(this.sender))
+      .withLocalInfo({ type: TRANSPORT_INFO, data: info });
+    this.inFlight++;
+    if (!this.paused && this.inFlight >= this.options.highWater) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    this.router
+      .send(this.receiver, routed, () => this.handled())
+      .catch((e: unknown) => {
+        this.log.debug({ peer: this.peer, err: String(e) }, 'message from TCP peer not delivered');
+      });
+  }
+
+  private handled(): void {
+    this.inFlight--;
+    if (this.paused && this.inFlight <= this.options.lowWater && this.closedReason === undefined) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private async write(message: Message): Promise<void> {
+    if (this.closedReason !== undefined) {
+      throw new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `connection to ${this.peer} is closed`);
+    }
+    // Whoever sends through this connection may receive the answers that come back on it.
+    const replyTo = message.returnRoute.next;
+    if (replyTo?.isLocal && this.router.isRegistered(replyTo)) {
+      this.router.flowControls.addConsumer(this.flow, replyTo);
+    }
+    const body = encodeCborFrame(message.withOnward(message.onward.step()));
+    if (body.length > this.options.maxFrameBytes) {
+      throw new KeyhopError(ErrorCodes.ENCODE_LIMIT, `frame of ${body.length} bytes exceeds the limit`);
+    }
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt32BE(body.length, 0);
+    this.stats.framesOut++;
+    this.stats.bytesOut += body.length + 4;
+    this.socket.cork();
+    this.socket.write(header);
+    const flushed = this.socket.write(body);
+    this.socket.uncork();
+    if (!flushed) await this.drained();
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.once('drain', done);
+      this.socket.once('close', done);
+    });
+  }
+
+  /** Closes the socket and stops both workers. Idempotent. */
+  close(reason = 'closed locally', level: 'info' | 'warn' = 'info'): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    this.log[level]({ peer: this.peer, direction: this.direction, reason }, 'TCP connection closed');
+    this.readyReject(
+      new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `connection to ${this.peer} closed: ${reason}`),
+    );
+    this.socket.destroy();
+    this.router.flowControls.remove(this.flow);
+    void this.router.stopWorker(this.sender);
+    void this.router.stopWorker(this.receiver);
+    for (const l of this.closeListeners.splice(0)) l(reason);
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      peer: this.peer,
+      direction: this.direction,
+      sender: this.sender.toString(),
+      flow: this.flow,
+      openedAt: new Date(this.opened).toISOString(),
+      ...this.stats,
+    };
+  }
+}
