@@ -239,7 +239,13 @@ export class Router {
       return;
     }
     if (this.tracers.length > 0) {
-      for (const t of this.tracers) t({ node: this.name, from, to, message });
+      for (const t of this.tracers) {
+        try {
+          t({ node: this.name, from, to, message });
+        } catch {
+          // A tracer is an observer; it must never change what the router does.
+        }
+      }
     }
     this.metrics.delivered++;
     dest.queue.push({ message, done });

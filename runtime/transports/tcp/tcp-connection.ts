@@ -7,6 +7,7 @@ import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame
 import type { FlowId } from '../../routing/flow-control.js';
 import type { Message } from '../../routing/message.js';
 import type { Router } from '../../routing/router.js';
+import { formatHostPort } from '../host-port.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
 import { FrameReader, TCP_PROTOCOL_VERSION } from './frame-reader.js';
 
@@ -30,6 +31,8 @@ export class TcpConnection {
   readonly sender = Address.random('tcp_sender_');
   readonly receiver = Address.random('tcp_receiver_');
   readonly peer: string;
+  /** Our end of the socket, `host:port`. */
+  readonly local: string;
   readonly direction: ConnectionDirection;
   readonly flow: FlowId;
   readonly opened = Date.now();
@@ -54,6 +57,7 @@ export class TcpConnection {
     private readonly log: Logger,
   ) {
     this.peer = peer;
+    this.local = formatHostPort(socket.localAddress ?? '?', socket.localPort ?? 0);
     this.direction = direction;
     this.flow = flow;
     this.reader = new FrameReader(options.maxFrameBytes);
@@ -207,6 +211,7 @@ export class TcpConnection {
   describe(): Record<string, unknown> {
     return {
       peer: this.peer,
+      local: this.local,
       direction: this.direction,
       sender: this.sender.toString(),
       flow: this.flow,

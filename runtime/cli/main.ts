@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { registerNodeCommands } from './commands/node.js';
+import { registerTransportCommands } from './commands/transport.js';
+import { runDemo } from './demo.js';
+import { reportError } from './output.js';
+
+// A closed pipe (`keyhop demo | head`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+});
+
+const program = new Command('keyhop')
+  .description('keyhop: end-to-end secure messaging over any mix of transports')
+  .version('0.1.0')
+  .option('--home <dir>', 'state directory (default: $KEYHOP_HOME or ~/.keyhop)')
+  .exitOverride()
+  .showHelpAfterError('(run with --help for usage)');
+
+registerNodeCommands(program);
+registerTransportCommands(program);
+
+program
+  .command('demo')
+  .description('start a relay node and two nodes behind it, and send messages both ways through the relay')
+  .action(async () => {
+    await runDemo();
+  });
+
+for (const c of program.commands) c.exitOverride();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // Commander already printed the message; help and version are not failures.
+    process.exit(e.exitCode === 0 ? 0 : 2);
+  }
+  reportError(e);
+}

@@ -1,0 +1,105 @@
+import { ErrorCodes, KeyhopError } from '../errors.js';
+
+export interface TcpListenerConfig {
+  /** `host:port` to bind; port 0 picks a free one. */
+  address: string;
+  /** Local workers that peers of this listener may reach; default: every service of the node. */
+  expose?: string[];
+}
+
+export interface RelayConfig {
+  /** Route to the node that hosts the relay service, e.g. `1#relay.example:4000`. */
+  at: string;
+  /** Stable name (`forward_to_<alias>`); without it the relay gets a random name. */
+  alias?: string;
+  /** Local workers reachable through the relay; default: every service of the node. */
+  expose?: string[];
+}
+
+export interface NodeConfig {
+  name: string;
+  tcpListeners: TcpListenerConfig[];
+  services: { echo: boolean; relay: boolean };
+  relays: RelayConfig[];
+  log: { level: string };
+}
+
+export const NODE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function fail(message: string): never {
+  throw new KeyhopError(ErrorCodes.CONFIG_INVALID, message);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function stringList(v: unknown, where: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string' && s.length > 0)) {
+    fail(`${where} must be a list of addresses`);
+  }
+  return v as string[];
+}
+
+function onlyKeys(o: Record<string, unknown>, allowed: string[], where: string): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(`${where}: unknown setting "${k}"`);
+}
+
+/** Validates a parsed config file (plus defaults). Unknown keys are errors: typos must not pass silently. */
+export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}): NodeConfig {
+  if (!isObject(raw)) fail('node config must be a JSON object');
+  onlyKeys(raw, ['name', 'tcpListeners', 'services', 'relays', 'log'], 'node config');
+  const name = raw.name ?? defaults.name;
+  if (typeof name !== 'string' || !NODE_NAME.test(name)) {
+    fail(`node name must be 1-64 letters, digits, '-' or '_' (got ${JSON.stringify(name)})`);
+  }
+  const listeners = raw.tcpListeners ?? [];
+  if (!Array.isArray(listeners)) fail('tcpListeners must be a list');
+  const tcpListeners = listeners.map((l, i): TcpListenerConfig => {
+    const where = `tcpListeners[${i}]`;
+    if (typeof l === 'string') return { address: l };
+    if (!isObject(l) || typeof l.address !== 'string') fail(`${where} needs an "address" (host:port)`);
+    onlyKeys(l, ['address', 'expose'], where);
+    const expose = stringList(l.expose, `${where}.expose`);
+    return expose ? { address: l.address, expose } : { address: l.address };
+  });
+  const s = raw.services ?? {};
+  if (!isObject(s)) fail('services must be an object');
+  onlyKeys(s, ['echo', 'relay'], 'services');
+  for (const k of ['echo', 'relay']) {
+    if (s[k] !== undefined && typeof s[k] !== 'boolean') fail(`services.${k} must be true or false`);
+  }
+  const relayList = raw.relays ?? [];
+  if (!Array.isArray(relayList)) fail('relays must be a list');
+  const relays = relayList.map((r, i): RelayConfig => {
+    const where = `relays[${i}]`;
+    if (!isObject(r) || typeof r.at !== 'string') fail(`${where} needs "at" (route to the relay node)`);
+    onlyKeys(r, ['at', 'alias', 'expose'], where);
+    if (r.alias !== undefined && (typeof r.alias !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(r.alias))) {
+      fail(`${where}.alias must be 1-128 letters, digits, '.', '-' or '_'`);
+    }
+    const out: RelayConfig = { at: r.at };
+    if (r.alias !== undefined) out.alias = r.alias as string;
+    const expose = stringList(r.expose, `${where}.expose`);
+    if (expose) out.expose = expose;
+    return out;
+  });
+  const log = raw.log ?? {};
+  if (!isObject(log)) fail('log must be an object');
+  onlyKeys(log, ['level'], 'log');
+  const level = log.level ?? 'info';
+  if (typeof level !== 'string' || !LOG_LEVELS.includes(level))
+    fail(`log.level must be one of ${LOG_LEVELS.join(', ')}`);
+  return {
+    name,
+    tcpListeners,
+    services: {
+      echo: (s.echo as boolean | undefined) ?? true,
+      relay: (s.relay as boolean | undefined) ?? false,
+    },
+    relays,
+    log: { level },
+  };
+}

@@ -1,0 +1,127 @@
+import { chmod, unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+import { type ControlRequest, type ControlResponse, MAX_CONTROL_LINE } from './control-protocol.js';
+import type { KeyhopNode } from './node.js';
+
+type Handler = (params: Record<string, unknown>) => Promise<unknown>;
+
+function str(params: Record<string, unknown>, key: string, required = true): string | undefined {
+  const v = params[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || v.length === 0)
+    throw new KeyhopError(ErrorCodes.USAGE, `"${key}" is required`);
+  return v;
+}
+
+function strList(params: Record<string, unknown>, key: string): string[] | undefined {
+  const v = params[key];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) {
+    throw new KeyhopError(ErrorCodes.USAGE, `"${key}" must be a list of strings`);
+  }
+  return v as string[];
+}
+
+/** Serves the control API of one node on a Unix socket. */
+export class ControlServer {
+  private readonly server: Server;
+  private readonly handlers: Record<string, Handler>;
+
+  private constructor(
+    private readonly node: KeyhopNode,
+    private readonly path: string,
+    onStop: () => void,
+  ) {
+    this.handlers = {
+      'node.show': async () => node.describe(),
+      'node.stop': async () => {
+        setImmediate(onStop);
+        return { stopping: true };
+      },
+      'tcpListener.create': async (p) => ({
+        address: await node.createTcpListener(str(p, 'address')!, strList(p, 'expose')),
+      }),
+      'tcpListener.list': async () => node.tcp.listenerList().map((l) => ({ address: l.address })),
+      'relay.create': async (p) => {
+        const alias = str(p, 'alias', false);
+        const expose = strList(p, 'expose');
+        const info = await node.createRelay({
+          at: str(p, 'at')!,
+          ...(alias ? { alias } : {}),
+          ...(expose ? { expose } : {}),
+        });
+        return { name: info.name, route: info.route.toString() };
+      },
+      'message.send': async (p) => {
+        const payload = Buffer.from(
+          str(p, 'payload', false) ?? '',
+          p.encoding === 'base64' ? 'base64' : 'utf8',
+        );
+        const timeoutMs = typeof p.timeoutMs === 'number' ? p.timeoutMs : 10_000;
+        const reply = await node.request(str(p, 'to')!, payload, timeoutMs);
+        return {
+          payload: Buffer.from(reply.payload).toString('base64'),
+          returnRoute: reply.returnRoute.toString(),
+        };
+      },
+    };
+    this.server = createServer((socket) => this.serve(socket));
+  }
+
+  static async start(node: KeyhopNode, path: string, onStop: () => void): Promise<ControlServer> {
+    const s = new ControlServer(node, path, onStop);
+    await unlink(path).catch(() => undefined);
+    await new Promise<void>((resolve, reject) => {
+      s.server.once('error', (e) =>
+        reject(
+          new KeyhopError(ErrorCodes.LISTEN_FAILED, `control socket ${path}: ${e.message}`, { cause: e }),
+        ),
+      );
+      s.server.listen(path, () => resolve());
+    });
+    await chmod(path, 0o600);
+    return s;
+  }
+
+  private serve(socket: Socket): void {
+    let buffer = '';
+    socket.setEncoding('utf8');
+    socket.on('error', () => socket.destroy());
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      if (buffer.length > MAX_CONTROL_LINE) {
+        socket.destroy();
+        return;
+      }
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        void this.answer(line).then((r) => socket.write(`${JSON.stringify(r)}\n`));
+      }
+    });
+  }
+
+  private async answer(line: string): Promise<ControlResponse> {
+    let id = 0;
+    try {
+      const req = JSON.parse(line) as ControlRequest;
+      id = typeof req.id === 'number' ? req.id : 0;
+      const handler = typeof req.method === 'string' ? this.handlers[req.method] : undefined;
+      if (!handler)
+        throw new KeyhopError(ErrorCodes.USAGE, `unknown control method ${JSON.stringify(req.method)}`);
+      const params = typeof req.params === 'object' && req.params !== null ? req.params : {};
+      return { id, ok: true, result: await handler(params) };
+    } catch (e) {
+      const code = e instanceof KeyhopError ? e.code : ErrorCodes.CONTROL_FAILED;
+      const message = e instanceof Error ? e.message : String(e);
+      this.node.log.debug({ code, err: message }, 'control request failed');
+      return { id, ok: false, error: { code, message } };
+    }
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await unlink(this.path).catch(() => undefined);
+  }
+}
