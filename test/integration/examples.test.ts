@@ -1,0 +1,23 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseNodeConfig } from '../../runtime/node/config.js';
+import { readFileSync } from 'node:fs';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '../..');
+
+describe('examples run as written', () => {
+  it('hello-relay.mjs', async () => {
+    const { stdout } = await run(process.execPath, ['examples/hello-relay.mjs'], { cwd: root, timeout: 20_000 });
+    expect(stdout).toContain('device reachable as 1#127.0.0.1:');
+    expect(stdout).toContain('client got: hello through the relay');
+  });
+
+  it('node-config.json is a valid node config', () => {
+    const config = parseNodeConfig(JSON.parse(readFileSync(join(root, 'examples/node-config.json'), 'utf8')));
+    expect(config.name).toBe('gateway');
+    expect(config.services).toEqual({ echo: true, relay: true });
+  });
+});
