@@ -39,7 +39,8 @@ export class BareReader {
     let result = 0n;
     for (let i = 0; i < MAX_ULEB_BYTES; i++) {
       const b = this.u8();
-      if (i === MAX_ULEB_BYTES - 1 && b > 0x01) this.fail('ULEB128 value exceeds 64 bits', 'DECODE_LIMIT');
+      // Like Ockam's bare.rs: the 10th byte can only be 0x01 (bit 63), anything else overflows or is padding.
+      if (i === MAX_ULEB_BYTES - 1 && b !== 0x01) this.fail('ULEB128 value exceeds 64 bits', 'DECODE_LIMIT');
       result |= BigInt(b & 0x7f) << BigInt(7 * i);
       if ((b & 0x80) === 0) return result;
     }
@@ -65,7 +66,7 @@ export class BareReader {
   string(maxLength: number): string {
     const b = this.bytesValue(maxLength);
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(b);
+      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(b);
     } catch {
       return this.fail('string is not valid UTF-8');
     }

@@ -13,7 +13,12 @@ export const STRICT_DECODE: DecodeOptions = {
   allowNaN: false,
   allowBigInt: false,
   rejectDuplicateMapKeys: true,
+  // Keep the raw bytes of text strings so CborReader can reject invalid UTF-8 (cborg would
+  // silently substitute U+FFFD).
+  retainStringBytes: true,
 };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function cborEncode(value: unknown): Uint8Array {
   return encode(value);
@@ -26,6 +31,7 @@ export function cborEncode(value: unknown): Uint8Array {
  */
 export class CborReader {
   private readonly tokens: InstanceType<typeof Tokenizer>;
+  private peeked: Token | undefined;
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -42,6 +48,11 @@ export class CborReader {
   }
 
   next(): Token {
+    if (this.peeked) {
+      const t = this.peeked;
+      this.peeked = undefined;
+      return t;
+    }
     if (this.tokens.done()) this.fail('truncated', 'DECODE_TRUNCATED');
     try {
       return this.tokens.next();
@@ -79,10 +90,23 @@ export class CborReader {
   }
 
   text(maxLength: number): string {
-    const v = this.expect(Type.string, 'text string').value as string;
-    if (v.length > maxLength)
-      this.fail(`text of ${v.length} characters, more than ${maxLength}`, 'DECODE_LIMIT');
-    return v;
+    const t = this.expect(Type.string, 'text string');
+    const raw = t.byteValue as Uint8Array | undefined;
+    if (raw && raw.length > maxLength)
+      this.fail(`text of ${raw.length} bytes, more than ${maxLength}`, 'DECODE_LIMIT');
+    try {
+      return raw ? utf8.decode(raw) : (t.value as string);
+    } catch {
+      return this.fail('text string is not valid UTF-8');
+    }
+  }
+
+  /** Consumes the next item if it is CBOR null (an absent optional field) and says so. */
+  nullValue(): boolean {
+    const t = this.next();
+    if (t.type === Type.null) return true;
+    this.peeked = t;
+    return false;
   }
 
   bool(): boolean {
@@ -93,11 +117,11 @@ export class CborReader {
   }
 
   get done(): boolean {
-    return this.tokens.done();
+    return this.peeked === undefined && this.tokens.done();
   }
 
   /** Trailing bytes after a complete item are an error: two encodings of one value are not allowed. */
   end(): void {
-    if (!this.tokens.done()) this.fail(`${this.bytes.length - this.tokens.pos()} trailing bytes`);
+    if (!this.done) this.fail(`${this.bytes.length - this.tokens.pos()} trailing bytes`);
   }
 }

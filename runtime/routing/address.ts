@@ -12,7 +12,7 @@ export const TransportType = {
 } as const;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: false });
+const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 /** Largest address value keyhop accepts from text or from the wire. */
 export const MAX_ADDRESS_VALUE_BYTES = 1024;

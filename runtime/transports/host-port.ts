@@ -7,7 +7,7 @@ export interface HostPort {
 
 /** `host:port`, `[v6]:port`. Port 0 is allowed only where `allowZero` (binding to any free port). */
 export function parseHostPort(text: string, allowZero = false): HostPort {
-  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
+  const m = /^\[([^[\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
   if (!m) {
     throw new KeyhopError(ErrorCodes.ADDRESS_INVALID, `"${text}" is not host:port`);
   }

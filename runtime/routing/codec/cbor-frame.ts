@@ -33,7 +33,7 @@ export function decodeCborFrame(bytes: Uint8Array, what = 'CBOR routing frame'):
   const onward = readRoute(r);
   const ret = readRoute(r);
   const payload = r.bytesValue(MAX_MESSAGE_BYTES);
-  if (n === 4) r.text(MAX_TRACING_CHARS);
+  if (n === 4 && !r.nullValue()) r.text(MAX_TRACING_CHARS);
   r.end();
   return new Message(onward, ret, payload);
 }

@@ -16,11 +16,13 @@ export class FrameReader {
 
   constructor(private readonly maxFrame: number) {}
 
-  /** Feeds bytes; returns the complete frames. Throws KeyhopError on a protocol violation. */
-  push(chunk: Buffer): Buffer[] {
+  /**
+   * Feeds bytes; returns the complete frames. Throws KeyhopError on a protocol violation; frames
+   * completed before the violation are already in `frames` (pass your own array to keep them).
+   */
+  push(chunk: Buffer, frames: Buffer[] = []): Buffer[] {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: Buffer[] = [];
     if (!this.versionChecked) {
       if (this.buffered < 1) return frames;
       const v = this.take(1)[0]!;

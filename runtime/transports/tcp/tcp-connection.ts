@@ -108,19 +108,21 @@ export class TcpConnection {
   private onData(chunk: Buffer): void {
     if (this.closedReason !== undefined) return;
     this.stats.bytesIn += chunk.length;
-    let frames: Buffer[];
+    const frames: Buffer[] = [];
+    let violation: string | undefined;
+    const hadVersion = this.reader.versionReceived;
     try {
-      const hadVersion = this.reader.versionReceived;
-      frames = this.reader.push(chunk);
-      if (!hadVersion && this.reader.versionReceived) this.readyResolve();
+      this.reader.push(chunk, frames);
     } catch (e) {
-      this.close(e instanceof KeyhopError ? e.message : String(e), 'warn');
-      return;
+      violation = e instanceof KeyhopError ? e.message : String(e);
     }
+    if (!hadVersion && this.reader.versionReceived) this.readyResolve();
+    // Frames that were complete before a violation are still delivered.
     for (const f of frames) {
       if (this.closedReason !== undefined) return;
       this.onFrame(f);
     }
+    if (violation !== undefined) this.close(violation, 'warn');
   }
 
   private onFrame(frame: Buffer): void {
