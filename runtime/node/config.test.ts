@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { parseNodeConfig } from './config.js';
+
+describe('parseNodeConfig', () => {
+  it('fills defaults', () => {
+    expect(parseNodeConfig({ name: 'n1' })).toEqual({
+      name: 'n1',
+      tcpListeners: [],
+      services: { echo: true, relay: false },
+      relays: [],
+      log: { level: 'info' },
+    });
+  });
+
+  it('accepts the full form and the short listener form', () => {
+    const c = parseNodeConfig({
+      name: 'gw',
+      tcpListeners: ['127.0.0.1:4000', { address: '0.0.0.0:5000', expose: ['echo'] }],
+      services: { echo: false, relay: true },
+      relays: [{ at: '1#hub:4000', alias: 'gw', expose: ['echo'] }],
+      log: { level: 'debug' },
+    });
+    expect(c.tcpListeners).toEqual([
+      { address: '127.0.0.1:4000' },
+      { address: '0.0.0.0:5000', expose: ['echo'] },
+    ]);
+    expect(c.relays).toEqual([{ at: '1#hub:4000', alias: 'gw', expose: ['echo'] }]);
+  });
+
+  it.each([
+    [[], /JSON object/],
+    [{ name: 'bad name' }, /node name/],
+    [{ name: 'n', tcpListener: [] }, /unknown setting "tcpListener"/],
+    [{ name: 'n', tcpListeners: [{ port: 1 }] }, /tcpListeners\[0\] needs an "address"/],
+    [{ name: 'n', services: { echo: 'yes' } }, /services.echo must be true or false/],
+    [{ name: 'n', relays: [{ at: '1#h:1', alias: 'a b' }] }, /alias/],
+    [{ name: 'n', relays: [{}] }, /relays\[0\] needs "at"/],
+    [{ name: 'n', log: { level: 'loud' } }, /log.level/],
+    [{ name: 'n', tcpListeners: [{ address: 'h:1', expose: [1] }] }, /expose must be a list/],
+  ])('rejects %j with CONFIG_INVALID', (raw, message) => {
+    expect(() => parseNodeConfig(raw)).toThrow(message);
+    try {
+      parseNodeConfig(raw);
+    } catch (e) {
+      expect((e as { code: string }).code).toBe('CONFIG_INVALID');
+    }
+  });
+});
