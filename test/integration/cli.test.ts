@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,10 @@ const main = join(import.meta.dirname, '../../dist/runtime/cli/main.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the built CLI (npm test builds first) with a private KEYHOP_HOME. */
-async function keyhop(home: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function keyhop(
+  home: string,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run(process.execPath, [main, ...args], {
       env: { ...process.env, KEYHOP_HOME: home },
@@ -68,17 +71,45 @@ describe('keyhop CLI', () => {
 
   it('starts a relay node and a node behind it, sends through the relay, lists, shows and stops them', async () => {
     const port = await freePort();
-    const relay = await keyhop(home, 'node', 'start', 'relay', '--tcp-listener', `127.0.0.1:${port}`, '--relay-service');
+    const relay = await keyhop(
+      home,
+      'node',
+      'start',
+      'relay',
+      '--tcp-listener',
+      `127.0.0.1:${port}`,
+      '--relay-service',
+    );
     expect(relay.code, relay.stderr).toBe(0);
-    const bob = await keyhop(home, 'node', 'start', 'bob', '--relay-at', `1#127.0.0.1:${port}`, '--relay-alias', 'bob', '--json');
+    const bob = await keyhop(
+      home,
+      'node',
+      'start',
+      'bob',
+      '--relay-at',
+      `1#127.0.0.1:${port}`,
+      '--relay-alias',
+      'bob',
+      '--json',
+    );
     expect(bob.code, bob.stderr).toBe(0);
     expect(JSON.parse(bob.stdout).relays[0].name).toBe('forward_to_bob');
 
-    const sent = await keyhop(home, 'message', 'send', 'hello bob', '--to', `1#127.0.0.1:${port} => forward_to_bob => echo`);
+    const sent = await keyhop(
+      home,
+      'message',
+      'send',
+      'hello bob',
+      '--to',
+      `1#127.0.0.1:${port} => forward_to_bob => echo`,
+    );
     expect(sent.code, sent.stderr).toBe(0);
     expect(sent.stdout.trim()).toBe('hello bob');
 
-    const list = JSON.parse((await keyhop(home, 'node', 'list', '--json')).stdout) as { name: string; status: string }[];
+    const list = JSON.parse((await keyhop(home, 'node', 'list', '--json')).stdout) as {
+      name: string;
+      status: string;
+    }[];
     expect(list.filter((n) => n.status === 'running').map((n) => n.name)).toEqual(['bob', 'relay']);
 
     const show = JSON.parse((await keyhop(home, 'node', 'show', 'relay', '--json')).stdout);
@@ -95,7 +126,16 @@ describe('keyhop CLI', () => {
     const startRelay = () => {
       const c = spawn(
         process.execPath,
-        [main, 'node', 'start', 'hub', '--foreground', '--tcp-listener', `127.0.0.1:${port}`, '--relay-service'],
+        [
+          main,
+          'node',
+          'start',
+          'hub',
+          '--foreground',
+          '--tcp-listener',
+          `127.0.0.1:${port}`,
+          '--relay-service',
+        ],
         { env: { ...process.env, KEYHOP_HOME: home }, stdio: 'ignore' },
       );
       children.push(c);
@@ -104,7 +144,20 @@ describe('keyhop CLI', () => {
     const hub = startRelay();
     const show = (name: string) => keyhop(home, 'node', 'show', name, '--json');
     await until(async () => ((await show('hub')).code === 0 ? true : undefined));
-    expect((await keyhop(home, 'node', 'start', 'leaf', '--relay-at', `1#127.0.0.1:${port}`, '--relay-alias', 'leaf')).code).toBe(0);
+    expect(
+      (
+        await keyhop(
+          home,
+          'node',
+          'start',
+          'leaf',
+          '--relay-at',
+          `1#127.0.0.1:${port}`,
+          '--relay-alias',
+          'leaf',
+        )
+      ).code,
+    ).toBe(0);
 
     hub.kill('SIGKILL');
     await until(async () => {
@@ -117,10 +170,44 @@ describe('keyhop CLI', () => {
       return r.state === 'up' && r.registrations === 2 ? r : undefined;
     });
     expect(relayInfo.name).toBe('forward_to_leaf');
-    const sent = await keyhop(home, 'message', 'send', 'back again', '--to', `1#127.0.0.1:${port} => forward_to_leaf => echo`);
+    const sent = await keyhop(
+      home,
+      'message',
+      'send',
+      'back again',
+      '--to',
+      `1#127.0.0.1:${port} => forward_to_leaf => echo`,
+    );
     expect(sent.stdout.trim()).toBe('back again');
     await keyhop(home, 'node', 'stop', 'leaf');
     await keyhop(home, 'node', 'stop', 'hub');
+  });
+
+  it('shuts a foreground node down cleanly on SIGTERM and SIGINT', async () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const port = await freePort();
+      const c = spawn(
+        process.execPath,
+        [main, 'node', 'start', 'sig', '--foreground', '--tcp-listener', `127.0.0.1:${port}`],
+        {
+          env: { ...process.env, KEYHOP_HOME: home },
+          stdio: 'ignore',
+        },
+      );
+      children.push(c);
+      await until(async () => ((await keyhop(home, 'node', 'show', 'sig')).code === 0 ? true : undefined));
+      const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
+      c.kill(signal);
+      expect(await exited).toBe(0);
+      expect(existsSync(join(home, 'nodes/sig/pid'))).toBe(false);
+      expect(existsSync(join(home, 'nodes/sig/control.sock'))).toBe(false);
+      // The port is free again.
+      await new Promise<void>((resolve, reject) => {
+        const s = createServer()
+          .once('error', reject)
+          .listen(port, '127.0.0.1', () => s.close(() => resolve()));
+      });
+    }
   });
 
   it('prints one clear line and exits non-zero on errors', async () => {
@@ -142,7 +229,14 @@ describe('keyhop CLI', () => {
   });
 
   it('shows help for every command', async () => {
-    for (const args of [[], ['node'], ['node', 'start'], ['relay', 'create'], ['message', 'send'], ['tcp-listener', 'create']]) {
+    for (const args of [
+      [],
+      ['node'],
+      ['node', 'start'],
+      ['relay', 'create'],
+      ['message', 'send'],
+      ['tcp-listener', 'create'],
+    ]) {
       const r = await keyhop(home, ...args, '--help');
       expect(r.code, args.join(' ')).toBe(0);
       expect(r.stdout).toContain('Usage: keyhop');
