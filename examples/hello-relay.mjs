@@ -8,7 +8,9 @@ const text = new TextEncoder();
 const hub = new Router({ name: 'hub' });
 const hubTcp = TcpTransport.create(hub);
 await RelayService.start(hub);
-const listener = await hubTcp.listen('127.0.0.1:0', { expose: ['forwarding_service', 'static_forwarding_service'] });
+const listener = await hubTcp.listen('127.0.0.1:0', {
+  expose: ['forwarding_service', 'static_forwarding_service'],
+});
 
 // The device: opens no port. It dials the hub, exposes its echo service on that connection and
 // registers a relay named "device".

@@ -5,7 +5,10 @@ export { type ErrorCode, ErrorCodes, isKeyhopError, KeyhopError } from './errors
 export { createLogger, type Logger, silentLogger } from './log.js';
 export { type NodeConfig, parseNodeConfig } from './node/config.js';
 export { KeyhopNode } from './node/node.js';
-export { decodeBareTransportMessage, encodeBareTransportMessage } from './routing/codec/bare-transport-message.js';
+export {
+  decodeBareTransportMessage,
+  encodeBareTransportMessage,
+} from './routing/codec/bare-transport-message.js';
 export { decodeCborFrame, encodeCborFrame } from './routing/codec/cbor-frame.js';
 export * from './routing/index.js';
 export { ECHO_ADDRESS, EchoService } from './services/echo.js';
@@ -20,3 +23,9 @@ export { createRemoteRelay, type RemoteRelayInfo } from './services/relay/remote
 export { TcpConnection } from './transports/tcp/tcp-connection.js';
 export { type TcpListener, TcpTransport } from './transports/tcp/tcp-transport.js';
 export { TRANSPORT_INFO, type TransportInfo } from './transports/transport-info.js';
+export {
+  type UdpDropReason,
+  UdpTransport,
+  type UdpTransportOptions,
+  type UdpTransportStats,
+} from './transports/udp/udp-transport.js';

@@ -7,6 +7,13 @@ export interface TcpListenerConfig {
   expose?: string[];
 }
 
+export interface UdpBindConfig {
+  /** `host:port` for the node's one UDP socket; port 0 picks a free one. */
+  bind: string;
+  /** Local workers that peers may reach over UDP; default: every service of the node. */
+  expose?: string[];
+}
+
 export interface RelayConfig {
   /** Route to the node that hosts the relay service, e.g. `1#relay.example:4000`. */
   at: string;
@@ -19,6 +26,8 @@ export interface RelayConfig {
 export interface NodeConfig {
   name: string;
   tcpListeners: TcpListenerConfig[];
+  /** At most one UDP socket per node (a UDP transport owns one socket). */
+  udp?: UdpBindConfig;
   services: { echo: boolean; relay: boolean };
   relays: RelayConfig[];
   log: { level: string };
@@ -50,7 +59,7 @@ function onlyKeys(o: Record<string, unknown>, allowed: string[], where: string):
 /** Validates a parsed config file (plus defaults). Unknown keys are errors: typos must not pass silently. */
 export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}): NodeConfig {
   if (!isObject(raw)) fail('node config must be a JSON object');
-  onlyKeys(raw, ['name', 'tcpListeners', 'services', 'relays', 'log'], 'node config');
+  onlyKeys(raw, ['name', 'tcpListeners', 'udp', 'services', 'relays', 'log'], 'node config');
   const name = raw.name ?? defaults.name;
   if (typeof name !== 'string' || !NODE_NAME.test(name)) {
     fail(`node name must be 1-64 letters, digits, '-' or '_' (got ${JSON.stringify(name)})`);
@@ -65,6 +74,14 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     const expose = stringList(l.expose, `${where}.expose`);
     return expose ? { address: l.address, expose } : { address: l.address };
   });
+  let udp: UdpBindConfig | undefined;
+  if (raw.udp !== undefined) {
+    const u = typeof raw.udp === 'string' ? { bind: raw.udp } : raw.udp;
+    if (!isObject(u) || typeof u.bind !== 'string') fail('udp needs a "bind" (host:port)');
+    onlyKeys(u, ['bind', 'expose'], 'udp');
+    const expose = stringList(u.expose, 'udp.expose');
+    udp = expose ? { bind: u.bind, expose } : { bind: u.bind };
+  }
   const s = raw.services ?? {};
   if (!isObject(s)) fail('services must be an object');
   onlyKeys(s, ['echo', 'relay'], 'services');
@@ -95,6 +112,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   return {
     name,
     tcpListeners,
+    ...(udp ? { udp } : {}),
     services: {
       echo: (s.echo as boolean | undefined) ?? true,
       relay: (s.relay as boolean | undefined) ?? false,

@@ -1,6 +1,5 @@
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import { Address } from '../routing/address.js';
 import type { Message } from '../routing/message.js';
 import { type RouteLike, toRoute } from '../routing/route.js';
 import { Router } from '../routing/router.js';
@@ -12,6 +11,7 @@ import {
 } from '../services/relay/relay-service.js';
 import { createRemoteRelay, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
+import { UdpTransport } from '../transports/udp/udp-transport.js';
 import type { NodeConfig, RelayConfig } from './config.js';
 
 interface ManagedRelay {
@@ -32,6 +32,7 @@ const RETRY_MAX_MS = 30_000;
 export class KeyhopNode {
   readonly router: Router;
   readonly tcp: TcpTransport;
+  udp: UdpTransport | undefined;
   readonly log: Logger;
   readonly startedAt = Date.now();
   private readonly services: string[] = [];
@@ -64,6 +65,7 @@ export class KeyhopNode {
         node.services.push(FORWARDING_SERVICE, STATIC_FORWARDING_SERVICE);
       }
       for (const l of config.tcpListeners) await node.createTcpListener(l.address, l.expose);
+      if (config.udp) await node.createUdpTransport(config.udp.bind, config.udp.expose);
       for (const r of config.relays) await node.createRelay(r);
     } catch (e) {
       await node.stop();
@@ -84,6 +86,18 @@ export class KeyhopNode {
   async createTcpListener(address: string, expose?: string[]): Promise<string> {
     const listener = await this.tcp.listen(address, { expose: expose ?? this.services });
     return listener.address;
+  }
+
+  /** Binds the node's UDP socket; `2#host:port` routes work from then on. */
+  async createUdpTransport(bind: string, expose?: string[]): Promise<string> {
+    if (this.udp)
+      throw new KeyhopError(ErrorCodes.ADDRESS_IN_USE, `node has a UDP socket on ${this.udp.address}`);
+    this.udp = await UdpTransport.create(this.router, {
+      bind,
+      expose: expose ?? this.services,
+      log: this.log,
+    });
+    return this.udp.address;
   }
 
   /** Registers a relay for this node at `config.at`; kept registered until the node stops. */
@@ -164,6 +178,9 @@ export class KeyhopNode {
         route: `1#${l.address}`,
       })),
       tcpConnections: this.tcp.connections().map((c) => c.describe()),
+      udp: this.udp
+        ? { address: this.udp.address, route: `2#${this.udp.address}`, ...this.udp.stats() }
+        : null,
       relaysHosted: this.relayService
         ? [...this.relayService.relays.values()].map((r) => ({
             name: r.name,
@@ -185,19 +202,10 @@ export class KeyhopNode {
     };
   }
 
-  isWorker(address: string): boolean {
-    return this.router.isRegistered(Address.parse(address));
-  }
-
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     await this.router.shutdown();
   }
-}
-
-export function requireRunning(node: KeyhopNode | undefined): KeyhopNode {
-  if (!node) throw new KeyhopError(ErrorCodes.NODE_NOT_RUNNING, 'node is not running');
-  return node;
 }

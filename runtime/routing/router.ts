@@ -228,7 +228,14 @@ export class Router {
     }
     const request = { message, from, to };
     const sender = this.mailboxes.get(from.key);
-    if (sender && !sender.outgoing(request)) {
+    if (!sender) {
+      // The sender stopped while its message was on the way (e.g. during transport resolution):
+      // nothing may leave a mailbox whose access control no longer exists.
+      this.drop('worker_stopped', from, message, to);
+      done?.();
+      throw new KeyhopError(ErrorCodes.WORKER_STOPPED, `sender ${from} is not running on node ${this.name}`);
+    }
+    if (!sender.outgoing(request)) {
       this.drop('outgoing_denied', from, message, to);
       done?.();
       return;

@@ -121,6 +121,18 @@ describe('keyhop CLI', () => {
     expect(after.every((n) => n.status === 'stopped')).toBe(true);
   });
 
+  it('answers over UDP from a node started with --udp-bind', async () => {
+    const port = await freePort();
+    const r = await keyhop(home, 'node', 'start', 'udpnode', '--udp-bind', `127.0.0.1:${port}`, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).udp.route).toBe(`2#127.0.0.1:${port}`);
+    const big = 'u'.repeat(3000); // several datagrams
+    const sent = await keyhop(home, 'message', 'send', big, '--to', `2#127.0.0.1:${port} => echo`);
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(sent.stdout.trim()).toBe(big);
+    await keyhop(home, 'node', 'stop', 'udpnode');
+  });
+
   it('re-registers a relay after the relay node is killed and comes back', async () => {
     const port = await freePort();
     const startRelay = () => {

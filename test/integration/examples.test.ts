@@ -1,16 +1,19 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseNodeConfig } from '../../runtime/node/config.js';
-import { readFileSync } from 'node:fs';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '../..');
 
 describe('examples run as written', () => {
   it('hello-relay.mjs', async () => {
-    const { stdout } = await run(process.execPath, ['examples/hello-relay.mjs'], { cwd: root, timeout: 20_000 });
+    const { stdout } = await run(process.execPath, ['examples/hello-relay.mjs'], {
+      cwd: root,
+      timeout: 20_000,
+    });
     expect(stdout).toContain('device reachable as 1#127.0.0.1:');
     expect(stdout).toContain('client got: hello through the relay');
   });

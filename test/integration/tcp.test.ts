@@ -94,7 +94,9 @@ describe('TCP transport on loopback', () => {
     const s = await rawClient(b.listener.address);
     const replies: Buffer[] = [];
     s.on('data', (d: Buffer) => replies.push(d));
-    const body = encodeCborFrame(Message.create(Route.of('echo'), enc.encode('raw hello'), Route.of('client')));
+    const body = encodeCborFrame(
+      Message.create(Route.of('echo'), enc.encode('raw hello'), Route.of('client')),
+    );
     s.write(Buffer.concat([Buffer.of(1), frame(body)]));
     await until(() => Buffer.concat(replies).length > 5);
     const all = Buffer.concat(replies);
@@ -133,7 +135,9 @@ describe('TCP transport on loopback', () => {
   it('drops messages from a connection to workers that were not exposed to it, and counts them', async () => {
     const b = await echoServer(['echo']);
     const secret: string[] = [];
-    await b.router.startWorker('secret', { handleMessage: (_c, m) => void secret.push(dec.decode(m.payload)) });
+    await b.router.startWorker('secret', {
+      handleMessage: (_c, m) => void secret.push(dec.decode(m.payload)),
+    });
     const a = await node('a');
     const ctx = await a.router.context();
     await ctx.send(Route.parse(`1#${b.listener.address} => secret`), enc.encode('let me in'));
@@ -189,7 +193,9 @@ describe('TCP transport on loopback', () => {
   it('fails a send to a port nobody listens on with CONNECT_FAILED', async () => {
     const a = await node('a');
     const ctx = await a.router.context();
-    const err = await ctx.send(Route.parse('1#127.0.0.1:1 => echo'), enc.encode('x')).catch((e: unknown) => e);
+    const err = await ctx
+      .send(Route.parse('1#127.0.0.1:1 => echo'), enc.encode('x'))
+      .catch((e: unknown) => e);
     expect(isKeyhopError(err, 'CONNECT_FAILED')).toBe(true);
   });
 

@@ -13,6 +13,7 @@ import { print } from '../output.js';
 interface StartOptions {
   config?: string;
   tcpListener?: string[];
+  udpBind?: string;
   relayService?: boolean;
   echo?: boolean;
   relayAt?: string;
@@ -49,6 +50,7 @@ async function effectiveConfig(name: string | undefined, o: StartOptions): Promi
   if (name) merged.name = name;
   if (o.tcpListener?.length)
     merged.tcpListeners = [...((raw.tcpListeners as unknown[]) ?? []), ...o.tcpListener];
+  if (o.udpBind) merged.udp = { bind: o.udpBind };
   const services = { ...((raw.services as Record<string, unknown>) ?? {}) };
   if (o.relayService) services.relay = true;
   if (o.echo === false) services.echo = false;
@@ -129,6 +131,8 @@ function describeNode(d: Record<string, unknown>): string {
   const lines = [`node ${d.name} (pid ${d.pid}, since ${d.startedAt})`];
   lines.push(`  services:   ${(d.services as string[]).join(', ') || '-'}`);
   for (const l of d.tcpListeners as { route: string }[]) lines.push(`  listener:   ${l.route}`);
+  const udp = d.udp as { route: string; peers: number } | null;
+  if (udp) lines.push(`  udp:        ${udp.route} (${udp.peers} peers)`);
   for (const c of d.tcpConnections as { peer: string; direction: string; sender: string }[]) {
     lines.push(`  connection: ${c.direction} ${c.peer} (route via ${c.sender})`);
   }
@@ -153,6 +157,7 @@ export function registerNodeCommands(program: Command): void {
     .argument('[name]', 'node name', undefined)
     .option('--config <file>', 'JSON node config (see docs/cli.md)')
     .option('--tcp-listener <host:port>', 'listen for TCP on host:port (repeatable)', collect)
+    .option('--udp-bind <host:port>', 'open a UDP socket on host:port (2#… routes)')
     .option('--relay-service', 'run the relay service (forwarding_service)')
     .option('--no-echo', 'do not run the echo service')
     .option('--relay-at <route>', 'register a relay for this node at the node at <route>')

@@ -3,6 +3,8 @@ import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { controlCall } from '../../node/control-client.js';
 import { KeyhopNode } from '../../node/node.js';
 import { keyhopHome, nodePaths } from '../../node/paths.js';
+import { TransportType } from '../../routing/address.js';
+import { Route } from '../../routing/route.js';
 import { print } from '../output.js';
 
 interface Common {
@@ -95,9 +97,14 @@ export function registerTransportCommands(program: Command): void {
         };
         reply = { payload: Buffer.from(r.payload, 'base64'), returnRoute: r.returnRoute };
       } else {
+        // A UDP route needs a local socket to send from (and to hear the answer on).
+        const head = Route.parse(o.to!).next!;
+        const udpBind =
+          head.type === TransportType.UDP ? (head.text.startsWith('[') ? '[::]:0' : '0.0.0.0:0') : undefined;
         const node = await KeyhopNode.start({
           name: 'cli',
           tcpListeners: [],
+          ...(udpBind ? { udp: { bind: udpBind, expose: [] } } : {}),
           services: { echo: false, relay: false },
           relays: [],
           log: { level: 'silent' },
