@@ -82,7 +82,35 @@ export class CborReader {
     return v;
   }
 
+  /**
+   * A definite-length byte string, returned as a view into the input, not a copy (cborg's
+   * tokenizer copies every byte string; for 16 KiB payloads that copy was measurable, see
+   * docs/performance.md). The header is read here with the same strictness: shortest form only,
+   * length checked against `maxLength` and against the input before anything else.
+   */
   bytesValue(maxLength: number): Uint8Array {
+    if (this.peeked) return this.copiedBytes(maxLength);
+    const data = this.bytes;
+    const pos = this.tokens.pos();
+    if (pos >= data.length) this.fail('truncated', 'DECODE_TRUNCATED');
+    const initial = data[pos]!;
+    if (initial >> 5 !== 2 || (initial & 31) > 27) return this.copiedBytes(maxLength);
+    const minor = initial & 31;
+    const width = minor < 24 ? 0 : 1 << (minor - 24);
+    if (pos + 1 + width > data.length) this.fail('truncated', 'DECODE_TRUNCATED');
+    let length = minor < 24 ? minor : 0;
+    for (let i = 0; i < width; i++) length = length * 256 + data[pos + 1 + i]!;
+    const minimum = width === 0 ? 0 : width === 1 ? 24 : 2 ** (8 * (width / 2));
+    if (width > 0 && length < minimum) this.fail('byte string length is not in shortest form');
+    if (length > maxLength)
+      this.fail(`byte string of ${length} bytes, more than ${maxLength}`, 'DECODE_LIMIT');
+    const start = pos + 1 + width;
+    if (start + length > data.length) this.fail('truncated', 'DECODE_TRUNCATED');
+    (this.tokens as unknown as { _pos: number })._pos = start + length;
+    return data.subarray(start, start + length);
+  }
+
+  private copiedBytes(maxLength: number): Uint8Array {
     const v = this.expect(Type.bytes, 'byte string').value as Uint8Array;
     if (v.length > maxLength)
       this.fail(`byte string of ${v.length} bytes, more than ${maxLength}`, 'DECODE_LIMIT');

@@ -24,8 +24,7 @@ export const MAX_ADDRESS_VALUE_BYTES = 1024;
 export class Address {
   readonly type: number;
   readonly value: Uint8Array;
-  /** Map key: the type and the exact value bytes. */
-  readonly key: string;
+  private cachedKey: string | undefined;
 
   constructor(type: number, value: Uint8Array | string) {
     if (!Number.isInteger(type) || type < 0 || type > 255) {
@@ -40,8 +39,13 @@ export class Address {
     }
     this.type = type;
     this.value = bytes;
+  }
+
+  /** Map key: the type and the exact value bytes (computed on first use: most decoded addresses never need one). */
+  get key(): string {
     // latin1 maps bytes to characters one to one, so two different values never share a key.
-    this.key = `${type}#${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')}`;
+    this.cachedKey ??= `${this.type}#${Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1')}`;
+    return this.cachedKey;
   }
 
   static local(name: string): Address {

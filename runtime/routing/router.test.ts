@@ -3,7 +3,7 @@ import { isKeyhopError } from '../errors.js';
 import { allowFrom, denyAll, flowControlled } from './access-control.js';
 import { Address } from './address.js';
 import type { Context } from './context.js';
-import type { Message } from './message.js';
+import { Message } from './message.js';
 import { Route } from './route.js';
 import { Router } from './router.js';
 
@@ -157,7 +157,12 @@ describe('Router', () => {
   it('stops workers on shutdown and refuses new ones', async () => {
     const router = new Router();
     let stopped = false;
-    await router.startWorker('w', { handleMessage: () => undefined, shutdown: () => void (stopped = true) });
+    await router.startWorker('w', {
+      handleMessage: () => undefined,
+      shutdown: () => {
+        stopped = true;
+      },
+    });
     await router.shutdown();
     expect(stopped).toBe(true);
     expect(router.workers()).toEqual([]);
@@ -176,5 +181,23 @@ describe('Router', () => {
     await app.send(Route.of('echo'), enc.encode('x'));
     await app.receive(1000);
     expect(events).toEqual(['n:app->echo', 'n:echo->app']);
+  });
+
+  it('calls done exactly once whether a message is handled, refused or undeliverable', async () => {
+    const router = new Router();
+    await router.startWorker('ok', { handleMessage: () => undefined });
+    await router.startWorker('closed', { handleMessage: () => undefined }, { incoming: denyAll });
+    await router.context('from');
+    const from = Address.local('from');
+    const counts: number[] = [];
+    for (const to of ['ok', 'closed', 'missing', '9#nowhere']) {
+      let n = 0;
+      await router
+        .send(from, Message.create(Route.of(to), new Uint8Array()), () => n++)
+        .catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 5));
+      counts.push(n);
+    }
+    expect(counts).toEqual([1, 1, 1, 1]);
   });
 });

@@ -31,6 +31,8 @@ export interface TraceEvent {
   message: Message;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 interface QueuedMessage {
   message: Message;
   done: (() => void) | undefined;
@@ -184,46 +186,63 @@ export class Router {
    * Route `message` from the mailbox at `from`. A non-local first address is first resolved by
    * its transport. Throws ADDRESS_UNKNOWN / TRANSPORT_UNKNOWN to the sender; messages refused by
    * access control are dropped and counted, like Ockam does, so a sender cannot probe for them.
-   * `done` runs once the destination worker has handled the message (or it was dropped).
+   * `done` runs exactly once: when the destination worker has handled the message, or when it was
+   * dropped or refused.
    */
-  async send(from: Address, message: Message, done?: () => void): Promise<void> {
-    if (this.stopping) {
+  send(from: Address, message: Message, done?: () => void): Promise<void> {
+    try {
+      if (this.stopping) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'router is shutting down');
+      const next = message.onward.next;
+      if (next === undefined) {
+        this.drop('empty_onward', from, message);
+        done?.();
+        return RESOLVED;
+      }
+      // Local next hop: delivered synchronously, no promise of its own (the hot path).
+      if (next.isLocal) {
+        this.deliver(from, next, message, done);
+        return RESOLVED;
+      }
+      return this.sendViaTransport(from, next, message, done);
+    } catch (e) {
       done?.();
-      throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'router is shutting down');
+      return Promise.reject(e);
     }
-    let next = message.onward.next;
-    if (next === undefined) {
-      this.drop('empty_onward', from, message);
-      done?.();
-      return;
-    }
-    let msg = message;
-    if (!next.isLocal) {
+  }
+
+  private async sendViaTransport(
+    from: Address,
+    next: Address,
+    message: Message,
+    done?: () => void,
+  ): Promise<void> {
+    try {
       const transport = this.transports.get(next.type);
       if (!transport) {
-        done?.();
         throw new KeyhopError(
           ErrorCodes.TRANSPORT_UNKNOWN,
           `no transport for address type ${next.type} (${next})`,
         );
       }
+      let local: Address;
       try {
-        next = await transport.resolve(next);
+        local = await transport.resolve(next);
       } catch (e) {
         this.drop('resolve_failed', from, message);
-        done?.();
         throw e;
       }
-      msg = message.withOnward(message.onward.replaceNext(next));
+      this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done);
+    } catch (e) {
+      done?.();
+      throw e;
     }
-    this.deliver(from, next, msg, done);
   }
 
+  /** Hands `message` to the mailbox at `to`. Throws (without calling `done`) if it cannot. */
   private deliver(from: Address, to: Address, message: Message, done: (() => void) | undefined): void {
     const dest = this.mailboxes.get(to.key);
     if (!dest) {
       this.metrics.dropped.unknown_address++;
-      done?.();
       throw new KeyhopError(ErrorCodes.ADDRESS_UNKNOWN, `no worker at ${to} on node ${this.name}`);
     }
     const request = { message, from, to };
@@ -232,7 +251,6 @@ export class Router {
       // The sender stopped while its message was on the way (e.g. during transport resolution):
       // nothing may leave a mailbox whose access control no longer exists.
       this.drop('worker_stopped', from, message, to);
-      done?.();
       throw new KeyhopError(ErrorCodes.WORKER_STOPPED, `sender ${from} is not running on node ${this.name}`);
     }
     if (!sender.outgoing(request)) {

@@ -296,3 +296,26 @@ describe('optional tracing element', () => {
     expect(m.payload.length).toBe(0);
   });
 });
+
+describe('encodeCborFrameHead', () => {
+  it.each([0, 1, 23, 24, 255, 256, 65_535, 65_536, 70_000])(
+    'head ‖ payload equals cborg encoding of the whole frame (payload %i bytes)',
+    async (n) => {
+      const { encode } = await import('cborg');
+      const { encodeCborFrameHead } = await import('./cbor-frame.js');
+      const payload = new Uint8Array(n).fill(7);
+      const m = Message.create(Route.parse('1#127.0.0.1:4000 => echo'), payload, Route.of('app'));
+      const expected = encode([
+        [
+          [1, new TextEncoder().encode('127.0.0.1:4000')],
+          [0, new TextEncoder().encode('echo')],
+        ],
+        [[0, new TextEncoder().encode('app')]],
+        payload,
+      ]);
+      const head = encodeCborFrameHead(m);
+      expect(hex(Buffer.concat([head, payload]))).toBe(hex(expected));
+      expect(hex(encodeCborFrame(m))).toBe(hex(expected));
+    },
+  );
+});

@@ -3,9 +3,9 @@ import { ErrorCodes, KeyhopError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { flowControlled } from '../../routing/access-control.js';
 import { Address } from '../../routing/address.js';
-import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame.js';
+import { decodeCborFrame, encodeCborFrameHead } from '../../routing/codec/cbor-frame.js';
 import type { FlowId } from '../../routing/flow-control.js';
-import type { Message } from '../../routing/message.js';
+import { type LocalInfo, Message } from '../../routing/message.js';
 import type { Router } from '../../routing/router.js';
 import { formatHostPort } from '../host-port.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
@@ -19,6 +19,11 @@ export interface TcpConnectionOptions {
   /** …and resume once no more than this many are. */
   lowWater: number;
 }
+
+/** Unsent bytes a connection buffers before its sender waits for the socket to drain. */
+const WRITE_BUFFER_LIMIT = 1024 * 1024;
+/** Bytes of small frames held back (within one tick) to leave in one system call. */
+const COALESCE_LIMIT = 64 * 1024;
 
 export type ConnectionDirection = 'outgoing' | 'incoming';
 
@@ -38,7 +43,15 @@ export class TcpConnection {
   readonly opened = Date.now();
   stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
   private readonly reader: FrameReader;
+  /** What every received message learns about where it came from (built once). */
+  private readonly localInfo: readonly LocalInfo[];
   private inFlight = 0;
+  private corked = false;
+  private readonly uncork = () => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  };
   private paused = false;
   private closedReason: string | undefined;
   private readonly closeListeners: ((reason: string) => void)[] = [];
@@ -61,6 +74,8 @@ export class TcpConnection {
     this.direction = direction;
     this.flow = flow;
     this.reader = new FrameReader(options.maxFrameBytes);
+    const info: TransportInfo = { transport: 'tcp', peer, sender: this.sender.toString() };
+    this.localInfo = [{ type: TRANSPORT_INFO, data: info }];
     this.ready = new Promise((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -135,10 +150,12 @@ export class TcpConnection {
       return;
     }
     if (message.onward.isEmpty) return; // Ockam's old heartbeat: silently ignored.
-    const info: TransportInfo = { transport: 'tcp', peer: this.peer, sender: this.sender.toString() };
-    const routed = message
-      .withReturn(message.returnRoute.prepend(this.sender))
-      .withLocalInfo({ type: TRANSPORT_INFO, data: info });
+    const routed = new Message(
+      message.onward,
+      message.returnRoute.prepend(this.sender),
+      message.payload,
+      this.localInfo,
+    );
     this.inFlight++;
     if (!this.paused && this.inFlight >= this.options.highWater) {
       this.paused = true;
@@ -168,19 +185,31 @@ export class TcpConnection {
     if (replyTo?.isLocal && this.router.isRegistered(replyTo)) {
       this.router.flowControls.addConsumer(this.flow, replyTo);
     }
-    const body = encodeCborFrame(message.withOnward(message.onward.step()));
-    if (body.length > this.options.maxFrameBytes) {
-      throw new KeyhopError(ErrorCodes.ENCODE_LIMIT, `frame of ${body.length} bytes exceeds the limit`);
+    const wire = message.withOnward(message.onward.step());
+    const head = encodeCborFrameHead(wire);
+    const length = head.length + wire.payload.length;
+    if (length > this.options.maxFrameBytes) {
+      throw new KeyhopError(ErrorCodes.ENCODE_LIMIT, `frame of ${length} bytes exceeds the limit`);
     }
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt32BE(body.length, 0);
+    const prefix = Buffer.allocUnsafe(4 + head.length);
+    prefix.writeUInt32BE(length, 0);
+    prefix.set(head, 4);
     this.stats.framesOut++;
-    this.stats.bytesOut += body.length + 4;
-    this.socket.cork();
-    this.socket.write(header);
-    const flushed = this.socket.write(body);
-    this.socket.uncork();
-    if (!flushed) await this.drained();
+    this.stats.bytesOut += length + 4;
+    // Frames written in the same tick leave together in one writev (the socket stays corked until
+    // the next tick, or until 64 KiB wait: large frames gain nothing from waiting). The payload is
+    // never copied into the frame.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(prefix);
+    if (wire.payload.length > 0) this.socket.write(wire.payload);
+    if (this.socket.writableLength >= COALESCE_LIMIT) this.uncork();
+    // Back-pressure: hold this mailbox (and so its senders) while too much is unsent. The bound is
+    // ours rather than the socket's 16 KiB high-water mark, which a single large frame exceeds.
+    if (this.socket.writableLength > WRITE_BUFFER_LIMIT) await this.drained();
   }
 
   private drained(): Promise<void> {
