@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf, hex, unhex } from '../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { BareReader, BareWriter, decodeBareString, encodeBareString } from './bare.js';
 
@@ -17,19 +18,7 @@ const wire = JSON.parse(
 ) as { uleb128: UlebVectors };
 const V = wire.uleb128;
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const unhex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 function readUleb(h: string): { value: bigint; pos: number } {
   const r = new BareReader(unhex(h), 'test');

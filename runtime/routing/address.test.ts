@@ -1,19 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf, hex } from '../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { Address, MAX_ADDRESS_VALUE_BYTES, TransportType } from './address.js';
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 describe('TransportType', () => {
   it('has the type bytes Ockam assigns', () => {

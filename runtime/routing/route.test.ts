@@ -1,18 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { Address } from './address.js';
 import { MAX_ROUTE_LENGTH, Route, toRoute } from './route.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 const texts = (r: Route) => r.addresses.map((a) => a.toString());
 const names = (n: number, p = 'w') => Array.from({ length: n }, (_, i) => `${p}${i}`);

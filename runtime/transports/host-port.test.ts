@@ -1,17 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { formatHostPort, parseHostPort } from './host-port.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 describe('parseHostPort', () => {
   it.each([

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { Address } from '../address.js';
 import { Message } from '../message.js';
@@ -32,19 +33,7 @@ const byId = (id: string) => {
   return v;
 };
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const unhex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
 const ascii = (s: string) => hex(new TextEncoder().encode(s));
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 const routeOf = (r: [number, string][]) => Route.from(r.map(([t, v]) => [t, v] as const));
 const messageOf = (m: VectorMessage) =>

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { Address } from '../address.js';
 import { Message } from '../message.js';
@@ -7,20 +8,8 @@ import { Route } from '../route.js';
 import { decodeCborFrame, encodeCborFrame } from './cbor-frame.js';
 import { MAX_MESSAGE_BYTES } from './limits.js';
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const unhex = (h: string) => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
 const ascii = (s: string) => hex(new TextEncoder().encode(s));
 const bytes = (s: string) => new TextEncoder().encode(s);
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 /** Independent reference encoder for the frame shape: shortest-form CBOR heads (RFC 8949 §4.2.1). */
 function head(major: number, n: number): string {

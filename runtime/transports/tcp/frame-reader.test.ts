@@ -1,20 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf, hex } from '../../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { FrameReader, TCP_PROTOCOL_VERSION } from './frame-reader.js';
 
 const MiB = 1024 * 1024;
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 function frame(body: Uint8Array): Buffer {
   const h = Buffer.alloc(4);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { encode } from 'cborg';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { codeOf, hex } from '../../../test/support/bytes.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import {
   decodeDatagram,
@@ -14,7 +15,6 @@ import {
   UDP_PROTOCOL_VERSION,
 } from './segmentation.js';
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 
 const wire = JSON.parse(
@@ -25,16 +25,6 @@ const wire = JSON.parse(
     max_size_case: { header_bytes: string; expected_length: number; bytes: string };
   };
 };
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KeyhopError);
-    return (e as KeyhopError).code;
-  }
-  throw new Error('expected a KeyhopError, nothing was thrown');
-}
 
 describe('UDP constants', () => {
   it('match Ockam', () => {
