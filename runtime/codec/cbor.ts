@@ -144,6 +144,30 @@ export class CborReader {
     return this.fail(`expected bool, found ${t.type.name}`);
   }
 
+  /** Byte offset of the next unread item. */
+  get position(): number {
+    if (this.peeked) throw new KeyhopError(ErrorCodes.DECODE_INVALID, `${this.what}: position after a peek`);
+    return this.tokens.pos();
+  }
+
+  /**
+   * Skips one complete item (nested arrays and maps included, at most `maxDepth` deep) and returns
+   * its encoded bytes, for structures that embed CBOR defined elsewhere.
+   */
+  rawItem(maxDepth = 16): Uint8Array {
+    const start = this.position;
+    this.skip(maxDepth);
+    return this.bytes.subarray(start, this.tokens.pos());
+  }
+
+  private skip(depth: number): void {
+    if (depth < 0) this.fail('nested too deeply', 'DECODE_LIMIT');
+    const t = this.next();
+    if (t.type === Type.array) for (let i = 0; i < (t.value as number); i++) this.skip(depth - 1);
+    else if (t.type === Type.map) for (let i = 0; i < 2 * (t.value as number); i++) this.skip(depth - 1);
+    else if (t.type === Type.tag) this.skip(depth - 1);
+  }
+
   get done(): boolean {
     return this.peeked === undefined && this.tokens.done();
   }
