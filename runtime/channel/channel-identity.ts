@@ -1,0 +1,49 @@
+import type { DhKey } from '../../vaults/vault.js';
+
+/** What a secure channel learned about the other end, once its handshake payload verified. */
+export interface PeerIdentity {
+  /** Ockam identifier, `I` + 64 hex characters. */
+  readonly identifier: string;
+  /** Attributes attested by a trusted authority's credential (empty without one). */
+  readonly attributes: Readonly<Record<string, string>>;
+  /** Unix seconds after which the attributes are no longer vouched for (undefined: none). */
+  readonly attributesExpireAt?: number;
+}
+
+/**
+ * The identity side of a channel end, kept apart from the channel mechanics: it supplies this
+ * end's X25519 static key and handshake payload, and verifies the peer's. The Ockam
+ * implementation (identity-payload.ts) carries CBOR IdentityAndCredentials.
+ */
+export interface ChannelIdentity {
+  readonly identifier: string;
+  /** The X25519 static key that this identity's purpose-key attestation vouches for. */
+  readonly staticKey: DhKey;
+  /** Payload of handshake message 2 (responder) or 3 (initiator). */
+  handshakePayload(): Uint8Array;
+  /**
+   * Verifies the peer's payload and that it vouches for `remoteStatic` (the Noise `rs`); throws a
+   * KeyhopError (IDENTITY_INVALID, CREDENTIAL_INVALID, ...) if not.
+   */
+  verifyPeer(payload: Uint8Array, remoteStatic: Uint8Array): Promise<PeerIdentity>;
+  /** Verifies credentials pushed in-channel (RefreshCredentials) for an already known peer. */
+  verifyRefresh?(
+    peer: PeerIdentity,
+    changeHistory: Uint8Array,
+    credentials: Uint8Array[],
+  ): Promise<PeerIdentity>;
+  /** This end's current credentials, to push in-channel when they were renewed. */
+  refreshPayload?(): { changeHistory: Uint8Array; credentials: Uint8Array[] } | undefined;
+}
+
+/** Decides whether a verified peer may have a channel at all. */
+export type TrustPolicy = (peer: PeerIdentity) => boolean | Promise<boolean>;
+
+/** Local info every message decrypted by a channel carries (never sent on the wire). */
+export const SECURE_CHANNEL_INFO = 'keyhop.secure_channel';
+
+export interface SecureChannelInfo {
+  readonly peer: PeerIdentity;
+  /** Local address of the channel's encryptor: where answers to the peer go. */
+  readonly encryptor: string;
+}

@@ -1,0 +1,350 @@
+import type { CryptoProvider } from '../../vaults/provider.js';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { denyAll, flowControlled } from '../routing/access-control.js';
+import { Address } from '../routing/address.js';
+import type { Context } from '../routing/context.js';
+import type { FlowId } from '../routing/flow-control.js';
+import { Message } from '../routing/message.js';
+import { Route } from '../routing/route.js';
+import type { Router } from '../routing/router.js';
+import type { Worker } from '../routing/worker.js';
+import {
+  type ChannelIdentity,
+  type PeerIdentity,
+  SECURE_CHANNEL_INFO,
+  type SecureChannelInfo,
+  type TrustPolicy,
+} from './channel-identity.js';
+import { DataDecryptor, DataEncryptor } from './data-cipher.js';
+import { decodeChannelMessage, encodeChannelMessage } from './messages.js';
+import type { HandshakeState } from './noise/handshake-state.js';
+import { ockamHandshake, ockamSplit } from './ockam-xx.js';
+
+export interface ChannelSettings {
+  provider: CryptoProvider;
+  identity: ChannelIdentity;
+  trustPolicy: TrustPolicy;
+  handshakeTimeoutMs: number;
+  log: Logger;
+}
+
+export type ChannelState = 'handshake' | 'open' | 'closed';
+
+/** Why a message that reached a channel end was dropped instead of delivered. */
+export type ChannelDropReason =
+  | 'truncated'
+  | 'replayed_or_stale'
+  | 'tampered'
+  | 'undecodable'
+  | 'not_open'
+  | 'undeliverable'
+  | 'empty_route';
+
+/**
+ * One end of an Ockam secure channel. Three local addresses:
+ * - `remote` receives handshake messages and ciphertext from the network (Ockam's decryptor_remote);
+ * - `encryptor` is where local workers send: `[encryptor, …rest]` arrives at the other end as `[…rest]`;
+ * - `internal` is the sender of decrypted messages, flow-controlled: only workers exposed to this
+ *   channel (or to the listener that spawned it), or that sent through it, receive them.
+ */
+export class SecureChannelEnd implements Worker {
+  readonly remote = Address.random('sc_remote_');
+  readonly encryptor = Address.random('sc_encryptor_');
+  readonly internal = Address.random('sc_internal_');
+  readonly createdAt = Date.now();
+  state: ChannelState = 'handshake';
+  peer: PeerIdentity | undefined;
+  /** Where ciphertext goes: the return route of the peer's latest authenticated message. */
+  remoteRoute: Route = Route.EMPTY;
+  readonly stats = {
+    sent: 0,
+    received: 0,
+    dropped: {
+      truncated: 0,
+      replayed_or_stale: 0,
+      tampered: 0,
+      undecodable: 0,
+      not_open: 0,
+      undeliverable: 0,
+      empty_route: 0,
+    } satisfies Record<ChannelDropReason, number>,
+  };
+  private hs: HandshakeState | undefined;
+  private encryptorState: DataEncryptor | undefined;
+  private decryptorState: DataDecryptor | undefined;
+  private highestNonce = -1n;
+  private timer: NodeJS.Timeout | undefined;
+  private ctx: Context | undefined;
+  private readonly opened: Promise<void>;
+  private resolveOpened!: () => void;
+  private rejectOpened!: (e: KeyhopError) => void;
+  private readonly closeListeners: (() => void)[] = [];
+
+  constructor(
+    private readonly router: Router,
+    readonly initiator: boolean,
+    readonly flow: FlowId,
+    private readonly settings: ChannelSettings,
+  ) {
+    this.opened = new Promise((resolve, reject) => {
+      this.resolveOpened = resolve;
+      this.rejectOpened = reject;
+    });
+    this.opened.catch(() => undefined);
+    this.hs = ockamHandshake(settings.provider, initiator, settings.identity.staticKey);
+  }
+
+  /** Registers the workers and arms the handshake timeout. */
+  async start(): Promise<void> {
+    this.ctx = await this.router.startWorker([this.remote, this.encryptor], this);
+    await this.router.startWorker(
+      this.internal,
+      { handleMessage: () => undefined },
+      { incoming: denyAll, outgoing: flowControlled(this.router.flowControls, this.flow) },
+    );
+    this.timer = setTimeout(
+      () =>
+        this.fail(
+          new KeyhopError(
+            ErrorCodes.HANDSHAKE_TIMEOUT,
+            `handshake not complete within ${this.settings.handshakeTimeoutMs} ms`,
+          ),
+        ),
+      this.settings.handshakeTimeoutMs,
+    );
+    this.timer.unref();
+  }
+
+  /** Initiator: sends message 1 along `route` (to a listener) and waits until the channel is open. */
+  async initiate(route: Route): Promise<void> {
+    const m1 = this.hs!.writeMessage();
+    await this.ctx!.send(route, m1);
+    await this.opened;
+  }
+
+  /** Resolves when the channel is open; rejects with the handshake's failure. */
+  whenOpen(): Promise<void> {
+    return this.opened;
+  }
+
+  onClose(listener: () => void): void {
+    if (this.state === 'closed') listener();
+    else this.closeListeners.push(listener);
+  }
+
+  async handleMessage(ctx: Context, message: Message): Promise<void> {
+    if (message.onward.next?.equals(this.encryptor)) await this.encryptAndSend(ctx, message);
+    else await this.fromRemote(ctx, message);
+  }
+
+  /** Responder: message 1 as handed over by the listener. */
+  async acceptFirst(message: Message): Promise<void> {
+    await this.fromRemote(this.ctx!, message);
+  }
+
+  private async fromRemote(ctx: Context, message: Message): Promise<void> {
+    if (this.state === 'open') return this.decryptAndDeliver(message);
+    if (this.state === 'closed') return;
+    try {
+      await this.handshakeStep(ctx, message);
+    } catch (e) {
+      this.fail(
+        e instanceof KeyhopError ? e : new KeyhopError(ErrorCodes.HANDSHAKE_FAILED, String(e), { cause: e }),
+      );
+    }
+  }
+
+  private async handshakeStep(ctx: Context, message: Message): Promise<void> {
+    const hs = this.hs!;
+    const index = hs.messageIndex;
+    if (!this.initiator && index === 0) {
+      hs.readMessage(message.payload);
+      this.remoteRoute = message.returnRoute;
+      await ctx.send(this.remoteRoute, hs.writeMessage(this.settings.identity.handshakePayload()));
+      return;
+    }
+    const payload = hs.readMessage(message.payload);
+    const peer = await this.settings.identity.verifyPeer(payload, hs.remoteStaticPublicKey!);
+    if (!(await this.settings.trustPolicy(peer))) {
+      throw new KeyhopError(
+        ErrorCodes.TRUST_REFUSED,
+        `peer ${peer.identifier} is not trusted by this channel's policy`,
+      );
+    }
+    this.peer = peer;
+    this.remoteRoute = message.returnRoute;
+    if (this.initiator)
+      await ctx.send(this.remoteRoute, hs.writeMessage(this.settings.identity.handshakePayload()));
+    const keys = ockamSplit(hs, this.initiator);
+    this.hs = undefined;
+    this.encryptorState = new DataEncryptor(this.settings.provider, keys.encrypt);
+    this.decryptorState = new DataDecryptor(this.settings.provider, keys.decrypt);
+    this.state = 'open';
+    clearTimeout(this.timer);
+    this.settings.log.info(
+      { encryptor: this.encryptor.toString(), peer: peer.identifier, initiator: this.initiator },
+      'secure channel open',
+    );
+    this.resolveOpened();
+  }
+
+  private async decryptAndDeliver(message: Message): Promise<void> {
+    let plaintext: Uint8Array;
+    let nonce: bigint;
+    try {
+      ({ plaintext, nonce } = this.decryptorState!.decrypt(message.payload));
+    } catch (e) {
+      const code = (e as KeyhopError).code;
+      this.drop(
+        code === 'DECODE_TRUNCATED'
+          ? 'truncated'
+          : code === 'NONCE_REJECTED'
+            ? 'replayed_or_stale'
+            : 'tampered',
+        e,
+      );
+      return;
+    }
+    let m: ReturnType<typeof decodeChannelMessage>;
+    try {
+      m = decodeChannelMessage(plaintext);
+    } catch (e) {
+      this.drop('undecodable', e);
+      return;
+    }
+    // Roaming: the responder follows the newest authenticated message's way back.
+    if (nonce > this.highestNonce) {
+      this.highestNonce = nonce;
+      if (!this.initiator) this.remoteRoute = message.returnRoute;
+    }
+    this.stats.received++;
+    switch (m.kind) {
+      case 'payload': {
+        if (m.onward.isEmpty) {
+          this.drop('empty_route');
+          return;
+        }
+        const info: SecureChannelInfo = { peer: this.peer!, encryptor: this.encryptor.toString() };
+        const inner = new Message(m.onward, m.returnRoute.prepend(this.encryptor), m.payload, [
+          { type: SECURE_CHANNEL_INFO, data: info },
+        ]);
+        await this.router.send(this.internal, inner).catch((e: unknown) => this.drop('undeliverable', e));
+        return;
+      }
+      case 'refresh_credentials': {
+        const verify = this.settings.identity.verifyRefresh;
+        if (!verify) return;
+        try {
+          this.peer = await verify.call(this.settings.identity, this.peer!, m.changeHistory, m.credentials);
+          this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
+        } catch (e) {
+          this.settings.log.warn(
+            { peer: this.peer?.identifier, err: String(e) },
+            'refreshed credentials rejected',
+          );
+        }
+        return;
+      }
+      case 'close':
+        this.settings.log.info({ encryptor: this.encryptor.toString() }, 'peer closed the secure channel');
+        await this.stop();
+        return;
+    }
+  }
+
+  private async encryptAndSend(ctx: Context, message: Message): Promise<void> {
+    if (this.state !== 'open') {
+      this.drop('not_open');
+      throw new KeyhopError(ErrorCodes.CHANNEL_CLOSED, `secure channel ${this.encryptor} is ${this.state}`);
+    }
+    // Whoever sends through the channel may receive the answers that come back through it.
+    const replyTo = message.returnRoute.next;
+    if (replyTo?.isLocal && this.router.isRegistered(replyTo))
+      this.router.flowControls.addConsumer(this.flow, replyTo);
+    await this.sendEncrypted(
+      ctx,
+      encodeChannelMessage({
+        kind: 'payload',
+        onward: message.onward.step(),
+        returnRoute: message.returnRoute,
+        payload: message.payload,
+      }),
+    );
+  }
+
+  private async sendEncrypted(ctx: Context, plaintext: Uint8Array): Promise<void> {
+    const wire = this.encryptorState!.encrypt(plaintext);
+    this.stats.sent++;
+    await ctx.send(this.remoteRoute, wire);
+  }
+
+  /** Pushes renewed credentials to the peer (RefreshCredentials). */
+  async refreshCredentials(): Promise<void> {
+    const refresh = this.settings.identity.refreshPayload?.();
+    if (!refresh || this.state !== 'open') return;
+    await this.sendEncrypted(this.ctx!, encodeChannelMessage({ kind: 'refresh_credentials', ...refresh }));
+  }
+
+  private drop(reason: ChannelDropReason, e?: unknown): void {
+    this.stats.dropped[reason]++;
+    this.settings.log.debug(
+      { encryptor: this.encryptor.toString(), reason, err: e === undefined ? undefined : String(e) },
+      'secure channel message dropped',
+    );
+  }
+
+  private fail(e: KeyhopError): void {
+    if (this.state !== 'handshake') return;
+    this.settings.log.warn(
+      { remote: this.remote.toString(), initiator: this.initiator, code: e.code, reason: e.message },
+      'secure channel handshake failed',
+    );
+    this.rejectOpened(e);
+    void this.stop();
+  }
+
+  /** Closes this end: tells the peer (if open), then stops the workers. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'open') {
+      try {
+        await this.sendEncrypted(this.ctx!, encodeChannelMessage({ kind: 'close' }));
+      } catch (e) {
+        this.settings.log.debug({ err: String(e) }, 'could not send Close');
+      }
+    }
+    await this.stop();
+  }
+
+  private async stop(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'handshake') {
+      this.rejectOpened(
+        new KeyhopError(ErrorCodes.CHANNEL_CLOSED, 'secure channel closed during its handshake'),
+      );
+    }
+    this.state = 'closed';
+    clearTimeout(this.timer);
+    this.hs = undefined;
+    this.encryptorState = undefined;
+    this.decryptorState = undefined;
+    await this.router.stopWorker(this.remote);
+    await this.router.stopWorker(this.internal);
+    this.router.flowControls.remove(this.flow);
+    for (const l of this.closeListeners.splice(0)) l();
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      encryptor: this.encryptor.toString(),
+      remote: this.remote.toString(),
+      role: this.initiator ? 'initiator' : 'responder',
+      state: this.state,
+      peer: this.peer?.identifier ?? null,
+      attributes: this.peer?.attributes ?? {},
+      remoteRoute: this.remoteRoute.toString(),
+      createdAt: new Date(this.createdAt).toISOString(),
+      ...this.stats,
+    };
+  }
+}

@@ -1,0 +1,167 @@
+import type { CryptoProvider } from '../../vaults/provider.js';
+import { nodeCrypto } from '../../vaults/software/node-provider.js';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+import { type Logger, silentLogger } from '../log.js';
+import { Address, type AddressLike } from '../routing/address.js';
+import type { Context } from '../routing/context.js';
+import type { FlowId } from '../routing/flow-control.js';
+import type { Message } from '../routing/message.js';
+import { type RouteLike, toRoute } from '../routing/route.js';
+import type { Router } from '../routing/router.js';
+import type { ChannelIdentity, TrustPolicy } from './channel-identity.js';
+import { type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
+
+/** Ockam nodes listen for secure channels at `api`. */
+export const DEFAULT_LISTENER = 'api';
+const trustEveryone: TrustPolicy = () => true;
+
+export interface SecureChannelsOptions {
+  identity: ChannelIdentity;
+  provider?: CryptoProvider;
+  log?: Logger;
+  handshakeTimeoutMs?: number;
+}
+
+export interface ListenerOptions {
+  /** Which verified peers may open a channel. Default: every peer with a valid identity. */
+  trustPolicy?: TrustPolicy;
+  /** Local workers that messages arriving through channels of this listener may reach. */
+  expose?: AddressLike[];
+  /** Handshakes in progress at once; further first messages are dropped. */
+  maxPendingHandshakes?: number;
+}
+
+export interface SecureChannelListener {
+  readonly address: Address;
+  readonly flow: FlowId;
+  expose(address: AddressLike): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Secure channels of one node and identity: listeners that answer handshakes, and channels this
+ * node initiates. Any route works underneath: direct TCP, relays, UDP, another secure channel.
+ */
+export class SecureChannels {
+  private readonly channels = new Map<string, SecureChannelEnd>();
+  private readonly listenerMap = new Map<string, SecureChannelListener>();
+  private readonly provider: CryptoProvider;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly router: Router,
+    private readonly options: SecureChannelsOptions,
+  ) {
+    this.provider = options.provider ?? nodeCrypto;
+    this.log = (options.log ?? router.log ?? silentLogger).child({ component: 'secure-channel' });
+    this.timeoutMs = options.handshakeTimeoutMs ?? 30_000;
+  }
+
+  get identity(): ChannelIdentity {
+    return this.options.identity;
+  }
+
+  private settings(trustPolicy: TrustPolicy): ChannelSettings {
+    return {
+      provider: this.provider,
+      identity: this.options.identity,
+      trustPolicy,
+      handshakeTimeoutMs: this.timeoutMs,
+      log: this.log,
+    };
+  }
+
+  private track(end: SecureChannelEnd): void {
+    this.channels.set(end.encryptor.key, end);
+    end.onClose(() => this.channels.delete(end.encryptor.key));
+  }
+
+  /** Opens a channel to the listener at `route` (e.g. `1#host:port => api`). */
+  async create(route: RouteLike, options: { trustPolicy?: TrustPolicy } = {}): Promise<SecureChannelEnd> {
+    const fc = this.router.flowControls;
+    const end = new SecureChannelEnd(
+      this.router,
+      true,
+      fc.create(),
+      this.settings(options.trustPolicy ?? trustEveryone),
+    );
+    await end.start();
+    this.track(end);
+    await end.initiate(toRoute(route));
+    return end;
+  }
+
+  async createListener(
+    address: AddressLike = DEFAULT_LISTENER,
+    options: ListenerOptions = {},
+  ): Promise<SecureChannelListener> {
+    const listenerAddress = Address.from(address);
+    const fc = this.router.flowControls;
+    const flow = fc.create();
+    for (const a of options.expose ?? []) fc.addConsumer(flow, Address.from(a));
+    const settings = this.settings(options.trustPolicy ?? trustEveryone);
+    const maxPending = options.maxPendingHandshakes ?? 1024;
+    let pending = 0;
+    const router = this.router;
+    const log = this.log;
+    const track = (end: SecureChannelEnd) => this.track(end);
+    await router.startWorker(listenerAddress, {
+      async handleMessage(ctx: Context, message: Message): Promise<void> {
+        if (pending >= maxPending) {
+          log.warn(
+            { listener: listenerAddress.toString() },
+            'too many handshakes in progress; first message dropped',
+          );
+          return;
+        }
+        const end = new SecureChannelEnd(router, false, fc.create(flow), settings);
+        await end.start();
+        // The new channel's network address is reachable from wherever the listener is.
+        fc.copyConsumer(ctx.address, end.remote);
+        track(end);
+        pending++;
+        end.whenOpen().then(
+          () => pending--,
+          () => pending--,
+        );
+        await end.acceptFirst(message);
+      },
+    });
+    const listener: SecureChannelListener = {
+      address: listenerAddress,
+      flow,
+      expose: (a) => fc.addConsumer(flow, Address.from(a)),
+      close: async () => {
+        this.listenerMap.delete(listenerAddress.key);
+        await router.stopWorker(listenerAddress);
+      },
+    };
+    this.listenerMap.set(listenerAddress.key, listener);
+    return listener;
+  }
+
+  listeners(): SecureChannelListener[] {
+    return [...this.listenerMap.values()];
+  }
+
+  list(): SecureChannelEnd[] {
+    return [...this.channels.values()];
+  }
+
+  get(encryptor: AddressLike): SecureChannelEnd {
+    const end = this.channels.get(Address.from(encryptor).key);
+    if (!end)
+      throw new KeyhopError(ErrorCodes.ADDRESS_UNKNOWN, `no secure channel with encryptor ${encryptor}`);
+    return end;
+  }
+
+  async close(encryptor: AddressLike): Promise<void> {
+    await this.get(encryptor).close();
+  }
+
+  async shutdown(): Promise<void> {
+    for (const end of [...this.channels.values()]) await end.close();
+    for (const l of [...this.listenerMap.values()]) await l.close();
+  }
+}
