@@ -35,13 +35,28 @@ export interface CryptoProvider {
   /** Diffie-Hellman: X25519 (32-byte keys) or X448 (56-byte keys), RFC 7748. */
   dhGenerate(name: DhName): KeyPair;
   dhPublicKey(name: DhName, privateKey: Uint8Array): Uint8Array;
-  /** The raw shared secret. Callers that need contributory behaviour reject an all-zero result. */
+  /**
+   * The shared secret. A low-order peer key, whose result would be all zeros, is refused with
+   * KEY_INVALID by both providers (OpenSSL and noble refuse to produce it).
+   */
   dh(name: DhName, privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array;
 
   /** AEAD with a 32-byte key and a 12-byte nonce; returns ciphertext ‖ 16-byte tag. */
-  aeadEncrypt(name: CipherName, key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  aeadEncrypt(
+    name: CipherName,
+    key: Uint8Array,
+    nonce: Uint8Array,
+    ad: Uint8Array,
+    plaintext: Uint8Array,
+  ): Uint8Array;
   /** Inverse of aeadEncrypt; throws AEAD_FAILED when the tag does not verify. */
-  aeadDecrypt(name: CipherName, key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array;
+  aeadDecrypt(
+    name: CipherName,
+    key: Uint8Array,
+    nonce: Uint8Array,
+    ad: Uint8Array,
+    ciphertext: Uint8Array,
+  ): Uint8Array;
 
   /**
    * Signatures. Ed25519: 32-byte private seed, 32-byte public key, signs `message` itself.
