@@ -385,7 +385,7 @@ describe('DirectoryKeyStore', () => {
   it('refuses unusable configurations with CONFIG_INVALID (or KEY_STORE_IO when the file system refuses)', async () => {
     const file = join(dir, 'a-file');
     await writeFile(file, 'x');
-    expect((await failure(DirectoryKeyStore.open(file))).code).toBe('CONFIG_INVALID');
+    expect((await failure(DirectoryKeyStore.open(file))).code).toBe('KEY_STORE_IO');
     expect((await failure(DirectoryKeyStore.open(join(file, 'sub')))).code).toBe('KEY_STORE_IO');
     expect((await failure(DirectoryKeyStore.open(dir, { passphrase: '' }))).code).toBe('CONFIG_INVALID');
     for (const scrypt of [{ N: 1000 }, { N: 2 ** 24 }, { r: 0 }, { p: 17 }, { N: 1.5 }]) {
