@@ -1,13 +1,14 @@
 import type { DhKey } from '../../vaults/vault.js';
+import type { VerifiedCredential } from '../identity/credentials.js';
 
 /** What a secure channel learned about the other end, once its handshake payload verified. */
 export interface PeerIdentity {
   /** Ockam identifier, `I` + 64 hex characters. */
   readonly identifier: string;
-  /** Attributes attested by a trusted authority's credential (empty without one). */
+  /** Credentials the peer presented that verified against this node's trusted authorities. */
+  readonly credentials?: readonly VerifiedCredential[];
+  /** Text attributes of those credentials (later credentials win on a repeated key). */
   readonly attributes: Readonly<Record<string, string>>;
-  /** Unix seconds after which the attributes are no longer vouched for (undefined: none). */
-  readonly attributesExpireAt?: number;
 }
 
 /**

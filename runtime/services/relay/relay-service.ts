@@ -77,8 +77,8 @@ export class RelayService implements Worker {
     const relay = new Relay(name, message.returnRoute);
     const address = Address.local(name);
     this.relays.set(name, relay);
-    // A relay may receive whatever its service may: it inherits the service's exposure.
-    this.router.flowControls.copyConsumer(ctx.address, address);
+    // A relay may receive from wherever the service address it was registered through may.
+    this.router.flowControls.copyConsumer(to ?? ctx.address, address);
     try {
       await this.router.startWorker(address, relay);
     } catch (e) {

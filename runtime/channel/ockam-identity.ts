@@ -1,0 +1,182 @@
+import type { DhKey, SecureChannelVault, SignatureVerifier } from '../../vaults/vault.js';
+import { CborReader } from '../codec/cbor.js';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+import { CborWriter } from '../identity/cbor-writer.js';
+import type { Clock } from '../identity/clock.js';
+import { type VerifiedCredential, verifyCredential } from '../identity/credentials.js';
+import { Identity, type LocalIdentity } from '../identity/identity.js';
+import {
+  type CredentialAndPurposeKey,
+  type PurposeKeyAttestation,
+  readChangeHistory,
+  readCredentialAndPurposeKey,
+  readPurposeKeyAttestation,
+  writeChange,
+  writeCredentialAndPurposeKey,
+  writePurposeKeyAttestation,
+} from '../identity/models.js';
+import { attestSecureChannelKey, verifySecureChannelKey } from '../identity/purpose-keys.js';
+import { type Logger, silentLogger } from '../log.js';
+import type { ChannelIdentity, PeerIdentity } from './channel-identity.js';
+
+/** Most credentials a peer may present in one handshake. */
+const MAX_CREDENTIALS = 8;
+
+export interface OckamChannelIdentityOptions {
+  local: LocalIdentity;
+  /** Where the X25519 static key lives (the software vault on every board). */
+  secureChannelVault: SecureChannelVault;
+  verifier: SignatureVerifier;
+  clock: Clock;
+  /** This identity's own credentials, presented in the handshake. */
+  credentials?: CredentialAndPurposeKey[];
+  /** Authorities whose credentials about peers are believed. */
+  authorities?: Identity[];
+  log?: Logger;
+}
+
+/**
+ * The Ockam handshake payload (ockam.md §3.3): CBOR
+ * `IdentityAndCredentials [change_history, purpose_key_attestation, [CredentialAndPurposeKey…]]`.
+ * The attestation binds the X25519 static key that Noise proves possession of to the identity;
+ * there is no signature over the handshake hash.
+ */
+export class OckamChannelIdentity implements ChannelIdentity {
+  private payload: Uint8Array;
+  private readonly log: Logger;
+
+  private constructor(
+    readonly staticKey: DhKey,
+    private readonly attestation: PurposeKeyAttestation,
+    private readonly options: OckamChannelIdentityOptions,
+  ) {
+    this.log = options.log ?? silentLogger;
+    this.payload = this.encodePayload();
+  }
+
+  /** Generates an X25519 static key in the vault and attests it with the identity's primary key. */
+  static async create(options: OckamChannelIdentityOptions): Promise<OckamChannelIdentity> {
+    const keyId = await options.secureChannelVault.generateStaticX25519();
+    const staticKey = await options.secureChannelVault.staticX25519(keyId);
+    const attestation = await attestSecureChannelKey(options.local, staticKey.publicKey, {
+      verifier: options.verifier,
+      clock: options.clock,
+    });
+    return new OckamChannelIdentity(staticKey, attestation, options);
+  }
+
+  get identifier(): string {
+    return this.options.local.identity.identifier.toString();
+  }
+
+  handshakePayload(): Uint8Array {
+    return this.payload;
+  }
+
+  /** Replaces the credentials presented from now on (push them to open channels with refreshCredentials). */
+  setCredentials(credentials: CredentialAndPurposeKey[]): void {
+    this.options.credentials = credentials;
+    this.payload = this.encodePayload();
+  }
+
+  private encodePayload(): Uint8Array {
+    const w = new CborWriter();
+    w.array(3);
+    this.writeHistory(w);
+    writePurposeKeyAttestation(w, this.attestation);
+    this.writeCredentials(w);
+    return w.finish();
+  }
+
+  private writeHistory(w: CborWriter): void {
+    const changes = this.options.local.identity.changes;
+    w.array(changes.length);
+    for (const c of changes) writeChange(w, c.change);
+  }
+
+  private writeCredentials(w: CborWriter): void {
+    const credentials = this.options.credentials ?? [];
+    w.array(credentials.length);
+    for (const c of credentials) writeCredentialAndPurposeKey(w, c);
+  }
+
+  async verifyPeer(payload: Uint8Array, remoteStatic: Uint8Array): Promise<PeerIdentity> {
+    const r = new CborReader(payload, 'IdentityAndCredentials');
+    r.array(3, 3);
+    const changes = readChangeHistory(r);
+    const attestation = readPurposeKeyAttestation(r, 'IdentityAndCredentials attestation');
+    const n = r.array(MAX_CREDENTIALS);
+    const presented: CredentialAndPurposeKey[] = [];
+    for (let i = 0; i < n; i++) presented.push(readCredentialAndPurposeKey(r));
+    r.end();
+    const { verifier, clock } = this.options;
+    const identity = Identity.verify(changes, { verifier, clock });
+    verifySecureChannelKey(attestation, remoteStatic, { identity, verifier, clock });
+    return this.peerWith(identity, presented);
+  }
+
+  private peerWith(identity: Identity, presented: CredentialAndPurposeKey[]): PeerIdentity {
+    const { verifier, clock } = this.options;
+    const credentials: VerifiedCredential[] = [];
+    for (const c of presented) {
+      try {
+        credentials.push(
+          verifyCredential(c, {
+            authorities: this.options.authorities ?? [],
+            subject: identity.identifier,
+            verifier,
+            clock,
+          }),
+        );
+      } catch (e) {
+        // As in Ockam: a credential that does not verify is logged, and the peer simply has no attributes from it.
+        this.log.info(
+          { peer: identity.identifier.toString(), err: String(e) },
+          'peer credential not accepted',
+        );
+      }
+    }
+    const attributes: Record<string, string> = {};
+    for (const c of credentials) for (const [k, v] of c.attributesText) attributes[k] = v;
+    return { identifier: identity.identifier.toString(), credentials, attributes };
+  }
+
+  async verifyRefresh(
+    peer: PeerIdentity,
+    changeHistory: Uint8Array,
+    credentials: Uint8Array[],
+  ): Promise<PeerIdentity> {
+    const { verifier, clock } = this.options;
+    const r = new CborReader(changeHistory, 'RefreshCredentials change history');
+    const identity = Identity.verify(readChangeHistory(r), {
+      verifier,
+      clock,
+      expectedIdentifier: peer.identifier,
+    });
+    r.end();
+    if (credentials.length > MAX_CREDENTIALS) {
+      throw new KeyhopError(
+        ErrorCodes.DECODE_LIMIT,
+        `RefreshCredentials: more than ${MAX_CREDENTIALS} credentials`,
+      );
+    }
+    const presented = credentials.map((c) => {
+      const cr = new CborReader(c, 'RefreshCredentials credential');
+      const v = readCredentialAndPurposeKey(cr);
+      cr.end();
+      return v;
+    });
+    return this.peerWith(identity, presented);
+  }
+
+  refreshPayload(): { changeHistory: Uint8Array; credentials: Uint8Array[] } {
+    const h = new CborWriter();
+    this.writeHistory(h);
+    const credentials = (this.options.credentials ?? []).map((c) => {
+      const w = new CborWriter();
+      writeCredentialAndPurposeKey(w, c);
+      return w.finish();
+    });
+    return { changeHistory: h.finish(), credentials };
+  }
+}
