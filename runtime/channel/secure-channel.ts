@@ -229,7 +229,9 @@ export class SecureChannelEnd implements Worker {
         const inner = new Message(m.onward, m.returnRoute.prepend(this.encryptor), m.payload, [
           { type: SECURE_CHANNEL_INFO, data: info },
         ]);
-        await this.router.send(this.internal, inner).catch((e: unknown) => this.drop('undeliverable', e));
+        // Wait until the destination handled it: a slow consumer holds this channel end, and so
+        // the connection it reads from (back-pressure across the channel).
+        await this.sendAndWait(this.internal, inner).catch((e: unknown) => this.drop('undeliverable', e));
         return;
       }
       case 'refresh_credentials': {
@@ -273,10 +275,19 @@ export class SecureChannelEnd implements Worker {
     );
   }
 
-  private async sendEncrypted(ctx: Context, plaintext: Uint8Array): Promise<void> {
+  private async sendEncrypted(_ctx: Context, plaintext: Uint8Array): Promise<void> {
     const wire = this.encryptorState!.encrypt(plaintext);
     this.stats.sent++;
-    await ctx.send(this.remoteRoute, wire);
+    await this.sendAndWait(this.remote, new Message(this.remoteRoute, Route.of(this.remote), wire));
+  }
+
+  /** Routes `message` and resolves once the next hop has handled it (or it was dropped). */
+  private sendAndWait(from: Address, message: Message): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.router
+        .send(from, message, (e) => (e === undefined ? resolve() : reject(e)))
+        .catch(() => undefined);
+    });
   }
 
   /** Pushes renewed credentials to the peer (RefreshCredentials). */

@@ -8,8 +8,35 @@ describe('parseNodeConfig', () => {
       tcpListeners: [],
       services: { echo: true, relay: false },
       relays: [],
+      secureChannel: { listener: true, address: 'api', authorities: [] },
+      outlets: [],
+      inlets: [],
       log: { level: 'info' },
     });
+  });
+
+  it('reads identity, secure channel, outlets and inlets', () => {
+    const c = parseNodeConfig({
+      name: 'gw',
+      identity: 'gateway',
+      secureChannel: { expose: ['outlet'], policy: '(= subject.role "device")', authorities: ['ca'] },
+      outlets: [{ target: '127.0.0.1:8080', policy: 'role_admin' }],
+      inlets: [{ bind: '127.0.0.1:9000', to: '1#hub:4000 => forward_to_gw => api' }],
+    });
+    expect(c.identity).toBe('gateway');
+    expect(c.secureChannel).toEqual({
+      listener: true,
+      address: 'api',
+      expose: ['outlet'],
+      policy: '(= subject.role "device")',
+      authorities: ['ca'],
+    });
+    expect(c.outlets).toEqual([{ target: '127.0.0.1:8080', policy: 'role_admin' }]);
+    expect(c.inlets).toEqual([{ bind: '127.0.0.1:9000', to: '1#hub:4000 => forward_to_gw => api' }]);
+    expect(() => parseNodeConfig({ name: 'n', outlets: [{ address: 'x' }] })).toThrow(/needs a "target"/);
+    expect(() => parseNodeConfig({ name: 'n', secureChannel: { listner: true } })).toThrow(
+      /unknown setting "listner"/,
+    );
   });
 
   it('accepts the full form and the short listener form', () => {

@@ -23,6 +23,41 @@ export interface RelayConfig {
   expose?: string[];
 }
 
+export interface SecureChannelConfig {
+  /** Run a secure-channel listener (default true). */
+  listener: boolean;
+  /** Its address (Ockam's default `api`). */
+  address: string;
+  /** Workers reachable through channels of this listener; default: every service and outlet. */
+  expose?: string[];
+  /** Accept only these peer identifiers. */
+  trustedIdentifiers?: string[];
+  /** Accept only peers with a credential from one of `authorities` satisfying this ABAC policy. */
+  policy?: string;
+  /** Trusted credential authorities: identity names in KEYHOP_HOME or change histories (hex). */
+  authorities: string[];
+}
+
+export interface OutletConfig {
+  /** Local worker address of the outlet (default `outlet`). */
+  address?: string;
+  /** `host:port` every portal connection goes to. */
+  target: string;
+  /** ABAC policy a secure-channel peer must satisfy to use it. */
+  policy?: string;
+}
+
+export interface InletConfig {
+  /** `host:port` to listen on. */
+  bind: string;
+  /** Route to the outlet's node secure-channel listener (e.g. `1#relay:4000 => forward_to_b => api`). */
+  to: string;
+  /** Outlet address on that node (default `outlet`). */
+  outlet?: string;
+  /** false: `to` is the whole route to the outlet and no secure channel is made (not recommended). */
+  secure?: boolean;
+}
+
 export interface NodeConfig {
   name: string;
   tcpListeners: TcpListenerConfig[];
@@ -30,6 +65,11 @@ export interface NodeConfig {
   udp?: UdpBindConfig;
   services: { echo: boolean; relay: boolean };
   relays: RelayConfig[];
+  /** Identity name in KEYHOP_HOME (created on first start); null: a fresh identity in memory. */
+  identity?: string | null;
+  secureChannel?: SecureChannelConfig;
+  outlets?: OutletConfig[];
+  inlets?: InletConfig[];
   log: { level: string };
 }
 
@@ -56,10 +96,34 @@ function onlyKeys(o: Record<string, unknown>, allowed: string[], where: string):
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(`${where}: unknown setting "${k}"`);
 }
 
+function listOf<T>(v: unknown, where: string, item: (o: Record<string, unknown>, where: string) => T): T[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) fail(`${where} must be a list`);
+  return v.map((o, i) => {
+    if (!isObject(o)) fail(`${where}[${i}] must be an object`);
+    return item(o, `${where}[${i}]`);
+  });
+}
+
 /** Validates a parsed config file (plus defaults). Unknown keys are errors: typos must not pass silently. */
 export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}): NodeConfig {
   if (!isObject(raw)) fail('node config must be a JSON object');
-  onlyKeys(raw, ['name', 'tcpListeners', 'udp', 'services', 'relays', 'log'], 'node config');
+  onlyKeys(
+    raw,
+    [
+      'name',
+      'tcpListeners',
+      'udp',
+      'services',
+      'relays',
+      'identity',
+      'secureChannel',
+      'outlets',
+      'inlets',
+      'log',
+    ],
+    'node config',
+  );
   const name = raw.name ?? defaults.name;
   if (typeof name !== 'string' || !NODE_NAME.test(name)) {
     fail(`node name must be 1-64 letters, digits, '-' or '_' (got ${JSON.stringify(name)})`);
@@ -103,6 +167,60 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     if (expose) out.expose = expose;
     return out;
   });
+  const identity = raw.identity;
+  if (
+    identity !== undefined &&
+    identity !== null &&
+    (typeof identity !== 'string' || !NODE_NAME.test(identity))
+  ) {
+    fail('identity must be an identity name (letters, digits, - and _) or null');
+  }
+  const sc = raw.secureChannel ?? {};
+  if (!isObject(sc)) fail('secureChannel must be an object');
+  onlyKeys(
+    sc,
+    ['listener', 'address', 'expose', 'trustedIdentifiers', 'policy', 'authorities'],
+    'secureChannel',
+  );
+  if (sc.listener !== undefined && typeof sc.listener !== 'boolean')
+    fail('secureChannel.listener must be true or false');
+  if (sc.address !== undefined && (typeof sc.address !== 'string' || sc.address.length === 0)) {
+    fail('secureChannel.address must be a worker address');
+  }
+  if (sc.policy !== undefined && typeof sc.policy !== 'string')
+    fail('secureChannel.policy must be a policy expression');
+  const secureChannel: SecureChannelConfig = {
+    listener: (sc.listener as boolean | undefined) ?? true,
+    address: (sc.address as string | undefined) ?? 'api',
+    authorities: stringList(sc.authorities, 'secureChannel.authorities') ?? [],
+  };
+  const scExpose = stringList(sc.expose, 'secureChannel.expose');
+  if (scExpose) secureChannel.expose = scExpose;
+  const trusted = stringList(sc.trustedIdentifiers, 'secureChannel.trustedIdentifiers');
+  if (trusted) secureChannel.trustedIdentifiers = trusted;
+  if (sc.policy !== undefined) secureChannel.policy = sc.policy as string;
+  const outlets = listOf(raw.outlets, 'outlets', (o, where): OutletConfig => {
+    onlyKeys(o, ['address', 'target', 'policy'], where);
+    if (typeof o.target !== 'string') fail(`${where} needs a "target" (host:port)`);
+    return {
+      target: o.target,
+      ...(typeof o.address === 'string' ? { address: o.address } : {}),
+      ...(typeof o.policy === 'string' ? { policy: o.policy } : {}),
+    };
+  });
+  const inlets = listOf(raw.inlets, 'inlets', (o, where): InletConfig => {
+    onlyKeys(o, ['bind', 'to', 'outlet', 'secure'], where);
+    if (typeof o.bind !== 'string' || typeof o.to !== 'string')
+      fail(`${where} needs "bind" (host:port) and "to" (route)`);
+    if (o.secure !== undefined && typeof o.secure !== 'boolean')
+      fail(`${where}.secure must be true or false`);
+    return {
+      bind: o.bind,
+      to: o.to,
+      ...(typeof o.outlet === 'string' ? { outlet: o.outlet } : {}),
+      ...(o.secure !== undefined ? { secure: o.secure as boolean } : {}),
+    };
+  });
   const log = raw.log ?? {};
   if (!isObject(log)) fail('log must be an object');
   onlyKeys(log, ['level'], 'log');
@@ -118,6 +236,10 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       relay: (s.relay as boolean | undefined) ?? false,
     },
     relays,
+    ...(identity !== undefined ? { identity: identity as string | null } : {}),
+    secureChannel,
+    outlets,
+    inlets,
     log: { level },
   };
 }

@@ -1,9 +1,26 @@
+import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
+import { channelPolicy } from '../channel/access.js';
+import { OckamChannelIdentity } from '../channel/ockam-identity.js';
+import type { SecureChannelEnd } from '../channel/secure-channel.js';
+import { type SecureChannelListener, SecureChannels } from '../channel/secure-channels.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
+import { systemClock } from '../identity/clock.js';
+import { createIdentity, Identity, type LocalIdentity } from '../identity/identity.js';
+import type { CredentialAndPurposeKey } from '../identity/models.js';
+import {
+  type TrustPolicy,
+  trustAll,
+  trustCredential,
+  trustEveryone,
+  trustIdentifiers,
+} from '../identity/trust.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Message } from '../routing/message.js';
-import { type RouteLike, toRoute } from '../routing/route.js';
+import { Route, type RouteLike, toRoute } from '../routing/route.js';
 import { Router } from '../routing/router.js';
 import { ECHO_ADDRESS, EchoService } from '../services/echo.js';
+import { TcpInlet } from '../services/portal/inlet.js';
+import { DEFAULT_OUTLET_ADDRESS, TcpOutlet } from '../services/portal/outlet.js';
 import {
   FORWARDING_SERVICE,
   RelayService,
@@ -12,7 +29,8 @@ import {
 import { createRemoteRelay, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
-import type { NodeConfig, RelayConfig } from './config.js';
+import type { InletConfig, NodeConfig, OutletConfig, RelayConfig } from './config.js';
+import { IdentityStore } from './identity-store.js';
 
 interface ManagedRelay {
   config: RelayConfig;
@@ -40,6 +58,13 @@ export class KeyhopNode {
   private readonly relays: ManagedRelay[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  /** Set up by `start`: this node's identity and secure channels. */
+  channels!: SecureChannels;
+  identity!: LocalIdentity;
+  private channelListener: SecureChannelListener | undefined;
+  private readonly outlets: { config: OutletConfig; outlet: TcpOutlet }[] = [];
+  private readonly inlets: { config: InletConfig; inlet: TcpInlet; channel: SecureChannelEnd | undefined }[] =
+    [];
 
   private constructor(
     readonly config: NodeConfig,
@@ -53,9 +78,14 @@ export class KeyhopNode {
     });
   }
 
-  static async start(config: NodeConfig, options: { log?: Logger } = {}): Promise<KeyhopNode> {
+  /**
+   * Starts a node. `home` (KEYHOP_HOME) is where named identities live; without it, or with
+   * `identity: null`, the node gets a fresh identity in memory.
+   */
+  static async start(config: NodeConfig, options: { log?: Logger; home?: string } = {}): Promise<KeyhopNode> {
     const node = new KeyhopNode(config, options.log ?? silentLogger);
     try {
+      await node.setUpIdentity(options.home);
       if (config.services.echo) {
         await node.router.startWorker(ECHO_ADDRESS, new EchoService());
         node.services.push(ECHO_ADDRESS);
@@ -64,9 +94,12 @@ export class KeyhopNode {
         node.relayService = await RelayService.start(node.router);
         node.services.push(FORWARDING_SERVICE, STATIC_FORWARDING_SERVICE);
       }
+      await node.setUpSecureChannelListener(options.home);
+      for (const o of config.outlets ?? []) await node.createOutlet(o);
       for (const l of config.tcpListeners) await node.createTcpListener(l.address, l.expose);
       if (config.udp) await node.createUdpTransport(config.udp.bind, config.udp.expose);
       for (const r of config.relays) await node.createRelay(r);
+      for (const i of config.inlets ?? []) await node.createInlet(i);
     } catch (e) {
       await node.stop();
       throw e;
@@ -78,8 +111,114 @@ export class KeyhopNode {
     return this.config.name;
   }
 
+  private async setUpIdentity(home: string | undefined): Promise<void> {
+    const verifier = new SoftwareVerifier();
+    let credentials: CredentialAndPurposeKey[] = [];
+    if (typeof this.config.identity === 'string' && home) {
+      const store = new IdentityStore(home);
+      const stored = (await store.exists(this.config.identity))
+        ? await store.load(this.config.identity)
+        : await store.create(this.config.identity);
+      this.identity = stored.local;
+      credentials = stored.credentials;
+    } else {
+      this.identity = await createIdentity({ vault: SoftwareVault.inMemory(), verifier, clock: systemClock });
+    }
+    const authorities = await this.resolveAuthorities(home, verifier);
+    const channelIdentity = await OckamChannelIdentity.create({
+      local: this.identity,
+      // The X25519 static key is made fresh for each run and attested by the identity key.
+      secureChannelVault: SoftwareVault.inMemory(),
+      verifier,
+      clock: systemClock,
+      credentials,
+      authorities,
+      log: this.log,
+    });
+    this.channels = new SecureChannels(this.router, { identity: channelIdentity, log: this.log });
+    this.authorities = authorities;
+  }
+
+  private authorities: Identity[] = [];
+
+  private async resolveAuthorities(
+    home: string | undefined,
+    verifier: SoftwareVerifier,
+  ): Promise<Identity[]> {
+    const out: Identity[] = [];
+    for (const a of this.config.secureChannel?.authorities ?? []) {
+      if (/^[0-9a-f]{64,}$/i.test(a)) {
+        out.push(Identity.import(new Uint8Array(Buffer.from(a, 'hex')), { verifier, clock: null }));
+      } else if (home) {
+        out.push((await new IdentityStore(home).load(a)).local.identity);
+      } else {
+        throw new KeyhopError(
+          ErrorCodes.CONFIG_INVALID,
+          `authority "${a}" is a name, but this node has no KEYHOP_HOME`,
+        );
+      }
+    }
+    return out;
+  }
+
+  private async setUpSecureChannelListener(_home: string | undefined): Promise<void> {
+    const sc = this.config.secureChannel;
+    if (sc && !sc.listener) return;
+    const address = sc?.address ?? 'api';
+    const policies: TrustPolicy[] = [];
+    if (sc?.trustedIdentifiers) policies.push(trustIdentifiers(sc.trustedIdentifiers));
+    if (sc?.policy !== undefined)
+      policies.push(trustCredential({ authorities: this.authorities, policy: sc.policy }));
+    this.channelListener = await this.channels.createListener(address, {
+      trustPolicy: policies.length === 0 ? trustEveryone : trustAll(...policies),
+      expose: sc?.expose ?? this.services,
+    });
+    this.services.push(address);
+  }
+
+  /** Starts a TCP outlet; secure-channel peers (not plain transports) may use it. */
+  async createOutlet(config: OutletConfig): Promise<string> {
+    const address = config.address ?? DEFAULT_OUTLET_ADDRESS;
+    const outlet = await TcpOutlet.create(this.router, {
+      address,
+      target: config.target,
+      log: this.log,
+      ...(config.policy !== undefined ? { incoming: channelPolicy(config.policy) } : {}),
+    });
+    this.outlets.push({ config, outlet });
+    if (!this.config.secureChannel?.expose) this.channelListener?.expose(address);
+    return address;
+  }
+
+  /**
+   * Starts a TCP inlet: by default it opens a secure channel to the listener at `config.to` and
+   * reaches the outlet through it.
+   */
+  async createInlet(config: InletConfig): Promise<{ address: string; channel: string | null }> {
+    const outlet = config.outlet ?? DEFAULT_OUTLET_ADDRESS;
+    let channel: SecureChannelEnd | undefined;
+    let outletRoute: Route;
+    if (config.secure === false) outletRoute = toRoute(config.to);
+    else {
+      channel = await this.channels.create(config.to);
+      outletRoute = Route.of(channel.encryptor, outlet);
+    }
+    const inlet = await TcpInlet.create(this.router, { bind: config.bind, outletRoute, log: this.log });
+    this.inlets.push({ config, inlet, channel });
+    return { address: inlet.address, channel: channel?.encryptor.toString() ?? null };
+  }
+
+  /** Opens a secure channel to the listener at `route`, optionally only to `authorized` identifiers. */
+  async createSecureChannel(route: RouteLike, authorized?: string[]): Promise<SecureChannelEnd> {
+    return this.channels.create(
+      route,
+      authorized?.length ? { trustPolicy: trustIdentifiers(authorized) } : {},
+    );
+  }
+
   /** Service addresses this node runs (the default exposure of listeners and relays). */
   serviceAddresses(): string[] {
+    // Everything a transport peer may reach by default, the secure-channel listener included.
     return [...this.services];
   }
 
@@ -197,6 +336,21 @@ export class KeyhopNode {
         registrations: m.registrations,
         lastError: m.lastError ?? null,
       })),
+      identity: this.identity?.identity.identifier.toString() ?? null,
+      secureChannelListener: this.channelListener?.address.toString() ?? null,
+      secureChannels: this.channels?.list().map((c) => c.describe()) ?? [],
+      outlets: this.outlets.map(({ config, outlet }) => ({
+        address: config.address ?? DEFAULT_OUTLET_ADDRESS,
+        target: config.target,
+        policy: config.policy ?? null,
+        ...outlet.stats,
+      })),
+      inlets: this.inlets.map(({ config, inlet, channel }) => ({
+        address: inlet.address,
+        to: config.to,
+        channel: channel?.encryptor.toString() ?? null,
+        ...inlet.stats,
+      })),
       workers: this.router.workers().map((a) => a.toString()),
       metrics: this.router.metrics,
     };
@@ -206,6 +360,9 @@ export class KeyhopNode {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    for (const { inlet } of this.inlets) await inlet.close().catch(() => undefined);
+    for (const { outlet } of this.outlets) await outlet.close().catch(() => undefined);
+    await this.channels?.shutdown().catch(() => undefined);
     await this.router.shutdown();
   }
 }

@@ -35,7 +35,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 interface QueuedMessage {
   message: Message;
-  done: (() => void) | undefined;
+  done: ((error?: unknown) => void) | undefined;
 }
 
 class Mailbox {
@@ -186,10 +186,10 @@ export class Router {
    * Route `message` from the mailbox at `from`. A non-local first address is first resolved by
    * its transport. Throws ADDRESS_UNKNOWN / TRANSPORT_UNKNOWN to the sender; messages refused by
    * access control are dropped and counted, like Ockam does, so a sender cannot probe for them.
-   * `done` runs exactly once: when the destination worker has handled the message, or when it was
-   * dropped or refused.
+   * `done` runs exactly once: when the destination worker has handled the message, when access
+   * control dropped it (no argument), or with the error this call rejects with.
    */
-  send(from: Address, message: Message, done?: () => void): Promise<void> {
+  send(from: Address, message: Message, done?: (error?: unknown) => void): Promise<void> {
     try {
       if (this.stopping) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'router is shutting down');
       const next = message.onward.next;
@@ -205,7 +205,7 @@ export class Router {
       }
       return this.sendViaTransport(from, next, message, done);
     } catch (e) {
-      done?.();
+      done?.(e);
       return Promise.reject(e);
     }
   }
@@ -214,7 +214,7 @@ export class Router {
     from: Address,
     next: Address,
     message: Message,
-    done?: () => void,
+    done?: (error?: unknown) => void,
   ): Promise<void> {
     try {
       const transport = this.transports.get(next.type);
@@ -233,13 +233,18 @@ export class Router {
       }
       this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done);
     } catch (e) {
-      done?.();
+      done?.(e);
       throw e;
     }
   }
 
   /** Hands `message` to the mailbox at `to`. Throws (without calling `done`) if it cannot. */
-  private deliver(from: Address, to: Address, message: Message, done: (() => void) | undefined): void {
+  private deliver(
+    from: Address,
+    to: Address,
+    message: Message,
+    done: ((error?: unknown) => void) | undefined,
+  ): void {
     const dest = this.mailboxes.get(to.key);
     if (!dest) {
       this.metrics.dropped.unknown_address++;

@@ -1,0 +1,239 @@
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SigningKeyType } from '../../vaults/provider.js';
+import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+import { type Clock, systemClock } from '../identity/clock.js';
+import { type CredentialIssuer, createCredentialIssuer, issueCredential } from '../identity/credentials.js';
+import { createIdentity, Identity, type LocalIdentity, rotateIdentity } from '../identity/identity.js';
+import {
+  type CredentialAndPurposeKey,
+  decodeCredentialAndPurposeKey,
+  decodePurposeKeyAttestation,
+  encodeCredentialAndPurposeKey,
+  encodePurposeKeyAttestation,
+  openPurposeKeyAttestationData,
+} from '../identity/models.js';
+
+const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const MAX_FILE = 256 * 1024;
+
+/**
+ * Named identities and vaults under KEYHOP_HOME (docs/cli.md):
+ *   vaults/<vault>/            the software key store (DirectoryKeyStore)
+ *   identities/<name>.json     { identifier, vault, keyId, changeHistory (hex), credentials (hex[]), issuer? }
+ * A vault's passphrase comes from KEYHOP_VAULT_PASSPHRASE, never from the command line.
+ */
+interface IdentityFile {
+  version: 1;
+  name: string;
+  identifier: string;
+  vault: string;
+  keyId: string;
+  changeHistory: string;
+  credentials: string[];
+  issuer?: { keyId: string; attestation: string };
+}
+
+export interface StoredIdentity {
+  name: string;
+  local: LocalIdentity;
+  vault: SoftwareVault;
+  credentials: CredentialAndPurposeKey[];
+  file: IdentityFile;
+}
+
+function checkName(kind: string, name: string): void {
+  if (!NAME.test(name)) {
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      `${kind} name must be 1-64 letters, digits, '-' or '_' (got "${name}")`,
+    );
+  }
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const unhex = (s: string, what: string): Uint8Array => {
+  if (!/^([0-9a-f]{2})*$/i.test(s)) throw new KeyhopError(ErrorCodes.DECODE_INVALID, `${what} is not hex`);
+  return new Uint8Array(Buffer.from(s, 'hex'));
+};
+
+export class IdentityStore {
+  readonly verifier = new SoftwareVerifier();
+  private readonly vaults = new Map<string, Promise<SoftwareVault>>();
+
+  constructor(
+    readonly home: string,
+    readonly clock: Clock = systemClock,
+  ) {}
+
+  private vaultDir(name: string): string {
+    return join(this.home, 'vaults', name);
+  }
+
+  private identityPath(name: string): string {
+    return join(this.home, 'identities', `${name}.json`);
+  }
+
+  /** Opens (creating if needed) the software vault `name`. */
+  vault(name = 'default'): Promise<SoftwareVault> {
+    checkName('vault', name);
+    let v = this.vaults.get(name);
+    if (!v) {
+      const passphrase = process.env.KEYHOP_VAULT_PASSPHRASE;
+      v = SoftwareVault.open({ dir: this.vaultDir(name), ...(passphrase ? { passphrase } : {}) });
+      this.vaults.set(name, v);
+      v.catch(() => this.vaults.delete(name));
+    }
+    return v;
+  }
+
+  async create(
+    name: string,
+    options: { vault?: string; keyType?: SigningKeyType } = {},
+  ): Promise<StoredIdentity> {
+    checkName('identity', name);
+    if (await this.exists(name))
+      throw new KeyhopError(ErrorCodes.IDENTITY_EXISTS, `identity "${name}" exists`);
+    const vaultName = options.vault ?? 'default';
+    const vault = await this.vault(vaultName);
+    const local = await createIdentity({
+      vault,
+      verifier: this.verifier,
+      clock: this.clock,
+      keyType: options.keyType ?? 'Ed25519',
+    });
+    const file: IdentityFile = {
+      version: 1,
+      name,
+      identifier: local.identity.identifier.toString(),
+      vault: vaultName,
+      keyId: local.keyId,
+      changeHistory: hex(local.identity.export()),
+      credentials: [],
+    };
+    await this.write(file);
+    return { name, local, vault, credentials: [], file };
+  }
+
+  async exists(name: string): Promise<boolean> {
+    return readFile(this.identityPath(name)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async list(): Promise<string[]> {
+    const names = await readdir(join(this.home, 'identities')).catch(() => [] as string[]);
+    return names
+      .filter((n) => n.endsWith('.json'))
+      .map((n) => n.slice(0, -5))
+      .sort();
+  }
+
+  async load(name: string): Promise<StoredIdentity> {
+    checkName('identity', name);
+    let text: string;
+    try {
+      const buf = await readFile(this.identityPath(name));
+      if (buf.length > MAX_FILE) throw new Error('file too large');
+      text = buf.toString('utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new KeyhopError(
+          ErrorCodes.IDENTITY_NOT_FOUND,
+          `no identity "${name}" (create it with: keyhop identity create ${name})`,
+        );
+      }
+      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `identity "${name}": ${(e as Error).message}`);
+    }
+    let file: IdentityFile;
+    try {
+      file = JSON.parse(text) as IdentityFile;
+      if (file.version !== 1 || typeof file.changeHistory !== 'string' || typeof file.keyId !== 'string') {
+        throw new Error('unexpected content');
+      }
+    } catch (e) {
+      throw new KeyhopError(
+        ErrorCodes.KEY_STORE_CORRUPT,
+        `identity file of "${name}" is damaged: ${(e as Error).message}`,
+      );
+    }
+    const vault = await this.vault(file.vault);
+    const identity = Identity.import(unhex(file.changeHistory, 'change history'), {
+      verifier: this.verifier,
+      clock: null,
+      expectedIdentifier: file.identifier,
+    });
+    const credentials = (file.credentials ?? []).map((c) =>
+      decodeCredentialAndPurposeKey(unhex(c, 'credential')),
+    );
+    return { name, local: { identity, vault, keyId: file.keyId }, vault, credentials, file };
+  }
+
+  async rotate(name: string): Promise<StoredIdentity> {
+    const stored = await this.load(name);
+    const local = await rotateIdentity(stored.local, { verifier: this.verifier, clock: this.clock });
+    const file = { ...stored.file, keyId: local.keyId, changeHistory: hex(local.identity.export()) };
+    await this.write(file);
+    return { ...stored, local, file };
+  }
+
+  /** Attaches a credential to an identity, to be presented in its handshakes. */
+  async addCredential(name: string, credential: CredentialAndPurposeKey): Promise<void> {
+    const stored = await this.load(name);
+    const file = {
+      ...stored.file,
+      credentials: [...stored.file.credentials, hex(encodeCredentialAndPurposeKey(credential))],
+    };
+    await this.write(file);
+  }
+
+  /** The identity as a credential issuer (its credential-signing key is created on first use). */
+  async issuer(name: string): Promise<CredentialIssuer> {
+    const stored = await this.load(name);
+    if (stored.file.issuer) {
+      const attestation = decodePurposeKeyAttestation(
+        unhex(stored.file.issuer.attestation, 'issuer attestation'),
+      );
+      return {
+        identity: stored.local.identity,
+        attestation,
+        attestationData: openPurposeKeyAttestationData(attestation.data),
+        vault: stored.vault,
+        keyId: stored.file.issuer.keyId,
+      };
+    }
+    const issuer = await createCredentialIssuer(stored.local, { verifier: this.verifier, clock: this.clock });
+    await this.write({
+      ...stored.file,
+      issuer: { keyId: issuer.keyId, attestation: hex(encodePurposeKeyAttestation(issuer.attestation)) },
+    });
+    return issuer;
+  }
+
+  async issue(
+    issuerName: string,
+    subject: string,
+    attributes: Record<string, string>,
+    ttlSeconds?: number,
+  ): Promise<CredentialAndPurposeKey> {
+    const issuer = await this.issuer(issuerName);
+    return issueCredential(issuer, {
+      subject,
+      attributes,
+      verifier: this.verifier,
+      clock: this.clock,
+      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+    });
+  }
+
+  private async write(file: IdentityFile): Promise<void> {
+    const dir = join(this.home, 'identities');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const path = this.identityPath(file.name);
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+    await rename(tmp, path);
+  }
+}

@@ -1,0 +1,146 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { ErrorCodes, KeyhopError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { denyAll } from '../../routing/access-control.js';
+import { Address } from '../../routing/address.js';
+import { type Route, type RouteLike, toRoute } from '../../routing/route.js';
+import type { Router } from '../../routing/router.js';
+import { formatHostPort, parseHostPort } from '../../transports/host-port.js';
+import {
+  emptyStats,
+  PortalConnection,
+  type PortalStats,
+  type PortalTuning,
+  type ResolvedTuning,
+  resolveTuning,
+} from './portal-connection.js';
+
+export interface TcpInletOptions extends PortalTuning {
+  /** Local `host:port` to listen on (port 0: any free port; see `TcpInlet.address`). */
+  bind: string;
+  /**
+   * Route to the outlet service, e.g. `1#host:port => outlet`,
+   * `1#relay:4000 => forward_to_b => outlet` or `[channel, "outlet"]`.
+   */
+  outletRoute: RouteLike;
+  log?: Logger;
+  /** Close a client connection whose Ping got no Pong within this long (default 10 s). */
+  pongTimeoutMs?: number;
+  /** Most client connections at once (default 1024). */
+  maxConnections?: number;
+}
+
+/**
+ * The inlet end of a TCP portal: a local TCP listener. Each accepted connection gets a portal
+ * worker that sends Ping along `outletRoute`, learns the route to its outlet worker from the
+ * Pong's return route, and from then on carries the connection's bytes both ways.
+ */
+export class TcpInlet {
+  /** The bound `host:port` (with the real port when 0 was asked for). */
+  readonly address: string;
+  readonly outletRoute: Route;
+  readonly stats: PortalStats;
+  private readonly live = new Set<PortalConnection>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly router: Router,
+    private readonly server: Server,
+    address: string,
+    outletRoute: Route,
+    stats: PortalStats,
+    /** A worker whose only job is to close the inlet when the router shuts down. */
+    private readonly control: Address,
+    private readonly log: Logger,
+  ) {
+    this.address = address;
+    this.outletRoute = outletRoute;
+    this.stats = stats;
+  }
+
+  static async create(router: Router, options: TcpInletOptions): Promise<TcpInlet> {
+    const outletRoute = toRoute(options.outletRoute);
+    if (outletRoute.isEmpty) throw new KeyhopError(ErrorCodes.ROUTE_EMPTY, 'the outlet route is empty');
+    const { host, port } = parseHostPort(options.bind, true);
+    const tuning = resolveTuning(options);
+    const pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
+    const stats = emptyStats();
+    let inlet: TcpInlet | undefined;
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+      if (inlet) inlet.accept(socket, tuning, pongTimeoutMs);
+      else socket.destroy();
+    });
+    server.maxConnections = options.maxConnections ?? 1024;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) =>
+        reject(
+          new KeyhopError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${options.bind}: ${e.message}`, {
+            cause: e,
+          }),
+        ),
+      );
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address();
+    const bound = typeof addr === 'object' && addr ? formatHostPort(addr.address, addr.port) : options.bind;
+    const log = (options.log ?? router.log).child({ inlet: bound });
+    server.on('error', (e) => log.warn({ err: e.message }, 'inlet listener error'));
+    const control = Address.random('inlet_');
+    inlet = new TcpInlet(router, server, bound, outletRoute, stats, control, log);
+    const self = inlet;
+    try {
+      await router.startWorker(
+        control,
+        { handleMessage: () => undefined, shutdown: () => self.stop() },
+        { incoming: denyAll },
+      );
+    } catch (e) {
+      server.close();
+      throw e;
+    }
+    log.info({ outletRoute: outletRoute.toString() }, 'TCP inlet listening');
+    return inlet;
+  }
+
+  private accept(socket: Socket, tuning: ResolvedTuning, pongTimeoutMs: number): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined); // an error before the portal worker listens is no crash
+    const conn = new PortalConnection(this.router, 'inlet', tuning, this.stats, this.log);
+    this.live.add(conn);
+    conn.onFinish(() => this.live.delete(conn));
+    conn
+      .start()
+      .then(() => conn.ping(socket, this.outletRoute, pongTimeoutMs))
+      .catch((e: unknown) => {
+        this.log.warn({ err: String(e) }, 'could not start a portal connection');
+        socket.destroy();
+        void conn.abort('start failed');
+      });
+  }
+
+  /** Portal connections open now. */
+  connections(): Record<string, unknown>[] {
+    return [...this.live].map((c) => c.describe());
+  }
+
+  /** Stops listening and closes every client connection (each open portal gets a Disconnect). */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.router.stopWorker(this.control);
+  }
+
+  /** Everything `close` does but stopping the control worker (which calls this when stopped). */
+  private stop(): Promise<void> {
+    this.closing ??= (async () => {
+      const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await Promise.all([...this.live].map((c) => c.abort('inlet closed')));
+      await stopped;
+      this.log.info({ ...this.stats }, 'TCP inlet closed');
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,268 @@
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { BareWriter } from '../../codec/bare.js';
+import { KeyhopError } from '../../errors.js';
+import {
+  decodePortalMessage,
+  describePortalMessage,
+  encodePayload,
+  encodePortalMessage,
+  nextCounter,
+  PORTAL_MAX_PAYLOAD,
+  PORTAL_MAX_RECEIVED_PAYLOAD,
+  type PortalMessage,
+} from './portal-message.js';
+
+interface VectorMessage {
+  type: 'ping' | 'pong' | 'disconnect' | 'payload';
+  data?: string;
+  packet_counter?: number | null;
+}
+interface VectorCase {
+  message: VectorMessage;
+  bytes?: string;
+  rust_head_encoder_bytes?: string;
+}
+interface Vector extends Partial<VectorCase> {
+  id: string;
+  direction?: 'encode' | 'decode';
+  cases?: VectorCase[];
+}
+
+const wire = JSON.parse(
+  readFileSync(new URL('../../../test/vectors/ockam/wire.json', import.meta.url), 'utf8'),
+) as { portal_messages: { vectors: Vector[] } };
+const vectors = wire.portal_messages.vectors;
+
+function toMessage(v: VectorMessage, withCounter: boolean): PortalMessage {
+  if (v.type !== 'payload') return { type: v.type };
+  const counter = withCounter ? (v.packet_counter ?? undefined) : undefined;
+  return counter === undefined
+    ? { type: 'payload', data: unhex(v.data!) }
+    : { type: 'payload', data: unhex(v.data!), counter };
+}
+
+/** Plain object for comparisons (Uint8Array views compare by content as hex). */
+function plain(m: PortalMessage): Record<string, unknown> {
+  if (m.type !== 'payload') return { type: m.type };
+  return m.counter === undefined
+    ? { type: 'payload', data: hex(m.data) }
+    : { type: 'payload', data: hex(m.data), counter: m.counter };
+}
+
+describe('wire.json portal_messages vectors', () => {
+  it('has the vectors this suite expects', () => {
+    expect(vectors.map((v) => v.id)).toEqual([
+      'elixir_payload_no_counter',
+      'elixir_payload_with_counter',
+      'elixir_decode_old_format',
+      'elixir_roundtrip_set',
+      'rust_portal_message_compat',
+    ]);
+  });
+
+  // Elixir always writes the counter field (00, or 01 + u16 LE): our `counterField` encoding.
+  for (const v of vectors.filter((x) => x.id.startsWith('elixir') && x.message !== undefined)) {
+    it(`${v.id} (${v.direction})`, () => {
+      const bytes = unhex(v.bytes!);
+      const message = toMessage(v.message!, true);
+      expect(plain(decodePortalMessage(bytes))).toEqual(plain(message));
+      if (v.direction === 'encode')
+        expect(hex(encodePortalMessage(message, { counterField: true }))).toBe(v.bytes);
+      else {
+        // The old format is what keyhop writes by default (like Rust HEAD).
+        expect(hex(encodePortalMessage(message))).toBe(v.bytes);
+      }
+    });
+  }
+
+  const roundtrip = vectors.find((v) => v.id === 'elixir_roundtrip_set')!;
+  for (const [i, c] of roundtrip.cases!.entries()) {
+    it(`elixir_roundtrip_set[${i}] ${c.message.type}${c.message.packet_counter ? ' with counter' : ''}`, () => {
+      const message = toMessage(c.message, true);
+      expect(hex(encodePortalMessage(message, { counterField: true }))).toBe(c.bytes);
+      expect(plain(decodePortalMessage(unhex(c.bytes!)))).toEqual(plain(message));
+    });
+  }
+
+  // Rust HEAD omits the counter field even when a counter is given.
+  const rust = vectors.find((v) => v.id === 'rust_portal_message_compat')!;
+  for (const [i, c] of rust.cases!.entries()) {
+    it(`rust_portal_message_compat[${i}] ${c.message.type}${c.message.packet_counter ? ' (counter dropped)' : ''}`, () => {
+      const expected = c.bytes ?? c.rust_head_encoder_bytes!;
+      expect(hex(encodePortalMessage(toMessage(c.message, true)))).toBe(expected);
+      expect(plain(decodePortalMessage(unhex(expected)))).toEqual(plain(toMessage(c.message, false)));
+    });
+  }
+});
+
+describe('portal message decoder rule', () => {
+  it('reads a counter only when at least 3 bytes follow the data and the flag is 01', () => {
+    expect(plain(decodePortalMessage(unhex('030105')))).toEqual({ type: 'payload', data: '05' });
+    expect(plain(decodePortalMessage(unhex('03010500')))).toEqual({ type: 'payload', data: '05' });
+    expect(plain(decodePortalMessage(unhex('0301050001')))).toEqual({ type: 'payload', data: '05' });
+    // Two bytes after the data: too short for flag + u16, so no counter (even with flag 01).
+    expect(plain(decodePortalMessage(unhex('0301050102')))).toEqual({ type: 'payload', data: '05' });
+    expect(plain(decodePortalMessage(unhex('030105000102')))).toEqual({ type: 'payload', data: '05' });
+    expect(plain(decodePortalMessage(unhex('030105020102')))).toEqual({ type: 'payload', data: '05' });
+    expect(plain(decodePortalMessage(unhex('030105013412')))).toEqual({
+      type: 'payload',
+      data: '05',
+      counter: 0x1234,
+    });
+    // Bytes after the counter are ignored, as the Rust decoder ignores them.
+    expect(plain(decodePortalMessage(unhex('030105013412ff')))).toEqual({
+      type: 'payload',
+      data: '05',
+      counter: 0x1234,
+    });
+  });
+
+  it('decodes the unit variants from their tag', () => {
+    expect(decodePortalMessage(unhex('00')).type).toBe('ping');
+    expect(decodePortalMessage(unhex('01')).type).toBe('pong');
+    expect(decodePortalMessage(unhex('02')).type).toBe('disconnect');
+  });
+
+  it('returns the data as a view, not a copy', () => {
+    const bytes = unhex('0303616263');
+    const m = decodePortalMessage(bytes);
+    if (m.type !== 'payload') throw new Error('not a payload');
+    expect(m.data.buffer).toBe(bytes.buffer);
+  });
+
+  it('rejects empty input, unknown tags and truncated payloads', () => {
+    expect(codeOf(() => decodePortalMessage(new Uint8Array()))).toBe('DECODE_TRUNCATED');
+    expect(codeOf(() => decodePortalMessage(unhex('04')))).toBe('DECODE_INVALID');
+    expect(codeOf(() => decodePortalMessage(unhex('ff')))).toBe('DECODE_INVALID');
+    expect(codeOf(() => decodePortalMessage(unhex('03')))).toBe('DECODE_TRUNCATED');
+    expect(codeOf(() => decodePortalMessage(unhex('0305616263')))).toBe('DECODE_TRUNCATED');
+    expect(codeOf(() => decodePortalMessage(unhex('0380')))).toBe('DECODE_TRUNCATED');
+  });
+
+  it('checks the length against the limit before looking at the data', () => {
+    // Claims 2^40 bytes in a 7-byte message: a limit error, nothing allocated.
+    expect(codeOf(() => decodePortalMessage(unhex('038080808080200000')))).toBe('DECODE_LIMIT');
+    // More than 64 bits of ULEB128.
+    expect(codeOf(() => decodePortalMessage(unhex('03ffffffffffffffffff7f')))).toBe('DECODE_LIMIT');
+    const big = encodePayload(new Uint8Array(100), undefined, {}, 100);
+    expect(decodePortalMessage(big, 100).type).toBe('payload');
+    expect(codeOf(() => decodePortalMessage(big, 99))).toBe('DECODE_LIMIT');
+    const atLimit = new BareWriter()
+      .u8(3)
+      .bytesValue(new Uint8Array(PORTAL_MAX_RECEIVED_PAYLOAD + 1))
+      .finish();
+    expect(codeOf(() => decodePortalMessage(atLimit))).toBe('DECODE_LIMIT');
+  });
+});
+
+describe('portal message encoder', () => {
+  it('refuses payloads above 48 KiB and counters that are not u16', () => {
+    expect(PORTAL_MAX_PAYLOAD).toBe(49152);
+    expect(encodePayload(new Uint8Array(PORTAL_MAX_PAYLOAD)).length).toBe(PORTAL_MAX_PAYLOAD + 4);
+    expect(codeOf(() => encodePayload(new Uint8Array(PORTAL_MAX_PAYLOAD + 1)))).toBe('ENCODE_LIMIT');
+    expect(codeOf(() => encodePayload(new Uint8Array(1), 0x10000, { counterField: true }))).toBe(
+      'ENCODE_LIMIT',
+    );
+    expect(codeOf(() => encodePayload(new Uint8Array(1), -1))).toBe('ENCODE_LIMIT');
+    expect(codeOf(() => encodePayload(new Uint8Array(1), 1.5))).toBe('ENCODE_LIMIT');
+  });
+
+  it('matches the generic BARE writer byte for byte', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 20_000 }),
+        fc.option(fc.integer({ min: 0, max: 0xffff }), { nil: undefined }),
+        fc.boolean(),
+        (data, counter, counterField) => {
+          const w = new BareWriter().u8(3).bytesValue(data);
+          if (counterField) {
+            if (counter === undefined) w.u8(0);
+            else w.u8(1).u16le(counter);
+          }
+          expect(hex(encodePayload(data, counter, { counterField }))).toBe(hex(w.finish()));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('describes messages without their data', () => {
+    expect(describePortalMessage({ type: 'payload', data: new Uint8Array(3), counter: 7 })).toBe(
+      'payload(3 bytes, counter 7)',
+    );
+    expect(describePortalMessage({ type: 'pong' })).toBe('pong');
+  });
+
+  it('wraps counters like Rust', () => {
+    expect(nextCounter(0xffff)).toBe(0);
+    expect(nextCounter(0)).toBe(1);
+    expect(nextCounter(0xfffe)).toBe(0xffff);
+  });
+});
+
+const arbMessage: fc.Arbitrary<PortalMessage> = fc.oneof(
+  fc.constant<PortalMessage>({ type: 'ping' }),
+  fc.constant<PortalMessage>({ type: 'pong' }),
+  fc.constant<PortalMessage>({ type: 'disconnect' }),
+  fc
+    .record({
+      data: fc.uint8Array({ maxLength: 600 }),
+      counter: fc.option(fc.integer({ min: 0, max: 0xffff }), { nil: undefined }),
+    })
+    .map(
+      ({ data, counter }): PortalMessage =>
+        counter === undefined ? { type: 'payload', data } : { type: 'payload', data, counter },
+    ),
+);
+
+describe('portal message properties', () => {
+  it('random bytes decode or fail with a KeyhopError DECODE_* code', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        try {
+          const m = decodePortalMessage(bytes);
+          expect(['ping', 'pong', 'disconnect', 'payload']).toContain(m.type);
+        } catch (e) {
+          expect(e).toBeInstanceOf(KeyhopError);
+          expect((e as KeyhopError).code).toMatch(/^DECODE_/);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('payload-shaped random input decodes or fails with a DECODE_* code', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), fc.integer({ min: 0, max: 64 }), (rest, limit) => {
+        try {
+          decodePortalMessage(Uint8Array.of(3, ...rest), limit);
+        } catch (e) {
+          expect((e as KeyhopError).code).toMatch(/^DECODE_(TRUNCATED|LIMIT)$/);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('round trips with the counter field (Elixir form)', () => {
+    fc.assert(
+      fc.property(arbMessage, (m) => {
+        expect(plain(decodePortalMessage(encodePortalMessage(m, { counterField: true })))).toEqual(plain(m));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('round trips without it (Rust form): the counter is not sent', () => {
+    fc.assert(
+      fc.property(arbMessage, (m) => {
+        const expected = m.type === 'payload' ? { type: 'payload', data: hex(m.data) } : plain(m);
+        expect(plain(decodePortalMessage(encodePortalMessage(m)))).toEqual(expected);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
