@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerChannelCommands } from './commands/channel.js';
+import { registerIdentityCommands } from './commands/identity.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerTransportCommands } from './commands/transport.js';
 import { runDemo } from './demo.js';
@@ -19,6 +21,8 @@ const program = new Command('keyhop')
 
 registerNodeCommands(program);
 registerTransportCommands(program);
+registerIdentityCommands(program);
+registerChannelCommands(program);
 
 program
   .command('demo')

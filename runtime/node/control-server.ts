@@ -53,6 +53,36 @@ export class ControlServer {
         });
         return { name: info.name, route: info.route.toString() };
       },
+      'secureChannel.create': async (p) => {
+        const authorized = strList(p, 'authorized');
+        const channel = await node.createSecureChannel(str(p, 'to')!, authorized);
+        return channel.describe();
+      },
+      'secureChannel.list': async () => node.channels.list().map((c) => c.describe()),
+      'secureChannel.delete': async (p) => {
+        await node.channels.close(str(p, 'encryptor')!);
+        return { deleted: true };
+      },
+      'outlet.create': async (p) => {
+        const address = str(p, 'address', false);
+        const policy = str(p, 'policy', false);
+        return {
+          address: await node.createOutlet({
+            target: str(p, 'target')!,
+            ...(address ? { address } : {}),
+            ...(policy ? { policy } : {}),
+          }),
+        };
+      },
+      'inlet.create': async (p) => {
+        const outlet = str(p, 'outlet', false);
+        return node.createInlet({
+          bind: str(p, 'bind')!,
+          to: str(p, 'to')!,
+          ...(outlet ? { outlet } : {}),
+          ...(p.secure === false ? { secure: false } : {}),
+        });
+      },
       'message.send': async (p) => {
         const payload = Buffer.from(
           str(p, 'payload', false) ?? '',

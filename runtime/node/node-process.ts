@@ -13,11 +13,12 @@ import type { NodePaths } from './paths.js';
 export async function runNodeProcess(
   config: NodeConfig,
   paths: NodePaths,
+  home: string,
   onReady?: (node: KeyhopNode) => void,
 ): Promise<void> {
   const log = createLogger({ level: config.log.level, name: config.name });
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  const node = await KeyhopNode.start(config, { log });
+  const node = await KeyhopNode.start(config, { log, home });
   let stopping: Promise<void> | undefined;
   let control: ControlServer | undefined;
   const stop = (why: string) => {

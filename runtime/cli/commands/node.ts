@@ -14,6 +14,10 @@ interface StartOptions {
   config?: string;
   tcpListener?: string[];
   udpBind?: string;
+  identity?: string;
+  authority?: string[];
+  trust?: string[];
+  policy?: string;
   relayService?: boolean;
   echo?: boolean;
   relayAt?: string;
@@ -51,6 +55,15 @@ async function effectiveConfig(name: string | undefined, o: StartOptions): Promi
   if (o.tcpListener?.length)
     merged.tcpListeners = [...((raw.tcpListeners as unknown[]) ?? []), ...o.tcpListener];
   if (o.udpBind) merged.udp = { bind: o.udpBind };
+  if (o.identity) merged.identity = o.identity;
+  else if (raw.identity === undefined) merged.identity = 'default';
+  if (o.authority?.length || o.trust?.length || o.policy) {
+    const sc = { ...((raw.secureChannel as Record<string, unknown>) ?? {}) };
+    if (o.authority?.length) sc.authorities = [...((sc.authorities as string[]) ?? []), ...o.authority];
+    if (o.trust?.length) sc.trustedIdentifiers = [...((sc.trustedIdentifiers as string[]) ?? []), ...o.trust];
+    if (o.policy) sc.policy = o.policy;
+    merged.secureChannel = sc;
+  }
   const services = { ...((raw.services as Record<string, unknown>) ?? {}) };
   if (o.relayService) services.relay = true;
   if (o.echo === false) services.echo = false;
@@ -83,7 +96,7 @@ async function startNode(name: string | undefined, o: StartOptions): Promise<voi
   }
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
   if (o.foreground) {
-    await runNodeProcess(config, paths, (node) => {
+    await runNodeProcess(config, paths, home, (node) => {
       if (o.json) process.stdout.write(`${JSON.stringify({ ready: true, ...node.describe() })}\n`);
       else process.stdout.write(`node ${config.name} running (pid ${process.pid}); Ctrl-C stops it\n`);
     });
@@ -141,6 +154,20 @@ function describeNode(d: Record<string, unknown>): string {
       `  relay:      ${r.name ?? '?'} at ${r.at} [${r.state}]${r.route ? ` reachable as ${r.route}` : ''}`,
     );
   }
+  if (d.identity) lines.push(`  identity:   ${d.identity}`);
+  if (d.secureChannelListener) lines.push(`  channels:   listener ${d.secureChannelListener}`);
+  for (const c of d.secureChannels as {
+    encryptor: string;
+    role: string;
+    peer: string | null;
+    state: string;
+  }[]) {
+    lines.push(`  channel:    ${c.encryptor} ${c.role} ${c.state} peer ${c.peer ?? '?'}`);
+  }
+  for (const o of d.outlets as { address: string; target: string }[])
+    lines.push(`  outlet:     ${o.address} -> ${o.target}`);
+  for (const i of d.inlets as { address: string; to: string }[])
+    lines.push(`  inlet:      ${i.address} -> ${i.to}`);
   for (const r of d.relaysHosted as { name: string; forwarded: number }[]) {
     lines.push(`  hosting:    ${r.name} (${r.forwarded} forwarded)`);
   }
@@ -158,6 +185,17 @@ export function registerNodeCommands(program: Command): void {
     .option('--config <file>', 'JSON node config (see docs/cli.md)')
     .option('--tcp-listener <host:port>', 'listen for TCP on host:port (repeatable)', collect)
     .option('--udp-bind <host:port>', 'open a UDP socket on host:port (2#… routes)')
+    .option('--identity <name>', 'identity in KEYHOP_HOME (created if missing; default "default")')
+    .option(
+      '--authority <identity>',
+      'trusted credential authority: identity name or change history hex (repeatable)',
+      collect,
+    )
+    .option('--trust <identifier>', 'accept secure channels only from this identifier (repeatable)', collect)
+    .option(
+      '--policy <expression>',
+      'accept secure channels only from peers whose credentials satisfy this ABAC policy',
+    )
     .option('--relay-service', 'run the relay service (forwarding_service)')
     .option('--no-echo', 'do not run the echo service')
     .option('--relay-at <route>', 'register a relay for this node at the node at <route>')

@@ -1,0 +1,112 @@
+import type { Command } from 'commander';
+import { controlCall } from '../../node/control-client.js';
+import { keyhopHome, nodePaths } from '../../node/paths.js';
+import { print } from '../output.js';
+
+interface Common {
+  home?: string;
+  json?: boolean;
+  at: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const control = (o: { home?: string }, node: string) => nodePaths(keyhopHome(o.home), node).control;
+
+export function registerChannelCommands(program: Command): void {
+  const sc = program
+    .command('secure-channel')
+    .description('end-to-end encrypted, mutually authenticated channels');
+  sc.command('create')
+    .description('open a secure channel from a running node to a secure-channel listener')
+    .requiredOption('--from <node>', 'node that initiates')
+    .requiredOption('--to <route>', 'route to the listener, e.g. "1#127.0.0.1:4000 => api" or via a relay')
+    .option('--authorized <identifier>', 'accept only this peer identifier (repeatable)', collect)
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { from: string; to: string; authorized?: string[] }>();
+      const r = (await controlCall(control(o, o.from), 'secureChannel.create', {
+        to: o.to,
+        ...(o.authorized ? { authorized: o.authorized } : {}),
+      })) as { encryptor: string; peer: string };
+      print(
+        o,
+        r,
+        (d) => `${d.encryptor} (peer ${d.peer}); send through it with: --to "${d.encryptor} => <service>"`,
+      );
+    });
+  sc.command('list')
+    .description('secure channels of a running node')
+    .requiredOption('--at <node>', 'node name')
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      const rows = (await controlCall(control(o, o.at), 'secureChannel.list')) as {
+        encryptor: string;
+        role: string;
+        state: string;
+        peer: string | null;
+      }[];
+      print(o, rows, (r) =>
+        r.length
+          ? r
+              .map((c) => `${c.encryptor}  ${c.role.padEnd(9)} ${c.state.padEnd(9)} ${c.peer ?? '?'}`)
+              .join('\n')
+          : 'no secure channels',
+      );
+    });
+  sc.command('delete')
+    .description('close a secure channel (the peer is told)')
+    .argument('<encryptor>', 'the channel encryptor address, as listed')
+    .requiredOption('--at <node>', 'node name')
+    .option('--json', 'machine-readable output')
+    .action(async (encryptor: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      await controlCall(control(o, o.at), 'secureChannel.delete', { encryptor });
+      print(o, { encryptor, deleted: true }, () => `closed ${encryptor}`);
+    });
+
+  program
+    .command('tcp-outlet')
+    .description('TCP portal outlets: expose a TCP service to secure-channel peers')
+    .command('create')
+    .description('forward portal connections that reach this node to host:port')
+    .requiredOption('--at <node>', 'node name')
+    .requiredOption('--to <host:port>', 'the TCP service')
+    .option('--from <address>', 'outlet worker address', 'outlet')
+    .option('--policy <expression>', 'ABAC policy the secure-channel peer must satisfy')
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { to: string; from: string; policy?: string }>();
+      const r = (await controlCall(control(o, o.at), 'outlet.create', {
+        target: o.to,
+        address: o.from,
+        ...(o.policy ? { policy: o.policy } : {}),
+      })) as { address: string };
+      print(o, r, (d) => `outlet ${d.address} -> ${o.to}`);
+    });
+
+  program
+    .command('tcp-inlet')
+    .description('TCP portal inlets: a local port that leads to a remote outlet')
+    .command('create')
+    .description('listen on host:port; each connection travels through a secure channel to the outlet')
+    .requiredOption('--at <node>', 'node name')
+    .requiredOption('--from <host:port>', 'where to listen')
+    .requiredOption(
+      '--to <route>',
+      'route to the outlet node\'s secure-channel listener, e.g. "1#relay:4000 => forward_to_b => api"',
+    )
+    .option('--outlet <address>', 'outlet address on that node', 'outlet')
+    .option('--no-secure', 'treat --to as the plain route to the outlet (no secure channel)')
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { from: string; to: string; outlet: string; secure: boolean }>();
+      const r = (await controlCall(control(o, o.at), 'inlet.create', {
+        bind: o.from,
+        to: o.to,
+        outlet: o.outlet,
+        ...(o.secure === false ? { secure: false } : {}),
+      })) as { address: string; channel: string | null };
+      print(o, r, (d) => `inlet ${d.address}${d.channel ? ` through secure channel ${d.channel}` : ''}`);
+    });
+}

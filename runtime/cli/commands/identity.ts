@@ -1,0 +1,273 @@
+import type { Command } from 'commander';
+import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { Policy } from '../../identity/abac.js';
+import { systemClock } from '../../identity/clock.js';
+import { verifyCredential } from '../../identity/credentials.js';
+import { Identity } from '../../identity/identity.js';
+import {
+  attributesAsText,
+  decodeCredentialAndPurposeKey,
+  encodeCredentialAndPurposeKey,
+  openCredentialData,
+  openPurposeKeyAttestationData,
+} from '../../identity/models.js';
+import { IdentityStore } from '../../node/identity-store.js';
+import { keyhopHome } from '../../node/paths.js';
+import { print } from '../output.js';
+
+interface Common {
+  home?: string;
+  json?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+function store(o: Common): IdentityStore {
+  return new IdentityStore(keyhopHome(o.home));
+}
+
+function parseAttributes(list: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const a of list ?? []) {
+    const i = a.indexOf('=');
+    if (i <= 0) throw new KeyhopError(ErrorCodes.USAGE, `attribute "${a}" is not key=value`);
+    out[a.slice(0, i)] = a.slice(i + 1);
+  }
+  return out;
+}
+
+function unhex(s: string, what: string): Uint8Array {
+  const t = s.trim();
+  if (!/^([0-9a-f]{2})+$/i.test(t)) throw new KeyhopError(ErrorCodes.USAGE, `${what} must be hex`);
+  return new Uint8Array(Buffer.from(t, 'hex'));
+}
+
+/** An identity given by name (in KEYHOP_HOME) or as a change history in hex. */
+async function identityArg(o: Common, ref: string): Promise<Identity> {
+  if (/^([0-9a-f]{2}){32,}$/i.test(ref)) {
+    return Identity.import(unhex(ref, 'change history'), { verifier: store(o).verifier, clock: null });
+  }
+  return (await store(o).load(ref)).local.identity;
+}
+
+function describeCredential(c: ReturnType<typeof verifyCredential>): {
+  issuer: string;
+  subject: string;
+  attributes: Record<string, string>;
+  createdAt: string;
+  expiresAt: string;
+} {
+  return {
+    issuer: c.issuer.toString(),
+    subject: c.subject.toString(),
+    attributes: Object.fromEntries(c.attributesText),
+    createdAt: new Date(c.createdAt * 1000).toISOString(),
+    expiresAt: new Date(c.expiresAt * 1000).toISOString(),
+  };
+}
+
+export function registerIdentityCommands(program: Command): void {
+  const vault = program.command('vault').description('software vaults (key stores) in KEYHOP_HOME');
+  vault
+    .command('create')
+    .description('create a software vault; set KEYHOP_VAULT_PASSPHRASE to encrypt its keys at rest')
+    .argument('[name]', 'vault name', 'default')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      await store(o).vault(name);
+      print(
+        o,
+        { vault: name, encrypted: Boolean(process.env.KEYHOP_VAULT_PASSPHRASE) },
+        (d) => `vault ${d.vault} ready${d.encrypted ? ' (keys encrypted at rest)' : ''}`,
+      );
+    });
+
+  const identity = program.command('identity').description('identities (Ockam change histories)');
+  identity
+    .command('create')
+    .description('create an identity whose primary key lives in a vault')
+    .argument('[name]', 'identity name', 'default')
+    .option('--vault <name>', 'vault for its key', 'default')
+    .option('--key-type <type>', 'ed25519 or p256', 'ed25519')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { vault: string; keyType: string }>();
+      const keyType =
+        o.keyType.toLowerCase() === 'p256'
+          ? 'P256'
+          : o.keyType.toLowerCase() === 'ed25519'
+            ? 'Ed25519'
+            : null;
+      if (!keyType) throw new KeyhopError(ErrorCodes.USAGE, '--key-type must be ed25519 or p256');
+      const s = await store(o).create(name, { vault: o.vault, keyType });
+      print(o, { name, identifier: s.file.identifier, vault: s.file.vault }, (d) => d.identifier);
+    });
+
+  identity
+    .command('show')
+    .description('show an identity: identifier, keys, change history')
+    .argument('[name]', 'identity name', 'default')
+    .option('--full', 'also print the change history (hex), to hand to peers as an authority')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { full?: boolean }>();
+      const s = await store(o).load(name);
+      const id = s.local.identity;
+      const data = {
+        name,
+        identifier: id.identifier.toString(),
+        vault: s.file.vault,
+        changes: id.changes.map((c, i) => ({
+          index: i,
+          keyType: c.data.primaryPublicKey.type,
+          publicKey: hex(c.data.primaryPublicKey.bytes),
+          validFrom: new Date(c.data.attestationsValidFrom * 1000).toISOString(),
+          validUntil: new Date(c.data.attestationsValidUntil * 1000).toISOString(),
+        })),
+        credentials: s.credentials.length,
+        changeHistory: hex(id.export()),
+      };
+      print(o, data, (d) =>
+        [
+          d.identifier,
+          ...d.changes.map(
+            (c) =>
+              `  change ${c.index}: ${c.keyType} ${c.publicKey.slice(0, 16)}… valid ${c.validFrom} .. ${c.validUntil}`,
+          ),
+          `  credentials: ${d.credentials}`,
+          ...(o.full ? [`  change history: ${d.changeHistory}`] : []),
+        ].join('\n'),
+      );
+    });
+
+  identity
+    .command('list')
+    .description('list identities in KEYHOP_HOME')
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      const rows = [];
+      for (const name of await store(o).list()) {
+        const s = await store(o).load(name);
+        rows.push({ name, identifier: s.file.identifier });
+      }
+      print(o, rows, (r) =>
+        r.length ? r.map((x) => `${x.name.padEnd(20)} ${x.identifier}`).join('\n') : 'no identities',
+      );
+    });
+
+  identity
+    .command('rotate')
+    .description('rotate the primary key: a new change signed by the new and the previous key')
+    .argument('[name]', 'identity name', 'default')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      const s = await store(o).rotate(name);
+      print(
+        o,
+        { name, identifier: s.file.identifier, changes: s.local.identity.changes.length },
+        (d) => `${d.identifier} now has ${d.changes} changes`,
+      );
+    });
+
+  const credential = program
+    .command('credential')
+    .description('credentials: attributes an authority vouches for');
+  credential
+    .command('issue')
+    .description('issue a credential as an authority identity')
+    .requiredOption('--as <identity>', 'issuing identity (name in KEYHOP_HOME)')
+    .requiredOption('--for <identifier>', 'subject identifier (I…)')
+    .option('--attribute <key=value>', 'attribute (repeatable)', collect)
+    .option('--ttl <seconds>', 'lifetime (default 30 days)')
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<
+        Common & { as: string; for: string; attribute?: string[]; ttl?: string }
+      >();
+      const ttl = o.ttl === undefined ? undefined : Number(o.ttl);
+      if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0))
+        throw new KeyhopError(ErrorCodes.USAGE, '--ttl must be seconds');
+      const c = await store(o).issue(o.as, o.for, parseAttributes(o.attribute), ttl);
+      print(o, { credential: hex(encodeCredentialAndPurposeKey(c)) }, (d) => d.credential);
+    });
+
+  credential
+    .command('verify')
+    .description('verify a credential (hex) against trusted authorities')
+    .argument('<credential>', 'credential as printed by `credential issue`')
+    .requiredOption(
+      '--authority <identity>',
+      'authority: identity name or change history hex (repeatable)',
+      collect,
+    )
+    .option('--json', 'machine-readable output')
+    .action(async (cred: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { authority: string[] }>();
+      const authorities = await Promise.all(o.authority.map((a) => identityArg(o, a)));
+      const v = verifyCredential(decodeCredentialAndPurposeKey(unhex(cred, 'credential')), {
+        authorities,
+        verifier: store(o).verifier,
+        clock: systemClock,
+      });
+      print(
+        o,
+        { valid: true, ...describeCredential(v) },
+        (d) => `valid: ${JSON.stringify(d.attributes)} about ${d.subject}`,
+      );
+    });
+
+  credential
+    .command('show')
+    .description('decode a credential (hex) without trusting it')
+    .argument('<credential>', 'credential as printed by `credential issue`')
+    .option('--json', 'machine-readable output')
+    .action(async (cred: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      const c = decodeCredentialAndPurposeKey(unhex(cred, 'credential'));
+      // Decoded only, not verified: trusting it is `credential verify`'s job.
+      const d = openCredentialData(c.credential.data);
+      const pk = openPurposeKeyAttestationData(c.purposeKeyAttestation.data);
+      const data = {
+        issuer: pk.subject.toString(),
+        subject: d.subject?.toString() ?? null,
+        attributes: Object.fromEntries(attributesAsText(d.attributes)),
+        createdAt: new Date(d.createdAt * 1000).toISOString(),
+        expiresAt: new Date(d.expiresAt * 1000).toISOString(),
+        verified: false,
+      };
+      print(o, data, (x) => JSON.stringify(x, null, 2));
+    });
+
+  credential
+    .command('store')
+    .description('attach a credential to an identity; its nodes present it in every handshake')
+    .argument('<credential>', 'credential as printed by `credential issue`')
+    .option('--identity <name>', 'identity to attach it to', 'default')
+    .option('--json', 'machine-readable output')
+    .action(async (cred: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { identity: string }>();
+      await store(o).addCredential(o.identity, decodeCredentialAndPurposeKey(unhex(cred, 'credential')));
+      print(o, { identity: o.identity, stored: true }, (d) => `credential stored for ${d.identity}`);
+    });
+
+  program
+    .command('policy')
+    .description('attribute-based access control policies')
+    .command('check')
+    .description('parse a policy and evaluate it for a subject')
+    .argument('<expression>', 'e.g. \'(= subject.role "device")\' or "role_admin and fleet_f1"')
+    .option('--identifier <identifier>', 'subject identifier', `I${'0'.repeat(64)}`)
+    .option('--attribute <key=value>', 'subject attribute (repeatable)', collect)
+    .option('--json', 'machine-readable output')
+    .action(async (expr: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common & { identifier: string; attribute?: string[] }>();
+      const policy = Policy.parse(expr);
+      const attributes = o.attribute ? parseAttributes(o.attribute) : undefined;
+      const allowed = policy.evaluate({ identifier: o.identifier, ...(attributes ? { attributes } : {}) });
+      print(o, { policy: policy.toString(), allowed }, (d) => `${d.allowed ? 'allow' : 'deny'}: ${d.policy}`);
+    });
+}
