@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +68,11 @@ describe('keyhop CLI', () => {
     expect(r.stdout).toContain(`bob's inbox got "hello bob, this is alice"`);
     expect(r.stdout).toContain('alice got "hi alice, bob here"');
     expect(r.stdout).toContain(`and bob got alice's answer: "alice here, loud and clear"`);
+    expect(r.stdout).toContain(`bob's inbox got "the launch code is 0000" from I`);
+    expect(r.stdout).toContain('plaintext visible at the relay: no');
+    expect(r.stdout).toMatch(
+      /GET http:\/\/127\.0\.0\.1:\d+\/ -> 200 "hello from bob's web server, through a portal"/,
+    );
   });
 
   it('starts a relay node and a node behind it, sends through the relay, lists, shows and stops them', async () => {
@@ -219,6 +225,100 @@ describe('keyhop CLI', () => {
           .once('error', reject)
           .listen(port, '127.0.0.1', () => s.close(() => resolve()));
       });
+    }
+  });
+
+  it('issues a credential and serves HTTP through an inlet, a secure channel, a relay and an outlet guarded by policies', async () => {
+    const web = createHttpServer((_req, res) => res.end('portal works'));
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    const webPort = (web.address() as { port: number }).port;
+    const json = async (...args: string[]) => {
+      const r = await keyhop(home, ...args, '--json');
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    try {
+      await json('identity', 'create', 'ca');
+      const device = await json('identity', 'create', 'sensor', '--key-type', 'p256');
+      const { credential } = await json(
+        'credential',
+        'issue',
+        '--as',
+        'ca',
+        '--for',
+        device.identifier,
+        '--attribute',
+        'role=device',
+        '--attribute',
+        'fleet=f1',
+      );
+      const verified = await json('credential', 'verify', credential, '--authority', 'ca');
+      expect(verified.attributes).toEqual({ role: 'device', fleet: 'f1' });
+      await json('credential', 'store', credential, '--identity', 'sensor');
+
+      const port = await freePort();
+      await json('node', 'start', 'hub2', '--tcp-listener', `127.0.0.1:${port}`, '--relay-service');
+      await json(
+        'node',
+        'start',
+        'site',
+        '--relay-at',
+        `1#127.0.0.1:${port}`,
+        '--relay-alias',
+        'site',
+        '--authority',
+        'ca',
+        '--policy',
+        '(= subject.role "device")',
+      );
+      await json(
+        'tcp-outlet',
+        'create',
+        '--at',
+        'site',
+        '--to',
+        `127.0.0.1:${webPort}`,
+        '--policy',
+        '(= subject.fleet "f1")',
+      );
+      await json('node', 'start', 'field', '--identity', 'sensor');
+      const inletPort = await freePort();
+      const inlet = await json(
+        'tcp-inlet',
+        'create',
+        '--at',
+        'field',
+        '--from',
+        `127.0.0.1:${inletPort}`,
+        '--to',
+        `1#127.0.0.1:${port} => forward_to_site => api`,
+      );
+      expect(inlet.channel).toMatch(/^0#sc_encryptor_/);
+      const res = await fetch(`http://127.0.0.1:${inletPort}/`);
+      expect(await res.text()).toBe('portal works');
+
+      const channels = await json('secure-channel', 'list', '--at', 'site');
+      expect(channels.map((c: { peer: string }) => c.peer)).toEqual([device.identifier]);
+
+      // A node whose identity has no credential is refused by the site's policy.
+      await json('node', 'start', 'intruder');
+      const refused = await json(
+        'secure-channel',
+        'create',
+        '--from',
+        'intruder',
+        '--to',
+        `1#127.0.0.1:${port} => forward_to_site => api`,
+      );
+      expect(refused.state).toBe('open'); // XX: the initiator cannot know; the responder refused after message 3
+      await until(async () => {
+        const list = await json('secure-channel', 'list', '--at', 'site');
+        return list.length === 1 ? true : undefined;
+      });
+      for (const n of ['intruder', 'field', 'site', 'hub2']) await keyhop(home, 'node', 'stop', n);
+    } finally {
+      web.closeAllConnections();
+      web.close();
     }
   });
 
