@@ -1,9 +1,14 @@
 /** keyhop's public API. */
+
+export * from '../vaults/index.js';
+export * from './channel/index.js';
 export { BareReader, BareWriter, decodeBareString, encodeBareString } from './codec/bare.js';
 export { CborReader, cborEncode } from './codec/cbor.js';
 export { type ErrorCode, ErrorCodes, isKeyhopError, KeyhopError } from './errors.js';
+export * from './identity/index.js';
 export { createLogger, type Logger, silentLogger } from './log.js';
 export { type NodeConfig, parseNodeConfig } from './node/config.js';
+export { IdentityStore } from './node/identity-store.js';
 export { KeyhopNode } from './node/node.js';
 export {
   decodeBareTransportMessage,
@@ -12,6 +17,7 @@ export {
 export { decodeCborFrame, encodeCborFrame } from './routing/codec/cbor-frame.js';
 export * from './routing/index.js';
 export { ECHO_ADDRESS, EchoService } from './services/echo.js';
+export * from './services/portal/index.js';
 export { Relay } from './services/relay/relay.js';
 export {
   FORWARDING_SERVICE,

@@ -38,7 +38,7 @@ export interface ChannelIdentity {
 }
 
 /** Decides whether a verified peer may have a channel at all. */
-export type TrustPolicy = (peer: PeerIdentity) => boolean | Promise<boolean>;
+export type ChannelTrustPolicy = (peer: PeerIdentity) => boolean | Promise<boolean>;
 
 /** Local info every message decrypted by a channel carries (never sent on the wire). */
 export const SECURE_CHANNEL_INFO = 'keyhop.secure_channel';

@@ -11,10 +11,10 @@ import type { Router } from '../routing/router.js';
 import type { Worker } from '../routing/worker.js';
 import {
   type ChannelIdentity,
+  type ChannelTrustPolicy,
   type PeerIdentity,
   SECURE_CHANNEL_INFO,
   type SecureChannelInfo,
-  type TrustPolicy,
 } from './channel-identity.js';
 import { DataDecryptor, DataEncryptor } from './data-cipher.js';
 import { decodeChannelMessage, encodeChannelMessage } from './messages.js';
@@ -24,7 +24,7 @@ import { ockamHandshake, ockamSplit } from './ockam-xx.js';
 export interface ChannelSettings {
   provider: CryptoProvider;
   identity: ChannelIdentity;
-  trustPolicy: TrustPolicy;
+  trustPolicy: ChannelTrustPolicy;
   handshakeTimeoutMs: number;
   log: Logger;
 }

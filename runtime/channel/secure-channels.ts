@@ -8,12 +8,12 @@ import type { FlowId } from '../routing/flow-control.js';
 import type { Message } from '../routing/message.js';
 import { type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
-import type { ChannelIdentity, TrustPolicy } from './channel-identity.js';
+import type { ChannelIdentity, ChannelTrustPolicy } from './channel-identity.js';
 import { type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
 
 /** Ockam nodes listen for secure channels at `api`. */
 export const DEFAULT_LISTENER = 'api';
-const trustEveryone: TrustPolicy = () => true;
+const trustEveryone: ChannelTrustPolicy = () => true;
 
 export interface SecureChannelsOptions {
   identity: ChannelIdentity;
@@ -24,7 +24,7 @@ export interface SecureChannelsOptions {
 
 export interface ListenerOptions {
   /** Which verified peers may open a channel. Default: every peer with a valid identity. */
-  trustPolicy?: TrustPolicy;
+  trustPolicy?: ChannelTrustPolicy;
   /** Local workers that messages arriving through channels of this listener may reach. */
   expose?: AddressLike[];
   /** Handshakes in progress at once; further first messages are dropped. */
@@ -62,7 +62,7 @@ export class SecureChannels {
     return this.options.identity;
   }
 
-  private settings(trustPolicy: TrustPolicy): ChannelSettings {
+  private settings(trustPolicy: ChannelTrustPolicy): ChannelSettings {
     return {
       provider: this.provider,
       identity: this.options.identity,
@@ -78,7 +78,10 @@ export class SecureChannels {
   }
 
   /** Opens a channel to the listener at `route` (e.g. `1#host:port => api`). */
-  async create(route: RouteLike, options: { trustPolicy?: TrustPolicy } = {}): Promise<SecureChannelEnd> {
+  async create(
+    route: RouteLike,
+    options: { trustPolicy?: ChannelTrustPolicy } = {},
+  ): Promise<SecureChannelEnd> {
     const fc = this.router.flowControls;
     const end = new SecureChannelEnd(
       this.router,

@@ -1,11 +1,11 @@
-import { KeyhopNode } from '../node/node.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SECURE_CHANNEL_INFO, type SecureChannelInfo } from '../channel/channel-identity.js';
+import { KeyhopNode } from '../node/node.js';
 import type { Address } from '../routing/address.js';
-import { Route } from '../routing/route.js';
 import type { Context } from '../routing/context.js';
 import type { Message } from '../routing/message.js';
+import { Route } from '../routing/route.js';
 import type { TraceEvent } from '../routing/router.js';
 
 const enc = new TextEncoder();
@@ -163,7 +163,9 @@ export async function runDemo(
     write(`   alice is ${alice.identity.identity.identifier}`);
     write(`   bob   is ${bob.identity.identity.identifier}`);
     const channel = await alice.channels.create(bobRelay.route.append('api'));
-    write(`   Noise XX handshake done (Ockam's OCKAM_XX_25519_AES256_GCM_SHA256); alice verified bob's identity:`);
+    write(
+      `   Noise XX handshake done (Ockam's OCKAM_XX_25519_AES256_GCM_SHA256); alice verified bob's identity:`,
+    );
     write(`   ${channel.peer?.identifier}`);
     const atRelay: Uint8Array[] = [];
     const stopRelayTrace = relay.router.onTrace((e) => atRelay.push(e.message.payload));
@@ -172,7 +174,9 @@ export async function runDemo(
     const m3 = await bobInbox.next();
     stopRelayTrace();
     const info = m3.info<SecureChannelInfo>(SECURE_CHANNEL_INFO);
-    write(`   bob's inbox got "${dec.decode(m3.payload)}" from ${info?.peer.identifier} (authenticated by the channel)`);
+    write(
+      `   bob's inbox got "${dec.decode(m3.payload)}" from ${info?.peer.identifier} (authenticated by the channel)`,
+    );
     const sample = atRelay[0];
     write(
       `   inside the relay node the message made ${atRelay.length} hops, as ciphertext only: ${sample ? `${Buffer.from(sample).subarray(0, 24).toString('hex')}…` : '-'}`,
@@ -182,14 +186,19 @@ export async function runDemo(
     exchanged.push(dec.decode(m3.payload));
 
     // 5) A TCP portal through that channel: an HTTP server on bob's side, reached from alice's side.
-    const server = createServer((_req, res) => res.end('hello from bob\'s web server, through a portal\n'));
+    const server = createServer((_req, res) => res.end("hello from bob's web server, through a portal\n"));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const target = `127.0.0.1:${(server.address() as AddressInfo).port}`;
       await bob.createOutlet({ target });
-      const inlet = await alice.createInlet({ bind: '127.0.0.1:0', to: bobRelay.route.append('api').toString() });
+      const inlet = await alice.createInlet({
+        bind: '127.0.0.1:0',
+        to: bobRelay.route.append('api').toString(),
+      });
       write('');
-      write(`5) a TCP portal: bob's outlet -> ${target} (a web server), alice's inlet listens on ${inlet.address}`);
+      write(
+        `5) a TCP portal: bob's outlet -> ${target} (a web server), alice's inlet listens on ${inlet.address}`,
+      );
       write(`   the inlet reaches the outlet through a new secure channel, through the relay`);
       const response = await fetch(`http://${inlet.address}/`);
       const body = (await response.text()).trim();

@@ -18,6 +18,16 @@ describe('examples run as written', () => {
     expect(stdout).toContain('client got: hello through the relay');
   });
 
+  it('secure-channel.mjs', async () => {
+    const { stdout } = await run(process.execPath, ['examples/secure-channel.mjs'], {
+      cwd: root,
+      timeout: 20_000,
+    });
+    expect(stdout).toContain('guest: message refused by the control worker');
+    expect(stdout).toMatch(/server: "hello from the operator" from I[0-9a-f]{64}, \{"role":"operator"\}/);
+    expect(stdout).not.toContain('hello from the guest');
+  });
+
   it('node-config.json is a valid node config', () => {
     const config = parseNodeConfig(JSON.parse(readFileSync(join(root, 'examples/node-config.json'), 'utf8')));
     expect(config.name).toBe('gateway');
