@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex } from '../../test/support/bytes.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { Address, MAX_ADDRESS_VALUE_BYTES, TransportType } from './address.js';
 
 describe('TransportType', () => {

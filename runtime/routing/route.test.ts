@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf } from '../../test/support/bytes.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { Address } from './address.js';
 import { MAX_ROUTE_LENGTH, Route, toRoute } from './route.js';
 
