@@ -14,7 +14,7 @@ export interface PeerIdentity {
 /**
  * The identity side of a channel end, kept apart from the channel mechanics: it supplies this
  * end's X25519 static key and handshake payload, and verifies the peer's. The Ockam
- * implementation (identity-payload.ts) carries CBOR IdentityAndCredentials.
+ * implementation (ockam-identity.ts) carries CBOR IdentityAndCredentials.
  */
 export interface ChannelIdentity {
   readonly identifier: string;

@@ -59,6 +59,12 @@ export class DataEncryptor {
   get nextNonce(): bigint {
     return this.nonce;
   }
+
+  /** Overwrites the key; the encryptor is unusable afterwards. */
+  destroy(): void {
+    this.key.fill(0);
+    this.nonce = MAX_NONCE;
+  }
 }
 
 export class DataDecryptor {
@@ -119,5 +125,11 @@ export class DataDecryptor {
       this.bucket++;
     }
     return { plaintext, nonce };
+  }
+
+  /** Overwrites the keys; every later message fails to decrypt. */
+  destroy(): void {
+    this.current.fill(0);
+    this.previous?.fill(0);
   }
 }

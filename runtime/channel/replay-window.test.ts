@@ -13,6 +13,7 @@ describe('ReplayWindow', () => {
     const w = new ReplayWindow();
     for (let i = 0; i < 100; i++) expect(take(w, i)).toBe('ok');
     expect(take(w, 99)).toBe('replayed');
+    expect(take(w, 66)).toBe('too_old'); // 33 behind
     expect(take(w, 50)).toBe('too_old');
   });
 
@@ -22,13 +23,25 @@ describe('ReplayWindow', () => {
     expect([3, 5, 0].map((n) => take(w, n))).toEqual(['replayed', 'replayed', 'replayed']);
   });
 
-  it('rejects nonces more than 32 ahead (33 consecutive losses stall the channel, as in Ockam)', () => {
+  it('rejects nonces more than 32 ahead (after 32 consecutive losses the channel stalls, as in Ockam)', () => {
     const w = new ReplayWindow();
     expect(take(w, 0)).toBe('ok');
+    expect(take(w, 34)).toBe('too_far_ahead');
     expect(take(w, 33)).toBe('too_far_ahead');
     expect(take(w, 32)).toBe('ok');
-    expect(take(w, 0)).toBe('too_old');
+    expect(take(w, 0)).toBe('replayed'); // exactly 32 behind: still in the window, already seen
     expect(take(w, 1)).toBe('ok');
+    expect(take(w, 31)).toBe('ok');
+  });
+
+  it('accepts a late nonce exactly 32 behind the highest, like Ockam', () => {
+    const w = new ReplayWindow();
+    expect(take(w, 40)).toBe('too_far_ahead');
+    for (const n of [32, 0]) expect(take(w, n)).toBe('ok');
+    expect(take(w, 64)).toBe('ok');
+    expect(take(w, 31)).toBe('too_old'); // 33 behind
+    expect(take(w, 32)).toBe('replayed'); // 32 behind, seen before
+    expect(take(w, 33)).toBe('ok'); // 31 behind, new
   });
 
   it('allows a first nonce of at most 32', () => {
@@ -45,7 +58,7 @@ describe('ReplayWindow', () => {
         for (const n of nonces) {
           if (take(w, n) === 'ok') {
             expect(accepted.has(n)).toBe(false);
-            expect(n).toBeGreaterThan(highest - WINDOW);
+            expect(n).toBeGreaterThanOrEqual(highest - WINDOW);
             accepted.add(n);
             highest = Math.max(highest, n);
           }

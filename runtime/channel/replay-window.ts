@@ -1,15 +1,17 @@
 /**
  * Ockam's receive window (nonce_tracker.rs): nonces are accepted at most 32 behind the highest
- * nonce accepted so far and at most 32 ahead of it, and each only once. `check` has no side
+ * nonce accepted so far (32 behind included, as Ockam does) and at most 32 ahead of it, and each
+ * only once. `check` has no side
  * effects; the caller `accept`s only after the message decrypted, so a forged message can never
  * move the window (Ockam PR #4756).
  */
 export const WINDOW = 32;
+const MASK = (1n << BigInt(WINDOW + 1)) - 1n;
 
 export class ReplayWindow {
   /** Highest accepted nonce; -1n before the first message. */
   private highest = -1n;
-  /** Bit i set = nonce (highest - i) was accepted, for i in 0..WINDOW-1. */
+  /** Bit i set = nonce (highest - i) was accepted, for i in 0..WINDOW. */
   private seen = 0n;
 
   /** Why `nonce` cannot be accepted, or undefined if it can. */
@@ -19,14 +21,14 @@ export class ReplayWindow {
       return nonce > limit ? 'too_far_ahead' : undefined;
     }
     const behind = this.highest - nonce;
-    if (behind >= BigInt(WINDOW)) return 'too_old';
+    if (behind > BigInt(WINDOW)) return 'too_old';
     return (this.seen >> behind) & 1n ? 'replayed' : undefined;
   }
 
   accept(nonce: bigint): void {
     if (nonce > this.highest) {
-      const shift = this.highest < 0n ? BigInt(WINDOW) : nonce - this.highest;
-      this.seen = shift >= BigInt(WINDOW) ? 1n : ((this.seen << shift) | 1n) & ((1n << BigInt(WINDOW)) - 1n);
+      const shift = this.highest < 0n ? BigInt(WINDOW + 1) : nonce - this.highest;
+      this.seen = shift > BigInt(WINDOW) ? 1n : ((this.seen << shift) | 1n) & MASK;
       this.highest = nonce;
     } else {
       this.seen |= 1n << (this.highest - nonce);

@@ -337,6 +337,8 @@ export class SecureChannelEnd implements Worker {
     this.state = 'closed';
     clearTimeout(this.timer);
     this.hs = undefined;
+    this.encryptorState?.destroy();
+    this.decryptorState?.destroy();
     this.encryptorState = undefined;
     this.decryptorState = undefined;
     await this.router.stopWorker(this.remote);

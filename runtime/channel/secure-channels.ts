@@ -91,7 +91,12 @@ export class SecureChannels {
     );
     await end.start();
     this.track(end);
-    await end.initiate(toRoute(route));
+    try {
+      await end.initiate(toRoute(route));
+    } catch (e) {
+      await end.close();
+      throw e;
+    }
     return end;
   }
 

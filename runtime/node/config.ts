@@ -56,6 +56,8 @@ export interface InletConfig {
   outlet?: string;
   /** false: `to` is the whole route to the outlet and no secure channel is made (not recommended). */
   secure?: boolean;
+  /** Accept only these identifiers as the outlet's node (strongly recommended: without it any node answering at `to` is believed). */
+  authorized?: string[];
 }
 
 export interface NodeConfig {
@@ -209,7 +211,8 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     };
   });
   const inlets = listOf(raw.inlets, 'inlets', (o, where): InletConfig => {
-    onlyKeys(o, ['bind', 'to', 'outlet', 'secure'], where);
+    onlyKeys(o, ['bind', 'to', 'outlet', 'secure', 'authorized'], where);
+    const authorized = stringList(o.authorized, `${where}.authorized`);
     if (typeof o.bind !== 'string' || typeof o.to !== 'string')
       fail(`${where} needs "bind" (host:port) and "to" (route)`);
     if (o.secure !== undefined && typeof o.secure !== 'boolean')
@@ -219,6 +222,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       to: o.to,
       ...(typeof o.outlet === 'string' ? { outlet: o.outlet } : {}),
       ...(o.secure !== undefined ? { secure: o.secure as boolean } : {}),
+      ...(authorized ? { authorized } : {}),
     };
   });
   const log = raw.log ?? {};

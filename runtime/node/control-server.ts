@@ -81,6 +81,7 @@ export class ControlServer {
           to: str(p, 'to')!,
           ...(outlet ? { outlet } : {}),
           ...(p.secure === false ? { secure: false } : {}),
+          ...(strList(p, 'authorized') ? { authorized: strList(p, 'authorized')! } : {}),
         });
       },
       'message.send': async (p) => {
@@ -108,7 +109,10 @@ export class ControlServer {
           new KeyhopError(ErrorCodes.LISTEN_FAILED, `control socket ${path}: ${e.message}`, { cause: e }),
         ),
       );
+      // Create the socket 0600 from the start (chmod after listen would leave a window).
+      const umask = process.umask(0o177);
       s.server.listen(path, () => resolve());
+      process.umask(umask);
     });
     await chmod(path, 0o600);
     return s;

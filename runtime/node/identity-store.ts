@@ -174,7 +174,9 @@ export class IdentityStore {
   async rotate(name: string): Promise<StoredIdentity> {
     const stored = await this.load(name);
     const local = await rotateIdentity(stored.local, { verifier: this.verifier, clock: this.clock });
-    const file = { ...stored.file, keyId: local.keyId, changeHistory: hex(local.identity.export()) };
+    // The issuer attestation names the old change: drop it, a new one is made on the next issue.
+    const { issuer: _stale, ...rest } = stored.file;
+    const file = { ...rest, keyId: local.keyId, changeHistory: hex(local.identity.export()) };
     await this.write(file);
     return { ...stored, local, file };
   }

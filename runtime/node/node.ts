@@ -97,7 +97,12 @@ export class KeyhopNode {
       await node.setUpSecureChannelListener(options.home);
       for (const o of config.outlets ?? []) await node.createOutlet(o);
       for (const l of config.tcpListeners) await node.createTcpListener(l.address, l.expose);
-      if (config.udp) await node.createUdpTransport(config.udp.bind, config.udp.expose);
+      // UDP peers' source addresses can be forged: by default the secure-channel listener (whose
+      // answer is larger than the question) is not reachable over UDP.
+      if (config.udp) {
+        const udpDefault = node.services.filter((s) => s !== (config.secureChannel?.address ?? 'api'));
+        await node.createUdpTransport(config.udp.bind, config.udp.expose ?? udpDefault);
+      }
       for (const r of config.relays) await node.createRelay(r);
       for (const i of config.inlets ?? []) await node.createInlet(i);
     } catch (e) {
@@ -122,6 +127,12 @@ export class KeyhopNode {
       this.identity = stored.local;
       credentials = stored.credentials;
     } else {
+      if (typeof this.config.identity === 'string') {
+        this.log.warn(
+          { identity: this.config.identity },
+          'no KEYHOP_HOME given: using a fresh in-memory identity instead',
+        );
+      }
       this.identity = await createIdentity({ vault: SoftwareVault.inMemory(), verifier, clock: systemClock });
     }
     const authorities = await this.resolveAuthorities(home, verifier);
@@ -200,7 +211,7 @@ export class KeyhopNode {
     let outletRoute: Route;
     if (config.secure === false) outletRoute = toRoute(config.to);
     else {
-      channel = await this.channels.create(config.to);
+      channel = await this.createSecureChannel(config.to, config.authorized);
       outletRoute = Route.of(channel.encryptor, outlet);
     }
     const inlet = await TcpInlet.create(this.router, { bind: config.bind, outletRoute, log: this.log });

@@ -217,6 +217,14 @@ export class Router {
     done?: (error?: unknown) => void,
   ): Promise<void> {
     try {
+      // Access control first: a sender that may not reach `next` must not make this node dial it
+      // (a TCP peer naming `1#third-party:port` would otherwise open connections anywhere).
+      const sender = this.mailboxes.get(from.key);
+      if (sender && !sender.outgoing({ message, from, to: next })) {
+        this.drop('outgoing_denied', from, message, next);
+        done?.();
+        return;
+      }
       const transport = this.transports.get(next.type);
       if (!transport) {
         throw new KeyhopError(

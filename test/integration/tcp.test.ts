@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cborEncode } from '../../runtime/codec/cbor.js';
 import { isKeyhopError } from '../../runtime/errors.js';
@@ -145,6 +145,30 @@ describe('TCP transport on loopback', () => {
     expect(dec.decode((await ctx.receive()).payload)).toBe('ping');
     expect(secret).toEqual([]);
     expect(b.router.metrics.dropped.outgoing_denied).toBe(1);
+  });
+
+  it('does not let a peer make the node dial a third party', async () => {
+    const b = await echoServer();
+    let dialled = 0;
+    const victim = createNetServer((s) => {
+      dialled++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => victim.listen(0, '127.0.0.1', resolve));
+    const victimPort = (victim.address() as { port: number }).port;
+    try {
+      const s = await rawClient(b.listener.address);
+      const body = encodeCborFrame(
+        Message.create(Route.parse(`1#127.0.0.1:${victimPort} => x`), enc.encode('go')),
+      );
+      s.write(Buffer.concat([Buffer.of(1), frame(body)]));
+      await until(() => b.router.metrics.dropped.outgoing_denied === 1);
+      await sleep(50);
+      expect(dialled).toBe(0);
+      expect(b.tcp.connections()).toHaveLength(1);
+    } finally {
+      victim.close();
+    }
   });
 
   it('counts messages to unknown addresses on the receiving node without dropping the connection', async () => {

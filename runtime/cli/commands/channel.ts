@@ -97,15 +97,23 @@ export function registerChannelCommands(program: Command): void {
       'route to the outlet node\'s secure-channel listener, e.g. "1#relay:4000 => forward_to_b => api"',
     )
     .option('--outlet <address>', 'outlet address on that node', 'outlet')
+    .option(
+      '--authorized <identifier>',
+      "accept only this identifier as the outlet's node (repeatable; recommended)",
+      collect,
+    )
     .option('--no-secure', 'treat --to as the plain route to the outlet (no secure channel)')
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<Common & { from: string; to: string; outlet: string; secure: boolean }>();
+      const o = cmd.optsWithGlobals<
+        Common & { from: string; to: string; outlet: string; secure: boolean; authorized?: string[] }
+      >();
       const r = (await controlCall(control(o, o.at), 'inlet.create', {
         bind: o.from,
         to: o.to,
         outlet: o.outlet,
         ...(o.secure === false ? { secure: false } : {}),
+        ...(o.authorized ? { authorized: o.authorized } : {}),
       })) as { address: string; channel: string | null };
       print(o, r, (d) => `inlet ${d.address}${d.channel ? ` through secure channel ${d.channel}` : ''}`);
     });
