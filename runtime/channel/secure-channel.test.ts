@@ -203,4 +203,33 @@ describe.each([nodeCrypto, nobleCrypto])('secure channel mechanics ($name provid
     expect(secret).toHaveLength(0);
     expect(b.metrics.dropped.outgoing_denied).toBe(1);
   });
+
+  it('roams: the responder follows the return route of the newest authenticated message', async () => {
+    const router = new Router({ name: 'solo' });
+    routers.push(router);
+    const via: Record<string, number> = { hop1: 0, hop2: 0 };
+    for (const name of ['hop1', 'hop2']) {
+      await router.startWorker(name, {
+        handleMessage: (ctx, m) => {
+          via[name]!++;
+          return ctx.forward(m.stepForward(ctx.address));
+        },
+      });
+    }
+    await router.startWorker('echo', new EchoService());
+    const responder = new SecureChannels(router, { identity: keyIdentity(provider, 'bob'), provider });
+    await responder.createListener('api', { expose: ['echo'] });
+    const initiator = new SecureChannels(router, { identity: keyIdentity(provider, 'alice'), provider });
+    const channel = await initiator.create(Route.of('hop1', 'api'));
+    const bEnd = responder.list()[0]!;
+    await bEnd.whenOpen();
+    expect(bEnd.remoteRoute.toString()).toBe(`0#hop1 => ${channel.remote}`);
+    // The initiator's path changes (a new connection, another relay): it now goes through hop2.
+    channel.remoteRoute = Route.of('hop2', bEnd.remote);
+    const ctx = await router.context();
+    await ctx.send(Route.of(channel.encryptor, 'echo'), enc.encode('moved'));
+    expect(dec.decode((await ctx.receive()).payload)).toBe('moved');
+    expect(bEnd.remoteRoute.toString()).toBe(`0#hop2 => ${channel.remote}`);
+    expect(via.hop2).toBe(2); // the message there and the answer back
+  });
 });
