@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { sleep, until } from '../../test/support/wait.js';
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { nobleCrypto } from '../../vaults/software/noble-provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
@@ -14,15 +15,6 @@ import { SecureChannels } from './secure-channels.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 
 /**
  * A stand-in identity for the channel mechanics: its identifier is the hash of its static key and

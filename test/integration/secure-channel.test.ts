@@ -13,17 +13,10 @@ import { createRemoteRelay } from '../../runtime/services/relay/remote-relay.js'
 import { nobleCrypto } from '../../vaults/software/noble-provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { testNode } from '../support/nodes.js';
+import { until } from '../support/wait.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe.each([
   ['node', nodeCrypto],

@@ -8,18 +8,10 @@ import { Route } from '../../runtime/routing/route.js';
 import { Router } from '../../runtime/routing/router.js';
 import { EchoService } from '../../runtime/services/echo.js';
 import { type DisconnectEvent, TcpTransport } from '../../runtime/transports/tcp/tcp-transport.js';
+import { sleep, until } from '../support/wait.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
 
 describe('TCP transport on loopback', () => {
   const routers: Router[] = [];
