@@ -1,7 +1,7 @@
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { denyAll, flowControlled } from '../routing/access-control.js';
+import { flowControlled } from '../routing/access-control.js';
 import { Address } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { FlowId } from '../routing/flow-control.js';
@@ -28,6 +28,8 @@ export interface ChannelSettings {
   handshakeTimeoutMs: number;
   log: Logger;
 }
+
+const NOOP = (): void => undefined;
 
 export type ChannelState = 'handshake' | 'open' | 'closed';
 
@@ -79,7 +81,7 @@ export class SecureChannelEnd implements Worker {
   private readonly opened: Promise<void>;
   private resolveOpened!: () => void;
   private rejectOpened!: (e: KeyhopError) => void;
-  private readonly closeListeners: (() => void)[] = [];
+  private closeListeners: (() => void)[] | undefined;
 
   constructor(
     private readonly router: Router,
@@ -97,12 +99,13 @@ export class SecureChannelEnd implements Worker {
 
   /** Registers the workers and arms the handshake timeout. */
   async start(): Promise<void> {
-    this.ctx = await this.router.startWorker([this.remote, this.encryptor], this);
-    await this.router.startWorker(
-      this.internal,
-      { handleMessage: () => undefined },
-      { incoming: denyAll, outgoing: flowControlled(this.router.flowControls, this.flow) },
-    );
+    // One mailbox for the three addresses: only what leaves from `internal` (decrypted messages)
+    // is flow-controlled; nothing may be sent to `internal`.
+    const decrypted = flowControlled(this.router.flowControls, this.flow);
+    this.ctx = await this.router.startWorker([this.remote, this.encryptor, this.internal], this, {
+      incoming: (r) => !r.to.equals(this.internal),
+      outgoing: (r) => !r.from.equals(this.internal) || decrypted(r),
+    });
     this.timer = setTimeout(
       () =>
         this.fail(
@@ -130,7 +133,7 @@ export class SecureChannelEnd implements Worker {
 
   onClose(listener: () => void): void {
     if (this.state === 'closed') listener();
-    else this.closeListeners.push(listener);
+    else (this.closeListeners ??= []).push(listener);
   }
 
   async handleMessage(ctx: Context, message: Message): Promise<void> {
@@ -182,11 +185,14 @@ export class SecureChannelEnd implements Worker {
     this.decryptorState = new DataDecryptor(this.settings.provider, keys.decrypt);
     this.state = 'open';
     clearTimeout(this.timer);
+    this.timer = undefined;
     this.settings.log.info(
       { encryptor: this.encryptor.toString(), peer: peer.identifier, initiator: this.initiator },
       'secure channel open',
     );
     this.resolveOpened();
+    // The settled promise keeps its value; the settle functions are not needed any more.
+    this.resolveOpened = this.rejectOpened = NOOP;
   }
 
   private async decryptAndDeliver(message: Message): Promise<void> {
@@ -342,9 +348,10 @@ export class SecureChannelEnd implements Worker {
     this.encryptorState = undefined;
     this.decryptorState = undefined;
     await this.router.stopWorker(this.remote);
-    await this.router.stopWorker(this.internal);
     this.router.flowControls.remove(this.flow);
-    for (const l of this.closeListeners.splice(0)) l();
+    const listeners = this.closeListeners ?? [];
+    this.closeListeners = undefined;
+    for (const l of listeners) l();
   }
 
   describe(): Record<string, unknown> {

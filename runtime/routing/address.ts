@@ -12,6 +12,7 @@ export const TransportType = {
 } as const;
 
 const encoder = new TextEncoder();
+const ASCII = /^[\x00-\x7f]*$/;
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 /** Largest address value keyhop accepts from text or from the wire. */
@@ -23,28 +24,46 @@ export const MAX_ADDRESS_VALUE_BYTES = 1024;
  */
 export class Address {
   readonly type: number;
-  readonly value: Uint8Array;
+  // One of the two forms is set at construction, the other made on first use: local addresses
+  // are created from text and rarely need bytes; decoded ones the other way round.
+  private bytes: Uint8Array | undefined;
+  private string: string | undefined;
   private cachedKey: string | undefined;
 
   constructor(type: number, value: Uint8Array | string) {
     if (!Number.isInteger(type) || type < 0 || type > 255) {
       throw new KeyhopError(ErrorCodes.ADDRESS_INVALID, `address type must be 0..255, got ${type}`);
     }
-    const bytes = typeof value === 'string' ? encoder.encode(value) : value;
-    if (bytes.length > MAX_ADDRESS_VALUE_BYTES) {
+    const length = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+    if (length > MAX_ADDRESS_VALUE_BYTES) {
       throw new KeyhopError(
         ErrorCodes.ADDRESS_INVALID,
-        `address value is ${bytes.length} bytes, more than ${MAX_ADDRESS_VALUE_BYTES}`,
+        `address value is ${length} bytes, more than ${MAX_ADDRESS_VALUE_BYTES}`,
       );
     }
     this.type = type;
-    this.value = bytes;
+    if (typeof value === 'string') this.string = value;
+    else this.bytes = value;
+  }
+
+  /** The value bytes (UTF-8 of the text for addresses made from text). */
+  get value(): Uint8Array {
+    this.bytes ??= encoder.encode(this.string!);
+    return this.bytes;
   }
 
   /** Map key: the type and the exact value bytes (computed on first use: most decoded addresses never need one). */
   get key(): string {
-    // latin1 maps bytes to characters one to one, so two different values never share a key.
-    this.cachedKey ??= `${this.type}#${Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1')}`;
+    if (this.cachedKey === undefined) {
+      // latin1 maps bytes to characters one to one, so two different values never share a key;
+      // for ASCII text that is the text itself.
+      const s = this.string;
+      const v =
+        s !== undefined && ASCII.test(s)
+          ? s
+          : Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1');
+      this.cachedKey = `${this.type}#${v}`;
+    }
     return this.cachedKey;
   }
 
@@ -89,7 +108,8 @@ export class Address {
 
   /** The value as text (lossy only for non-UTF-8 values, which keyhop never creates). */
   get text(): string {
-    return decoder.decode(this.value);
+    this.string ??= decoder.decode(this.bytes!);
+    return this.string;
   }
 
   equals(other: Address): boolean {

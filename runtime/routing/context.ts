@@ -15,8 +15,9 @@ export class Context {
   readonly router: Router;
   readonly addresses: readonly Address[];
   readonly log: Logger;
-  private readonly inbox: Message[] = [];
-  private readonly waiters: ((m: Message) => void)[] = [];
+  // Only detached contexts use these; most contexts never allocate them.
+  private inbox: Message[] | undefined;
+  private waiters: ((m: Message) => void)[] | undefined;
 
   constructor(router: Router, addresses: readonly Address[], log: Logger) {
     this.router = router;
@@ -52,27 +53,28 @@ export class Context {
 
   /** Detached contexts only: the next message sent to this context. */
   receive(timeoutMs = 10_000): Promise<Message> {
-    const queued = this.inbox.shift();
+    const queued = this.inbox?.shift();
     if (queued) return Promise.resolve(queued);
+    const waiters = (this.waiters ??= []);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
+        const i = waiters.indexOf(waiter);
+        if (i >= 0) waiters.splice(i, 1);
         reject(new KeyhopError(ErrorCodes.TIMEOUT, `no message for ${this.address} within ${timeoutMs} ms`));
       }, timeoutMs);
       const waiter = (m: Message) => {
         clearTimeout(timer);
         resolve(m);
       };
-      this.waiters.push(waiter);
+      waiters.push(waiter);
     });
   }
 
   /** @internal Used by the detached worker. */
   pushInbox(m: Message): void {
-    const waiter = this.waiters.shift();
+    const waiter = this.waiters?.shift();
     if (waiter) waiter(m);
-    else this.inbox.push(m);
+    else (this.inbox ??= []).push(m);
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,8 @@ export type FlowId = string;
 
 interface Flow {
   readonly parent: FlowId | undefined;
-  readonly consumers: Set<string>;
+  /** Allocated on the first consumer: most per-connection and per-channel flows stay empty. */
+  consumers: Set<string> | undefined;
 }
 
 /**
@@ -18,15 +19,20 @@ interface Flow {
  */
 export class FlowControls {
   private readonly flows = new Map<FlowId, Flow>();
+  /** Reverse index, address key → flows it consumes, so forgetting a worker costs its own flows only. */
+  private readonly byAddress = new Map<string, Set<FlowId>>();
 
   create(parent?: FlowId): FlowId {
     const id = `fc_${randomBytes(8).toString('hex')}`;
-    this.flows.set(id, { parent, consumers: new Set() });
+    this.flows.set(id, { parent, consumers: undefined });
     return id;
   }
 
   remove(flow: FlowId): void {
+    const f = this.flows.get(flow);
+    if (!f) return;
     this.flows.delete(flow);
+    for (const key of f.consumers ?? []) this.unindex(key, flow);
   }
 
   has(flow: FlowId): boolean {
@@ -34,33 +40,52 @@ export class FlowControls {
   }
 
   addConsumer(flow: FlowId, address: Address): void {
-    this.flows.get(flow)?.consumers.add(address.key);
+    this.add(flow, address.key);
+  }
+
+  private add(flow: FlowId, key: string): void {
+    const f = this.flows.get(flow);
+    if (!f) return;
+    (f.consumers ??= new Set()).add(key);
+    let flows = this.byAddress.get(key);
+    if (!flows) this.byAddress.set(key, (flows = new Set()));
+    flows.add(flow);
+  }
+
+  private unindex(key: string, flow: FlowId): void {
+    const flows = this.byAddress.get(key);
+    if (!flows) return;
+    flows.delete(flow);
+    if (flows.size === 0) this.byAddress.delete(key);
   }
 
   removeConsumer(flow: FlowId, address: Address): void {
-    this.flows.get(flow)?.consumers.delete(address.key);
+    this.flows.get(flow)?.consumers?.delete(address.key);
+    this.unindex(address.key, flow);
   }
 
   /** Forget an address everywhere (its worker stopped). */
   forget(address: Address): void {
-    for (const f of this.flows.values()) f.consumers.delete(address.key);
+    const key = address.key;
+    for (const flow of this.byAddress.get(key) ?? []) this.flows.get(flow)?.consumers?.delete(key);
+    this.byAddress.delete(key);
   }
 
   isConsumer(address: Address, flow: FlowId): boolean {
     const f = this.flows.get(flow);
     if (!f) return false;
-    if (f.consumers.has(address.key)) return true;
-    return f.parent !== undefined && (this.flows.get(f.parent)?.consumers.has(address.key) ?? false);
+    if (f.consumers?.has(address.key)) return true;
+    return f.parent !== undefined && (this.flows.get(f.parent)?.consumers?.has(address.key) ?? false);
   }
 
   /** Give `to` every flow `from` is a consumer of (a spawned worker inherits its spawner's exposure). */
   copyConsumer(from: Address, to: Address): void {
-    for (const f of this.flows.values()) if (f.consumers.has(from.key)) f.consumers.add(to.key);
+    for (const flow of [...(this.byAddress.get(from.key) ?? [])]) this.add(flow, to.key);
   }
 
   /** Flows an address is a direct consumer of (for `node show`). */
   flowsOf(address: Address): FlowId[] {
-    return [...this.flows.entries()].filter(([, f]) => f.consumers.has(address.key)).map(([id]) => id);
+    return [...(this.byAddress.get(address.key) ?? [])];
   }
 
   get size(): number {

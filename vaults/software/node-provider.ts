@@ -12,6 +12,7 @@ import {
   verify as nodeVerify,
   hash as oneShotHash,
   randomFillSync,
+  timingSafeEqual,
 } from 'node:crypto';
 import { asKeyhopError, ErrorCodes, KeyhopError } from '../../runtime/errors.js';
 import type {
@@ -96,7 +97,55 @@ function fromBase64url(text: string | undefined, length: number, what: string): 
   return out;
 }
 
+/**
+ * Imported KeyObjects, so that a key used again (a channel's static key, a handshake's ephemeral
+ * key, a peer's identity key checked several times) is parsed by OpenSSL once. Private keys are
+ * cached per Uint8Array object (weakly, dropped with it) and only used again if the bytes are
+ * still the same; public keys, which are not secret, by value in a small LRU.
+ */
+const privateKeys = new WeakMap<Uint8Array, { bytes: Uint8Array; key: KeyObject }>();
+const publicKeys = new Map<string, KeyObject>();
+const MAX_PUBLIC_KEYS = 1024;
+
+function cachedPrivate(raw: Uint8Array, make: () => KeyObject): KeyObject {
+  const hit = privateKeys.get(raw);
+  if (hit && hit.bytes.length === raw.length && timingSafeEqual(hit.bytes, raw)) return hit.key;
+  const key = make();
+  privateKeys.set(raw, { bytes: Uint8Array.from(raw), key });
+  return key;
+}
+
+function cachedPublic(kind: string, raw: Uint8Array, make: () => KeyObject): KeyObject {
+  const id = `${kind}:${Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('hex')}`;
+  const hit = publicKeys.get(id);
+  if (hit) {
+    publicKeys.delete(id);
+    publicKeys.set(id, hit);
+    return hit;
+  }
+  const key = make();
+  publicKeys.set(id, key);
+  if (publicKeys.size > MAX_PUBLIC_KEYS) publicKeys.delete(publicKeys.keys().next().value as string);
+  return key;
+}
+
 function okpPrivateKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
+  return cachedPrivate(raw, () => importOkpPrivateKey(crv, raw));
+}
+
+function okpPublicKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
+  return cachedPublic(crv, raw, () => importOkpPublicKey(crv, raw));
+}
+
+function p256PrivateKey(scalar: Uint8Array): KeyObject {
+  return cachedPrivate(scalar, () => importP256PrivateKey(scalar));
+}
+
+function p256PublicKey(point: Uint8Array): KeyObject {
+  return cachedPublic('P-256', point, () => importP256PublicKey(point));
+}
+
+function importOkpPrivateKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
   try {
     return createPrivateKey({ key: { kty: 'OKP', crv, d: base64url(raw), x: '' }, format: 'jwk' });
   } catch (e) {
@@ -104,7 +153,7 @@ function okpPrivateKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
   }
 }
 
-function okpPublicKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
+function importOkpPublicKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
   try {
     return createPublicKey({ key: { kty: 'OKP', crv, x: base64url(raw) }, format: 'jwk' });
   } catch (e) {
@@ -116,7 +165,7 @@ function okpRawPublicKey(privateKey: KeyObject, crv: OkpCurve, length: number): 
   return fromBase64url(createPublicKey(privateKey).export({ format: 'jwk' }).x, length, crv);
 }
 
-function p256PrivateKey(scalar: Uint8Array): KeyObject {
+function importP256PrivateKey(scalar: Uint8Array): KeyObject {
   checkP256PrivateKey(scalar);
   const der = new Uint8Array(P256_SEC1_PREFIX.length + 32 + P256_SEC1_SUFFIX.length);
   der.set(P256_SEC1_PREFIX, 0);
@@ -131,7 +180,7 @@ function p256PrivateKey(scalar: Uint8Array): KeyObject {
   }
 }
 
-function p256PublicKey(point: Uint8Array): KeyObject {
+function importP256PublicKey(point: Uint8Array): KeyObject {
   checkP256PublicKeyShape(point);
   try {
     if (point.length === 33) {

@@ -27,7 +27,9 @@ export function readRoute(r: CborReader): Route {
   for (let i = 0; i < n; i++) {
     r.array(2, 2);
     const type = r.uint(255);
-    addresses.push(new Address(type, r.bytesValue(MAX_ADDRESS_VALUE_BYTES)));
+    // A copy, not a view: routes outlive the frame they came in (stored return routes, relays),
+    // and a view would keep the whole receive buffer alive.
+    addresses.push(new Address(type, r.bytesValue(MAX_ADDRESS_VALUE_BYTES).slice()));
   }
   return Route.from(addresses);
 }
