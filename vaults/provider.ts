@@ -41,13 +41,17 @@ export interface CryptoProvider {
    */
   dh(name: DhName, privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array;
 
-  /** AEAD with a 32-byte key and a 12-byte nonce; returns ciphertext ‖ 16-byte tag. */
+  /**
+   * AEAD with a 32-byte key and a 12-byte nonce; returns `prefix` ‖ ciphertext ‖ 16-byte tag.
+   * `plaintext` may come in pieces, encrypted as their concatenation (saves the caller a copy).
+   */
   aeadEncrypt(
     name: CipherName,
     key: Uint8Array,
     nonce: Uint8Array,
     ad: Uint8Array,
-    plaintext: Uint8Array,
+    plaintext: Bytes,
+    prefix?: Uint8Array,
   ): Uint8Array;
   /** Inverse of aeadEncrypt; throws AEAD_FAILED when the tag does not verify. */
   aeadDecrypt(

@@ -61,4 +61,20 @@ describe.each([nodeCrypto, nobleCrypto])('Ockam data messages ($name provider)',
     // The forged copy did not consume nonce 0: the real message still decrypts.
     expect(Array.from(d.decrypt(w).plaintext)).toEqual([1, 2, 3]);
   });
+
+  it('encrypts plaintext given in pieces, with a prefix, exactly like the joined plaintext', () => {
+    const key = unhex(handshake.k1);
+    const nonce = new Uint8Array(12).fill(3);
+    const parts = [
+      new Uint8Array([1, 2, 3]),
+      new Uint8Array(0),
+      new Uint8Array(20_000).fill(9),
+      Uint8Array.of(0x40),
+    ];
+    const joined = Buffer.concat(parts);
+    const prefix = Uint8Array.of(7, 7);
+    const whole = provider.aeadEncrypt('AESGCM', key, nonce, new Uint8Array(0), joined);
+    const pieces = provider.aeadEncrypt('AESGCM', key, nonce, new Uint8Array(0), parts, prefix);
+    expect(hex(pieces)).toBe(hex(Buffer.concat([prefix, whole])));
+  });
 });

@@ -1,4 +1,4 @@
-import type { CryptoProvider } from '../../vaults/provider.js';
+import type { Bytes, CryptoProvider } from '../../vaults/provider.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { ReplayWindow } from './replay-window.js';
 
@@ -41,17 +41,16 @@ export class DataEncryptor {
     this.key = key;
   }
 
-  encrypt(plaintext: Uint8Array): Uint8Array {
+  /** `plaintext` may be given in pieces (encrypted as their concatenation, without joining them first). */
+  encrypt(plaintext: Bytes): Uint8Array {
     const n = this.nonce;
     // The last nonce is reserved for REKEY.
     if (n >= MAX_NONCE)
       throw new KeyhopError(ErrorCodes.NONCE_EXHAUSTED, 'secure channel used up its nonces');
     if (this.rekeying && n > 0n && n % REKEY_INTERVAL === 0n) this.key = rekey(this.provider, this.key);
     const nonce = aeadNonce(n);
-    const sealed = this.provider.aeadEncrypt('AESGCM', this.key, nonce, EMPTY, plaintext);
-    const out = new Uint8Array(NONCE_BYTES + sealed.length);
-    out.set(nonce.subarray(4), 0);
-    out.set(sealed, NONCE_BYTES);
+    // The wire form is the 8-byte nonce followed by ciphertext and tag, in one buffer.
+    const out = this.provider.aeadEncrypt('AESGCM', this.key, nonce, EMPTY, plaintext, nonce.subarray(4));
     this.nonce = n + 1n;
     return out;
   }

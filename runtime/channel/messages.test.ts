@@ -5,7 +5,12 @@ import { hex, unhex } from '../../test/support/bytes.js';
 import { encodeBareString } from '../codec/bare.js';
 import { KeyhopError } from '../errors.js';
 import { Route } from '../routing/route.js';
-import { type ChannelMessage, decodeChannelMessage, encodeChannelMessage } from './messages.js';
+import {
+  type ChannelMessage,
+  decodeChannelMessage,
+  encodeChannelMessage,
+  encodeChannelMessageParts,
+} from './messages.js';
 
 const ascii = (s: string) => Buffer.from(s).toString('hex');
 
@@ -87,6 +92,7 @@ describe('secure channel plaintext messages', () => {
             payload,
           };
           const bytes = encodeChannelMessage(m);
+          expect(hex(Buffer.concat(encodeChannelMessageParts(m)))).toBe(hex(bytes));
           expect(hex(bytes)).toBe(hex(encode([[0, [[on, ret, payload]]], new Uint8Array(0)])));
           const back = decodeChannelMessage(bytes);
           expect(

@@ -1,5 +1,5 @@
 import { CborReader } from '../codec/cbor.js';
-import { headerSize, MAJOR_ARRAY, writeBytes, writeHeader } from '../codec/cbor-write.js';
+import { headerSize, MAJOR_ARRAY, MAJOR_BYTES, writeBytes, writeHeader } from '../codec/cbor-write.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { MAX_MESSAGE_BYTES } from '../routing/codec/limits.js';
 import { readRoute, routeSize, writeRoute } from '../routing/codec/route-cbor.js';
@@ -28,6 +28,23 @@ export type ChannelMessage =
 
 const MAX_PADDING = 255;
 const MAX_CREDENTIALS = 16;
+
+/**
+ * The encoding in pieces whose concatenation is `encodeChannelMessage(m)`: for a payload message,
+ * head ‖ payload ‖ padding, so that the payload is never copied before encryption.
+ */
+export function encodeChannelMessageParts(m: ChannelMessage): Uint8Array[] {
+  if (m.kind !== 'payload') return [encodeChannelMessage(m)];
+  const n = m.payload.length;
+  const head = new Uint8Array(5 + routeSize(m.onward) + routeSize(m.returnRoute) + headerSize(n));
+  head.set([0x82, 0x82, 0x00, 0x81, 0x83]);
+  let pos = writeRoute(head, 5, m.onward);
+  pos = writeRoute(head, pos, m.returnRoute);
+  writeHeader(head, pos, MAJOR_BYTES, n);
+  return [head, m.payload, EMPTY_PADDING];
+}
+
+const EMPTY_PADDING = Uint8Array.of(0x40);
 
 export function encodeChannelMessage(m: ChannelMessage): Uint8Array {
   switch (m.kind) {

@@ -1,4 +1,4 @@
-import type { CryptoProvider } from '../../vaults/provider.js';
+import type { Bytes, CryptoProvider } from '../../vaults/provider.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { flowControlled } from '../routing/access-control.js';
@@ -17,7 +17,7 @@ import {
   type SecureChannelInfo,
 } from './channel-identity.js';
 import { DataDecryptor, DataEncryptor } from './data-cipher.js';
-import { decodeChannelMessage, encodeChannelMessage } from './messages.js';
+import { decodeChannelMessage, encodeChannelMessage, encodeChannelMessageParts } from './messages.js';
 import type { HandshakeState } from './noise/handshake-state.js';
 import { ockamHandshake, ockamSplit } from './ockam-xx.js';
 
@@ -272,7 +272,7 @@ export class SecureChannelEnd implements Worker {
       this.router.flowControls.addConsumer(this.flow, replyTo);
     await this.sendEncrypted(
       ctx,
-      encodeChannelMessage({
+      encodeChannelMessageParts({
         kind: 'payload',
         onward: message.onward.step(),
         returnRoute: message.returnRoute,
@@ -281,7 +281,7 @@ export class SecureChannelEnd implements Worker {
     );
   }
 
-  private async sendEncrypted(_ctx: Context, plaintext: Uint8Array): Promise<void> {
+  private async sendEncrypted(_ctx: Context, plaintext: Bytes): Promise<void> {
     const wire = this.encryptorState!.encrypt(plaintext);
     this.stats.sent++;
     await this.sendAndWait(this.remote, new Message(this.remoteRoute, Route.of(this.remote), wire));

@@ -117,9 +117,19 @@ export const nobleCrypto: CryptoProvider = Object.freeze({
     key: Uint8Array,
     nonce: Uint8Array,
     ad: Uint8Array,
-    plaintext: Uint8Array,
+    plaintext: Bytes,
+    prefix?: Uint8Array,
   ): Uint8Array {
-    return aead(name, key, nonce, ad).encrypt(plaintext);
+    const sealed = aead(name, key, nonce, ad).encrypt(
+      Array.isArray(plaintext)
+        ? Buffer.concat(plaintext as readonly Uint8Array[])
+        : (plaintext as Uint8Array),
+    );
+    if (!prefix) return sealed;
+    const out = new Uint8Array(prefix.length + sealed.length);
+    out.set(prefix, 0);
+    out.set(sealed, prefix.length);
+    return out;
   },
 
   aeadDecrypt(

@@ -129,6 +129,10 @@ function cachedPublic(kind: string, raw: Uint8Array, make: () => KeyObject): Key
   return key;
 }
 
+function isParts(b: Bytes): b is readonly Uint8Array[] {
+  return Array.isArray(b);
+}
+
 function okpPrivateKey(crv: OkpCurve, raw: Uint8Array): KeyObject {
   return cachedPrivate(raw, () => importOkpPrivateKey(crv, raw));
 }
@@ -310,7 +314,8 @@ export const nodeCrypto: CryptoProvider = Object.freeze({
     key: Uint8Array,
     nonce: Uint8Array,
     ad: Uint8Array,
-    plaintext: Uint8Array,
+    plaintext: Bytes,
+    prefix?: Uint8Array,
   ): Uint8Array {
     checkAeadInputs(name, key, nonce);
     const cipher =
@@ -318,12 +323,27 @@ export const nodeCrypto: CryptoProvider = Object.freeze({
         ? createCipheriv('aes-256-gcm', key, nonce, { authTagLength: AEAD_TAG_LENGTH })
         : createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_LENGTH });
     if (ad.length > 0) cipher.setAAD(ad);
-    const body = cipher.update(plaintext);
+    const parts = isParts(plaintext) ? plaintext : [plaintext];
+    let length = prefix?.length ?? 0;
+    for (const p of parts) length += p.length;
+    // One output buffer; each piece's ciphertext is copied into it once (node has no update-into).
+    const out = new Uint8Array(length + AEAD_TAG_LENGTH);
+    let pos = 0;
+    if (prefix) {
+      out.set(prefix, 0);
+      pos = prefix.length;
+    }
+    for (const p of parts) {
+      const c = cipher.update(p);
+      out.set(c, pos);
+      pos += c.length;
+    }
     const rest = cipher.final(); // empty for these stream modes
-    const out = new Uint8Array(body.length + rest.length + AEAD_TAG_LENGTH);
-    out.set(body, 0);
-    if (rest.length > 0) out.set(rest, body.length);
-    out.set(cipher.getAuthTag(), body.length + rest.length);
+    if (rest.length > 0) {
+      out.set(rest, pos);
+      pos += rest.length;
+    }
+    out.set(cipher.getAuthTag(), pos);
     return out;
   },
 
