@@ -132,8 +132,12 @@ export class SecureChannelEnd implements Worker {
   }
 
   onClose(listener: () => void): void {
-    if (this.state === 'closed') listener();
-    else (this.closeListeners ??= []).push(listener);
+    if (this.state === 'closed') {
+      listener();
+      return;
+    }
+    this.closeListeners ??= [];
+    this.closeListeners.push(listener);
   }
 
   async handleMessage(ctx: Context, message: Message): Promise<void> {

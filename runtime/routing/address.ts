@@ -12,7 +12,11 @@ export const TransportType = {
 } as const;
 
 const encoder = new TextEncoder();
-const ASCII = /^[\x00-\x7f]*$/;
+/** True when every character is below U+0080 (then latin1 of the UTF-8 bytes is the text itself). */
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 /** Largest address value keyhop accepts from text or from the wire. */
@@ -59,7 +63,7 @@ export class Address {
       // for ASCII text that is the text itself.
       const s = this.string;
       const v =
-        s !== undefined && ASCII.test(s)
+        s !== undefined && isAscii(s)
           ? s
           : Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1');
       this.cachedKey = `${this.type}#${v}`;

@@ -55,7 +55,8 @@ export class Context {
   receive(timeoutMs = 10_000): Promise<Message> {
     const queued = this.inbox?.shift();
     if (queued) return Promise.resolve(queued);
-    const waiters = (this.waiters ??= []);
+    this.waiters ??= [];
+    const waiters = this.waiters;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         const i = waiters.indexOf(waiter);
@@ -73,8 +74,12 @@ export class Context {
   /** @internal Used by the detached worker. */
   pushInbox(m: Message): void {
     const waiter = this.waiters?.shift();
-    if (waiter) waiter(m);
-    else (this.inbox ??= []).push(m);
+    if (waiter) {
+      waiter(m);
+      return;
+    }
+    this.inbox ??= [];
+    this.inbox.push(m);
   }
 
   async stop(): Promise<void> {

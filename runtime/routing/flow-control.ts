@@ -46,9 +46,13 @@ export class FlowControls {
   private add(flow: FlowId, key: string): void {
     const f = this.flows.get(flow);
     if (!f) return;
-    (f.consumers ??= new Set()).add(key);
+    f.consumers ??= new Set();
+    f.consumers.add(key);
     let flows = this.byAddress.get(key);
-    if (!flows) this.byAddress.set(key, (flows = new Set()));
+    if (!flows) {
+      flows = new Set();
+      this.byAddress.set(key, flows);
+    }
     flows.add(flow);
   }
 
