@@ -39,12 +39,22 @@ import {
   intListFlag,
   RssSampler,
 } from './harness.js';
+import {
+  closeSocket,
+  fixed,
+  median,
+  openTcpHandles,
+  Pipeline,
+  PlainFrameSplitter,
+  round,
+  sizeLabel,
+  waitForTcpHandles,
+} from './support.js';
 import { createTlsCredentials, type TlsCredentials } from './tls-certs.js';
 
 const HOST = '127.0.0.1';
 /** A reply or handshake that takes this long means something was lost: the run fails instead of hanging. */
 const TIMEOUT_MS = 10_000;
-const PLAIN_MAX_FRAME = 16 * 1024 * 1024;
 
 const PARTS = ['handshake', 'throughput', 'memory', 'portal'] as const;
 
@@ -130,21 +140,6 @@ const THROUGHPUT_SETUP_NAMES = Object.keys(THROUGHPUT_SETUPS) as ThroughputSetup
 // ---------------------------------------------------------------------------------------------
 // shared helpers
 
-const round = (x: number, digits: number) => Number(x.toFixed(digits));
-const fixed = (x: number | null, digits: number) => (x === null ? null : round(x, digits));
-
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function sizeLabel(bytes: number): string {
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
-  return `${bytes} B`;
-}
-
 function withTimeout<T>(p: Promise<T>, what: string, ms = TIMEOUT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -161,34 +156,12 @@ function sumProblems(list: readonly Record<string, number>[]): Record<string, nu
 
 const hasProblems = (p: Record<string, number>) => Object.values(p).some((n) => n > 0);
 
-/** Open TCP handles of this process (sockets and servers). */
-function openTcpHandles(): number {
-  return process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
-}
-
-async function waitForTcpHandles(max: number, timeoutMs = 2000): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const n = openTcpHandles();
-    if (n <= max || Date.now() > until) return n;
-    await sleep(10);
-  }
-}
-
 /** A forced full GC: `--expose-gc`'s gc, or one obtained at run time through V8 flags. */
 function gcFunction(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (existing) return existing;
   setFlagsFromString('--expose-gc');
   return runInNewContext('gc') as () => void;
-}
-
-function closeSocket(socket: Socket): Promise<void> {
-  if (socket.closed) return Promise.resolve();
-  return new Promise((resolve) => {
-    socket.once('close', () => resolve());
-    socket.destroy();
-  });
 }
 
 function closeServer(server: Server): Promise<void> {
@@ -227,112 +200,6 @@ class Arrivals<T> {
     const v = this.ready.shift();
     if (v !== undefined) return Promise.resolve(v);
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
-  }
-}
-
-/**
- * Keeps a fixed number of requests outstanding: each reply (or failure) frees a slot that is
- * refilled at once, until `drain()` stops the refilling. (As in bench/routing.ts.)
- */
-class Pipeline {
-  completed = 0;
-  inFlight = 0;
-  private stopping = false;
-  private onIdle: (() => void) | undefined;
-
-  constructor(private readonly sendOne: () => void) {}
-
-  fill(window: number): void {
-    for (let i = 0; i < window; i++) this.issue();
-  }
-
-  replied(): void {
-    this.completed++;
-    this.release();
-  }
-
-  failedOne(): void {
-    this.release();
-  }
-
-  get finished(): boolean {
-    return this.stopping && this.inFlight === 0;
-  }
-
-  drain(timeoutMs: number): Promise<void> {
-    this.stopping = true;
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${this.inFlight} requests still unanswered after ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      this.onIdle = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  private issue(): void {
-    this.inFlight++;
-    this.sendOne();
-  }
-
-  private release(): void {
-    this.inFlight--;
-    if (!this.stopping) this.issue();
-    else if (this.inFlight === 0) this.onIdle?.();
-  }
-}
-
-/** u32-BE length + body frames out of a byte stream (as in bench/routing.ts). */
-class FrameSplitter {
-  private readonly header = Buffer.alloc(4);
-  private headerFill = 0;
-  private body: Buffer | undefined;
-  private bodyFill = 0;
-
-  constructor(private readonly onFrame: (frame: Buffer) => void) {}
-
-  push(chunk: Buffer): void {
-    const n = chunk.length;
-    let off = 0;
-    while (off < n) {
-      if (this.body === undefined) {
-        let len: number;
-        if (this.headerFill === 0 && n - off >= 4) {
-          len = chunk.readUInt32BE(off);
-          off += 4;
-          if (len > PLAIN_MAX_FRAME) throw new Error(`frame of ${len} bytes is too large`);
-          if (n - off >= len) {
-            this.onFrame(chunk.subarray(off, off + len));
-            off += len;
-            continue;
-          }
-        } else {
-          const k = Math.min(4 - this.headerFill, n - off);
-          chunk.copy(this.header, this.headerFill, off, off + k);
-          this.headerFill += k;
-          off += k;
-          if (this.headerFill < 4) return;
-          this.headerFill = 0;
-          len = this.header.readUInt32BE(0);
-          if (len > PLAIN_MAX_FRAME) throw new Error(`frame of ${len} bytes is too large`);
-        }
-        this.body = Buffer.allocUnsafe(len);
-        this.bodyFill = 0;
-      }
-      const body = this.body;
-      const k = Math.min(body.length - this.bodyFill, n - off);
-      chunk.copy(body, this.bodyFill, off, off + k);
-      this.bodyFill += k;
-      off += k;
-      if (this.bodyFill === body.length) {
-        this.body = undefined;
-        this.onFrame(body);
-      }
-    }
   }
 }
 
@@ -953,7 +820,7 @@ async function tlsThroughputRig(size: number, creds: TlsCredentials): Promise<Ri
   let protocolErrors = 0;
   const side = await tlsServer(creds, (socket) => {
     socket.setNoDelay(true);
-    const splitter = new FrameSplitter((frame) => {
+    const splitter = new PlainFrameSplitter((frame) => {
       const header = Buffer.allocUnsafe(4);
       header.writeUInt32BE(frame.length, 0);
       socket.cork();
@@ -990,7 +857,7 @@ async function tlsThroughputRig(size: number, creds: TlsCredentials): Promise<Ri
   const pipeline = new Pipeline(() => {
     client.write(frame);
   });
-  const splitter = new FrameSplitter((reply) => {
+  const splitter = new PlainFrameSplitter((reply) => {
     if (reply.length === size) pipeline.replied();
     else {
       badReplies++;

@@ -21,6 +21,17 @@ import {
   intListFlag,
   RssSampler,
 } from './harness.js';
+import {
+  closeSocket,
+  fixed,
+  median,
+  openTcpHandles,
+  Pipeline,
+  PlainFrameSplitter,
+  round,
+  sizeLabel,
+  waitForTcpHandles,
+} from './support.js';
 
 const HOST = '127.0.0.1';
 const DEFAULT_SIZES = [64, 1024, 16 * 1024];
@@ -31,7 +42,6 @@ const DEFAULT_DURATION_MS = 1100;
 /** A reply that takes this long means messages were lost: the run fails instead of hanging. */
 const REPLY_TIMEOUT_MS = 10_000;
 /** Largest frame the plain baseline accepts (keyhop's own limit is 16 MiB + 64 KiB). */
-const PLAIN_MAX_FRAME = 16 * 1024 * 1024;
 
 const TARGET = {
   description: 'keyhop one hop >= 0.7x plain framed TCP at 16 KiB',
@@ -50,63 +60,6 @@ const SETUPS = {
 type SetupName = keyof typeof SETUPS;
 const SETUP_NAMES = Object.keys(SETUPS) as SetupName[];
 
-/**
- * Keeps a fixed number of requests outstanding: each reply (or failure) frees a slot that is
- * refilled at once, until `drain()` stops the refilling.
- */
-class Pipeline {
-  completed = 0;
-  inFlight = 0;
-  private stopping = false;
-  private onIdle: (() => void) | undefined;
-
-  constructor(private readonly sendOne: () => void) {}
-
-  fill(window: number): void {
-    for (let i = 0; i < window; i++) this.issue();
-  }
-
-  replied(): void {
-    this.completed++;
-    this.release();
-  }
-
-  failedOne(): void {
-    this.release();
-  }
-
-  get finished(): boolean {
-    return this.stopping && this.inFlight === 0;
-  }
-
-  /** Stops refilling; resolves once every outstanding request is answered. */
-  drain(timeoutMs: number): Promise<void> {
-    this.stopping = true;
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${this.inFlight} requests still unanswered after ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      this.onIdle = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  private issue(): void {
-    this.inFlight++;
-    this.sendOne();
-  }
-
-  private release(): void {
-    this.inFlight--;
-    if (!this.stopping) this.issue();
-    else if (this.inFlight === 0) this.onIdle?.();
-  }
-}
-
 /** One setup, connected and ready to run. */
 interface Rig {
   pipeline: Pipeline;
@@ -120,64 +73,6 @@ interface Rig {
 
 // ---------------------------------------------------------------------------------------------
 // (a) plain length-prefixed TCP, no keyhop code
-
-/** u32-BE length + body frames out of a byte stream; whole frames inside a chunk are not copied. */
-class PlainFrameSplitter {
-  private readonly header = Buffer.alloc(4);
-  private headerFill = 0;
-  private body: Buffer | undefined;
-  private bodyFill = 0;
-
-  constructor(private readonly onFrame: (frame: Buffer) => void) {}
-
-  push(chunk: Buffer): void {
-    const n = chunk.length;
-    let off = 0;
-    while (off < n) {
-      if (this.body === undefined) {
-        let len: number;
-        if (this.headerFill === 0 && n - off >= 4) {
-          len = chunk.readUInt32BE(off);
-          off += 4;
-          if (len > PLAIN_MAX_FRAME) throw new Error(`frame of ${len} bytes is too large`);
-          if (n - off >= len) {
-            this.onFrame(chunk.subarray(off, off + len));
-            off += len;
-            continue;
-          }
-        } else {
-          const k = Math.min(4 - this.headerFill, n - off);
-          chunk.copy(this.header, this.headerFill, off, off + k);
-          this.headerFill += k;
-          off += k;
-          if (this.headerFill < 4) return;
-          this.headerFill = 0;
-          len = this.header.readUInt32BE(0);
-          if (len > PLAIN_MAX_FRAME) throw new Error(`frame of ${len} bytes is too large`);
-        }
-        this.body = Buffer.allocUnsafe(len);
-        this.bodyFill = 0;
-      }
-      const body = this.body;
-      const k = Math.min(body.length - this.bodyFill, n - off);
-      chunk.copy(body, this.bodyFill, off, off + k);
-      this.bodyFill += k;
-      off += k;
-      if (this.bodyFill === body.length) {
-        this.body = undefined;
-        this.onFrame(body);
-      }
-    }
-  }
-}
-
-function closeSocket(socket: Socket): Promise<void> {
-  if (socket.closed) return Promise.resolve();
-  return new Promise((resolve) => {
-    socket.once('close', () => resolve());
-    socket.destroy();
-  });
-}
 
 async function plainRig(size: number): Promise<Rig> {
   const serverSockets = new Set<Socket>();
@@ -376,20 +271,6 @@ const RIGS: Record<SetupName, (size: number) => Promise<Rig>> = {
 // ---------------------------------------------------------------------------------------------
 // measurement
 
-/** Open TCP handles of this process (sockets and servers). */
-function openTcpHandles(): number {
-  return process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
-}
-
-async function waitForTcpHandles(max: number, timeoutMs = 2000): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const n = openTcpHandles();
-    if (n <= max || Date.now() > until) return n;
-    await sleep(10);
-  }
-}
-
 /** One measured run of one setup at one payload size. */
 export interface RunSample {
   /** Round trips completed during the measured phase (each = one message each way). */
@@ -490,12 +371,6 @@ async function measureOnce(
   };
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 function sumProblems(samples: readonly RunSample[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const s of samples) for (const [k, n] of Object.entries(s.problems)) out[k] = (out[k] ?? 0) + n;
@@ -538,11 +413,6 @@ function summarize(
   };
 }
 
-function sizeLabel(bytes: number): string {
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
-  return `${bytes} B`;
-}
-
 /** `--setups=plain,onehop` runs only those (e.g. to profile one of them); default all. */
 function setupsFlag(flags: BenchFlags): SetupName[] {
   const raw = flags.setups;
@@ -553,10 +423,6 @@ function setupsFlag(flags: BenchFlags): SetupName[] {
     return name as SetupName;
   });
 }
-
-const round = (x: number, digits: number) => Number(x.toFixed(digits));
-
-const fixed = (x: number | null, digits: number) => (x === null ? null : round(x, digits));
 
 function roundSample(s: RunSample): RunSample {
   return {

@@ -1,0 +1,148 @@
+/** Pieces shared by the benchmarks: request pipelining, plain frame parsing, socket and number helpers. */
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const PLAIN_MAX_FRAME = 16 * 1024 * 1024;
+export const round = (x: number, digits: number): number => Number(x.toFixed(digits));
+export const fixed = (x: number | null, digits: number): number | null =>
+  x === null ? null : round(x, digits);
+
+/**
+ * Keeps a fixed number of requests outstanding: each reply (or failure) frees a slot that is
+ * refilled at once, until `drain()` stops the refilling.
+ */
+export class Pipeline {
+  completed = 0;
+  inFlight = 0;
+  private stopping = false;
+  private onIdle: (() => void) | undefined;
+
+  constructor(private readonly sendOne: () => void) {}
+
+  fill(window: number): void {
+    for (let i = 0; i < window; i++) this.issue();
+  }
+
+  replied(): void {
+    this.completed++;
+    this.release();
+  }
+
+  failedOne(): void {
+    this.release();
+  }
+
+  get finished(): boolean {
+    return this.stopping && this.inFlight === 0;
+  }
+
+  /** Stops refilling; resolves once every outstanding request is answered. */
+  drain(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${this.inFlight} requests still unanswered after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.onIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private issue(): void {
+    this.inFlight++;
+    this.sendOne();
+  }
+
+  private release(): void {
+    this.inFlight--;
+    if (!this.stopping) this.issue();
+    else if (this.inFlight === 0) this.onIdle?.();
+  }
+}
+
+/** u32-BE length + body frames out of a byte stream; whole frames inside a chunk are not copied. */
+export class PlainFrameSplitter {
+  private readonly header = Buffer.alloc(4);
+  private headerFill = 0;
+  private body: Buffer | undefined;
+  private bodyFill = 0;
+
+  constructor(private readonly onFrame: (frame: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    const n = chunk.length;
+    let off = 0;
+    while (off < n) {
+      if (this.body === undefined) {
+        let len: number;
+        if (this.headerFill === 0 && n - off >= 4) {
+          len = chunk.readUInt32BE(off);
+          off += 4;
+          if (len > PLAIN_MAX_FRAME) throw new Error(`frame of ${len} bytes is too large`);
+          if (n - off >= len) {
+            this.onFrame(chunk.subarray(off, off + len));
+            off += len;
+            continue;
+          }
+        } else {
+          const k = Math.min(4 - this.headerFill, n - off);
+          chunk.copy(this.header, this.headerFill, off, off + k);
+          this.headerFill += k;
+          off += k;
+          if (this.headerFill < 4) return;
+          this.headerFill = 0;
+          len = this.header.readUInt32BE(0);
+          if (len > PLAIN_MAX_FRAME) throw new Error(`frame of ${len} bytes is too large`);
+        }
+        this.body = Buffer.allocUnsafe(len);
+        this.bodyFill = 0;
+      }
+      const body = this.body;
+      const k = Math.min(body.length - this.bodyFill, n - off);
+      chunk.copy(body, this.bodyFill, off, off + k);
+      this.bodyFill += k;
+      off += k;
+      if (this.bodyFill === body.length) {
+        this.body = undefined;
+        this.onFrame(body);
+      }
+    }
+  }
+}
+
+export function closeSocket(socket: Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    socket.once('close', () => resolve());
+    socket.destroy();
+  });
+}
+
+/** Open TCP handles of this process (sockets and servers). */
+export function openTcpHandles(): number {
+  return process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
+}
+
+export async function waitForTcpHandles(max: number, timeoutMs = 2000): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const n = openTcpHandles();
+    if (n <= max || Date.now() > until) return n;
+    await sleep(10);
+  }
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function sizeLabel(bytes: number): string {
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} B`;
+}
