@@ -5,7 +5,7 @@ import { flowControlled } from '../routing/access-control.js';
 import { Address } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { FlowId } from '../routing/flow-control.js';
-import { Message } from '../routing/message.js';
+import { type LocalInfo, Message } from '../routing/message.js';
 import { Route } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
 import type { Worker } from '../routing/worker.js';
@@ -76,6 +76,9 @@ export class SecureChannelEnd implements Worker {
   private encryptorState: DataEncryptor | undefined;
   private decryptorState: DataDecryptor | undefined;
   private highestNonce = -1n;
+  /** Local info of decrypted messages, built once per peer identity (it changes only on a credential refresh). */
+  private cachedInfo: readonly LocalInfo[] | undefined;
+  private returnToMe: Route | undefined;
   private timer: NodeJS.Timeout | undefined;
   private ctx: Context | undefined;
   private readonly opened: Promise<void>;
@@ -235,10 +238,12 @@ export class SecureChannelEnd implements Worker {
           this.drop('empty_route');
           return;
         }
-        const info: SecureChannelInfo = { peer: this.peer!, encryptor: this.encryptor.toString() };
-        const inner = new Message(m.onward, m.returnRoute.prepend(this.encryptor), m.payload, [
-          { type: SECURE_CHANNEL_INFO, data: info },
-        ]);
+        const inner = new Message(
+          m.onward,
+          m.returnRoute.prepend(this.encryptor),
+          m.payload,
+          this.peerInfo(),
+        );
         // Wait until the destination handled it: a slow consumer holds this channel end, and so
         // the connection it reads from (back-pressure across the channel).
         await this.sendAndWait(this.internal, inner).catch((e: unknown) => this.drop('undeliverable', e));
@@ -249,6 +254,7 @@ export class SecureChannelEnd implements Worker {
         if (!verify) return;
         try {
           this.peer = await verify.call(this.settings.identity, this.peer!, m.changeHistory, m.credentials);
+          this.cachedInfo = undefined;
           this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
         } catch (e) {
           this.settings.log.warn(
@@ -263,6 +269,14 @@ export class SecureChannelEnd implements Worker {
         await this.stop();
         return;
     }
+  }
+
+  private peerInfo(): readonly LocalInfo[] {
+    if (this.cachedInfo === undefined) {
+      const info: SecureChannelInfo = { peer: this.peer!, encryptor: this.encryptor.toString() };
+      this.cachedInfo = [{ type: SECURE_CHANNEL_INFO, data: info }];
+    }
+    return this.cachedInfo;
   }
 
   private async encryptAndSend(ctx: Context, message: Message): Promise<void> {
@@ -288,7 +302,8 @@ export class SecureChannelEnd implements Worker {
   private async sendEncrypted(_ctx: Context, plaintext: Bytes): Promise<void> {
     const wire = this.encryptorState!.encrypt(plaintext);
     this.stats.sent++;
-    await this.sendAndWait(this.remote, new Message(this.remoteRoute, Route.of(this.remote), wire));
+    this.returnToMe ??= Route.of(this.remote);
+    await this.sendAndWait(this.remote, new Message(this.remoteRoute, this.returnToMe, wire));
   }
 
   /** Routes `message` and resolves once the next hop has handled it (or it was dropped). */
