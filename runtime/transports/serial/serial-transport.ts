@@ -77,6 +77,8 @@ export interface SerialLinkStats {
   undecodable: number;
   /** Frames written while the port was down (reliable links send them again). */
   writesWhileDown: number;
+  /** Bytes handed to the port but not yet written to the device (0 while the port is down). */
+  pendingWriteBytes: number;
 }
 
 interface LinkSettings {
@@ -200,6 +202,45 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
   }
 }
 
+/** uv_poll event bits of @serialport/bindings-cpp's Poller (dist/poller.js EVENTS). */
+const UV_READABLE = 0b001;
+const UV_WRITABLE = 0b010;
+const UV_DISCONNECT = 0b100;
+
+interface UnixPoller {
+  poll(eventFlag?: number): void;
+  listenerCount(event: string): number;
+}
+
+/**
+ * Works around a lost-wakeup bug in @serialport/bindings-cpp (13.0.0) on Linux and macOS: its
+ * Poller keeps one uv_poll handle per port, but each `poll(flag)` calls
+ * `uv_poll_start(handle, flag)` with only the event just asked for, which REPLACES the events
+ * being watched. A pending read waits for "readable" and a pending write (after EAGAIN, i.e. the
+ * tty's output buffer was full) waits for "writable"; whichever asked last wins and the other is
+ * never woken. When the read re-arms after the write, the write queue stalls for good unless the
+ * peer sends something: bytes were handed to port.write (and counted) but never reach the device,
+ * while the peer, having nothing to answer, never sends. Every event someone is still waiting for
+ * is now passed along on each call, so uv_poll_start always gets the union. (The native side
+ * re-polls after an event with everything ever asked for minus what fired, which keeps the rest.)
+ * Returns false when the port's binding has no such poller (Windows, mock bindings).
+ */
+export function fixPollerEventMask(port: SerialPort): boolean {
+  const poller = (port as unknown as { port?: { poller?: UnixPoller } }).port?.poller;
+  if (poller === undefined || typeof poller.poll !== 'function') return false;
+  if ((poller as { keyhopPollFix?: boolean }).keyhopPollFix) return true;
+  const poll = poller.poll.bind(poller);
+  poller.poll = (eventFlag = 0) => {
+    let flags = eventFlag;
+    if (poller.listenerCount('readable') > 0) flags |= UV_READABLE;
+    if (poller.listenerCount('writable') > 0) flags |= UV_WRITABLE;
+    if (poller.listenerCount('disconnect') > 0) flags |= UV_DISCONNECT;
+    poll(flags);
+  };
+  (poller as { keyhopPollFix?: boolean }).keyhopPollFix = true;
+  return true;
+}
+
 /** Splits `path[@baud]`; see SerialTransport. */
 export function parseSerialAddress(text: string): { path: string; baudRate: number } {
   const at = text.lastIndexOf('@');
@@ -302,6 +343,7 @@ export class SerialPortLink {
   stats(): SerialLinkStats {
     return {
       ...this.counts,
+      pendingWriteBytes: this.port?.writableLength ?? 0,
       framesAccepted: this.reader.accepted,
       frameDrops: { ...this.reader.drops },
       linkDrops: { ...this.link.drops },
@@ -332,6 +374,9 @@ export class SerialPortLink {
         }
         this.port = port;
         this.reader.reset();
+        if (!fixPollerEventMask(port)) {
+          this.log.debug({ path: this.path }, 'serial binding has no unix poller; poll fix not applied');
+        }
         port.on('data', (chunk: Buffer) => this.onData(chunk));
         port.on('error', (e) => this.portLost(port, `port error: ${e.message}`));
         port.on('close', () => this.portLost(port, 'port closed'));

@@ -1,9 +1,17 @@
 /**
- * QUARANTINED (excluded in vitest.config.ts): these real-PTY tests fail about one run in six: one
- * direction of the socat PTY pair stops delivering bytes mid-stream (written, never read, no
- * corruption counted). Until the cause is found (socat, the serialport binding's PTY reads, or the
- * transport), run them by hand: npx vitest run --config vitest.quarantine.config.ts
+ * Real PTY pairs from socat, driven through the real serialport binding.
+ *
+ * These used to fail about one run in six: one direction stopped delivering bytes mid-stream
+ * (written, never read, no corruption counted). Cause: a lost wakeup in @serialport/bindings-cpp's
+ * Poller (a pending write waiting for "writable" was dropped from uv_poll when a read re-armed
+ * "readable"); the bytes sat in the port's write queue (stats().pendingWriteBytes). SerialTransport
+ * now applies fixPollerEventMask to every port it opens.
+ *
+ * The reopen test is skipped unless KEYHOP_RUN_QUARANTINED=1: about one run in twenty the side
+ * that only reads does not notice its PTY hang up when socat dies, so it keeps a dead port open.
+ * That is a real gap (hang-up detection on an idle reader), not a test artefact.
  */
+import { EventEmitter } from 'node:events';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,8 +22,7 @@ import { Router } from '../../routing/router.js';
 import { EchoService } from '../../services/echo.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
 import {
-  DEFAULT_BAUD_RATE,
-  parseSerialAddress,
+  fixPollerEventMask,
   SERIAL,
   SerialTransport,
   type SerialTransportOptions,
@@ -159,33 +166,68 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
     expect((await ctx.receive(5000)).payload.length).toBe(10);
   });
 
-  it('reports a lost port and reopens it once the line is back', async () => {
-    const { a, serialA, linkB, pair: first } = await setup(false, { reopenMinMs: 50, reopenMaxMs: 200 });
-    const ctx = await a.context();
-    const route = Route.of(`${SERIAL}#${first.a}`, 'echo');
-    await ctx.send(route, payload(100, 1));
-    await ctx.receive(5000);
-    const lostA = new Promise((resolve) => serialA.once('port_lost', resolve));
-    const { dir } = first;
-    await first.stop();
-    // A hung-up PTY is not always reported by a read; the next write fails for certain.
-    await ctx.send(route, payload(10, 3));
-    await step('port_lost on A', lostA);
-    const [linkA] = await serialA.linkList();
-    expect(linkA!.isOpen).toBe(false);
-    // A new socat with the same link names stands for the cable being plugged back in.
-    pair = await startSocatPair({ dir });
-    await step(
-      'reopen',
-      until(() => linkA!.isOpen && linkB.isOpen, 5000),
-    );
-    expect(linkA!.stats().reopens).toBeGreaterThan(0);
-    await ctx.send(route, payload(200, 2));
-    expect((await ctx.receive(5000)).payload).toEqual(payload(200, 2));
-  });
+  it.skipIf(process.env.KEYHOP_RUN_QUARANTINED !== '1')(
+    'reports a lost port and reopens it once the line is back',
+    async () => {
+      const { a, serialA, linkB, pair: first } = await setup(false, { reopenMinMs: 50, reopenMaxMs: 200 });
+      const ctx = await a.context();
+      const route = Route.of(`${SERIAL}#${first.a}`, 'echo');
+      await ctx.send(route, payload(100, 1));
+      await ctx.receive(5000);
+      const lostA = new Promise((resolve) => serialA.once('port_lost', resolve));
+      const { dir } = first;
+      await first.stop();
+      // A hung-up PTY is not always reported by a read; the next write fails for certain.
+      await ctx.send(route, payload(10, 3));
+      await step('port_lost on A', lostA);
+      const [linkA] = await serialA.linkList();
+      expect(linkA!.isOpen).toBe(false);
+      // A new socat with the same link names stands for the cable being plugged back in.
+      pair = await startSocatPair({ dir });
+      await step(
+        'reopen',
+        until(() => linkA!.isOpen && linkB.isOpen, 5000),
+      );
+      expect(linkA!.stats().reopens).toBeGreaterThan(0);
+      await ctx.send(route, payload(200, 2));
+      const reply = await ctx.receive(5000).catch((e: unknown) => {
+        throw new Error(
+          `after reopen: ${String(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
+        );
+      });
+      expect(reply.payload).toEqual(payload(200, 2));
+    },
+  );
 });
 
 if (skip !== undefined) it.skip(skip, () => undefined);
+
+describe('fixPollerEventMask', () => {
+  it('re-arms every awaited poll event, not just the last one asked for', () => {
+    // Stands in for bindings-cpp's Poller: `once` polls for the event, then listens for it.
+    class FakePoller extends EventEmitter {
+      readonly started: number[] = [];
+      poll(flag = 0): void {
+        this.started.push(flag); // what uv_poll_start would watch
+      }
+      override once(event: string, cb: (...args: unknown[]) => void): this {
+        this.poll(event === 'readable' ? 1 : event === 'writable' ? 2 : 4);
+        return super.once(event, cb);
+      }
+    }
+    const poller = new FakePoller();
+    const port = { port: { poller } } as unknown as Parameters<typeof fixPollerEventMask>[0];
+    expect(fixPollerEventMask(port)).toBe(true);
+    expect(fixPollerEventMask(port)).toBe(true); // idempotent
+    poller.once('writable', () => undefined); // a write hit EAGAIN
+    poller.once('readable', () => undefined); // then a read did
+    expect(poller.started).toEqual([2, 3]); // unpatched: [2, 1], and the write never wakes
+    poller.emit('writable');
+    poller.once('readable', () => undefined);
+    expect(poller.started.at(-1)).toBe(1);
+    expect(fixPollerEventMask({} as Parameters<typeof fixPollerEventMask>[0])).toBe(false);
+  });
+});
 
 async function step<T>(what: string, p: Promise<T>, ms = 5000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
