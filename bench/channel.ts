@@ -42,10 +42,12 @@ import {
 import {
   closeSocket,
   fixed,
+  framedEchoClient,
   median,
   openTcpHandles,
   Pipeline,
   PlainFrameSplitter,
+  type Rig,
   round,
   sizeLabel,
   waitForTcpHandles,
@@ -758,13 +760,6 @@ function summarizeHandshakes(
 // ---------------------------------------------------------------------------------------------
 // 2. throughput
 
-interface Rig {
-  pipeline: Pipeline;
-  start(window: number): void;
-  problems(): Record<string, number>;
-  close(): Promise<void>;
-}
-
 function keyhopThroughputRig(size: number): Promise<Rig> {
   return building(async (routers) => {
     const { a, b, route } = await keyhopPair(routers, undefined, ['echo']);
@@ -847,43 +842,15 @@ async function tlsThroughputRig(size: number, creds: TlsCredentials): Promise<Ri
     await closeServer(side.server);
     throw e;
   }
-  client.setNoDelay(true);
-  client.on('error', () => undefined);
-
-  const frame = Buffer.allocUnsafe(4 + size);
-  frame.writeUInt32BE(size, 0);
-  randomBytes(size).copy(frame, 4);
-  let badReplies = 0;
-  const pipeline = new Pipeline(() => {
-    client.write(frame);
-  });
-  const splitter = new PlainFrameSplitter((reply) => {
-    if (reply.length === size) pipeline.replied();
-    else {
-      badReplies++;
-      pipeline.failedOne();
-    }
-  });
-  return {
-    pipeline,
-    start(window) {
-      client.on('data', (chunk: Buffer) => {
-        try {
-          splitter.push(chunk);
-        } catch {
-          protocolErrors++;
-          client.destroy();
-        }
-      });
-      pipeline.fill(window);
-    },
-    problems: () => ({ protocolErrors, badReplies }),
-    async close() {
-      await closeSocket(client);
+  return framedEchoClient(
+    client,
+    size,
+    () => protocolErrors,
+    async () => {
       await Promise.all([...side.sockets].map(closeSocket));
       await closeServer(side.server);
     },
-  };
+  );
 }
 
 export interface ThroughputSample {

@@ -24,10 +24,12 @@ import {
 import {
   closeSocket,
   fixed,
+  framedEchoClient,
   median,
   openTcpHandles,
   Pipeline,
   PlainFrameSplitter,
+  type Rig,
   round,
   sizeLabel,
   waitForTcpHandles,
@@ -59,17 +61,6 @@ const SETUPS = {
 } as const;
 type SetupName = keyof typeof SETUPS;
 const SETUP_NAMES = Object.keys(SETUPS) as SetupName[];
-
-/** One setup, connected and ready to run. */
-interface Rig {
-  pipeline: Pipeline;
-  /** Starts the reply handling and puts `window` requests in flight. */
-  start(window: number): void;
-  /** Drops, worker errors and other signs the run was not clean. */
-  problems(): Record<string, number>;
-  /** Closes every socket and server of the setup. */
-  close(): Promise<void>;
-}
 
 // ---------------------------------------------------------------------------------------------
 // (a) plain length-prefixed TCP, no keyhop code
@@ -117,44 +108,15 @@ async function plainRig(size: number): Promise<Rig> {
     server.close();
     throw e;
   });
-  client.setNoDelay(true);
-  client.on('error', () => undefined);
-
-  const frame = Buffer.allocUnsafe(4 + size);
-  frame.writeUInt32BE(size, 0);
-  randomBytes(size).copy(frame, 4);
-  let badReplies = 0;
-  const pipeline = new Pipeline(() => {
-    client.write(frame);
-  });
-  const splitter = new PlainFrameSplitter((reply) => {
-    if (reply.length === size) pipeline.replied();
-    else {
-      badReplies++;
-      pipeline.failedOne();
-    }
-  });
-
-  return {
-    pipeline,
-    start(window) {
-      client.on('data', (chunk: Buffer) => {
-        try {
-          splitter.push(chunk);
-        } catch {
-          protocolErrors++;
-          client.destroy();
-        }
-      });
-      pipeline.fill(window);
-    },
-    problems: () => ({ protocolErrors, badReplies }),
-    async close() {
-      await closeSocket(client);
+  return framedEchoClient(
+    client,
+    size,
+    () => protocolErrors,
+    async () => {
       await Promise.all([...serverSockets].map(closeSocket));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
-  };
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 /** Pieces shared by the benchmarks: request pipelining, plain frame parsing, socket and number helpers. */
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -145,4 +146,64 @@ export function median(xs: readonly number[]): number {
 export function sizeLabel(bytes: number): string {
   if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
   return `${bytes} B`;
+}
+
+/** One benchmark setup, connected and ready to run. */
+export interface Rig {
+  pipeline: Pipeline;
+  /** Starts the reply handling and puts `window` requests in flight. */
+  start(window: number): void;
+  /** Drops, worker errors and other signs the run was not clean. */
+  problems(): Record<string, number>;
+  /** Closes every socket and server of the setup. */
+  close(): Promise<void>;
+}
+
+/**
+ * The client half of a framed echo setup (plain TCP or TLS): sends one prebuilt u32-BE frame of
+ * `size` random bytes per free slot and counts a reply when a frame of that size comes back.
+ * `serverProblems` reports the server side's protocol errors; `closeServer` closes it.
+ */
+export function framedEchoClient(
+  client: Socket,
+  size: number,
+  serverProblems: () => number,
+  closeServer: () => Promise<void>,
+): Rig {
+  client.setNoDelay(true);
+  client.on('error', () => undefined);
+  const frame = Buffer.allocUnsafe(4 + size);
+  frame.writeUInt32BE(size, 0);
+  randomBytes(size).copy(frame, 4);
+  let badReplies = 0;
+  let clientErrors = 0;
+  const pipeline = new Pipeline(() => {
+    client.write(frame);
+  });
+  const splitter = new PlainFrameSplitter((reply) => {
+    if (reply.length === size) pipeline.replied();
+    else {
+      badReplies++;
+      pipeline.failedOne();
+    }
+  });
+  return {
+    pipeline,
+    start(window) {
+      client.on('data', (chunk: Buffer) => {
+        try {
+          splitter.push(chunk);
+        } catch {
+          clientErrors++;
+          client.destroy();
+        }
+      });
+      pipeline.fill(window);
+    },
+    problems: () => ({ protocolErrors: serverProblems() + clientErrors, badReplies }),
+    async close() {
+      await closeSocket(client);
+      await closeServer();
+    },
+  };
 }
