@@ -9,6 +9,8 @@ export const TransportType = {
   WEBSOCKET: 3,
   BLE: 4,
   UDS: 5,
+  /** keyhop's own: Ockam has no serial transport. */
+  SERIAL: 6,
 } as const;
 
 const encoder = new TextEncoder();

@@ -3,7 +3,7 @@ import { SerialPort } from 'serialport';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { denyAll, flowControlled } from '../../routing/access-control.js';
-import { Address, type AddressLike } from '../../routing/address.js';
+import { Address, type AddressLike, TransportType } from '../../routing/address.js';
 import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame.js';
 import type { FlowId } from '../../routing/flow-control.js';
 import { type LocalInfo, Message } from '../../routing/message.js';
@@ -20,11 +20,8 @@ import {
   type ReliableLink,
 } from './reliability.js';
 
-/**
- * Transport type byte of serial addresses. Ockam assigns none (it has no serial transport), so
- * this is keyhop's own choice, kept local to this file until it joins `TransportType`.
- */
-export const SERIAL = 6;
+/** The serial address type (`TransportType.SERIAL`). */
+export const SERIAL = TransportType.SERIAL;
 
 /** Baud rate used by `resolve` when the address has no `@baud` suffix. */
 export const DEFAULT_BAUD_RATE = 115_200;
