@@ -43,11 +43,13 @@ import {
   closeSocket,
   fixed,
   framedEchoClient,
+  measureRig,
   median,
   openTcpHandles,
   Pipeline,
   PlainFrameSplitter,
   type Rig,
+  type RigSample,
   round,
   sizeLabel,
   waitForTcpHandles,
@@ -853,17 +855,7 @@ async function tlsThroughputRig(size: number, creds: TlsCredentials): Promise<Ri
   );
 }
 
-export interface ThroughputSample {
-  roundTrips: number;
-  warmupRoundTrips: number;
-  seconds: number;
-  msgsPerSec: number;
-  cpuPercent: number;
-  cpuUsPerRoundTrip: number;
-  rssPeakBytes: number;
-  problems: Record<string, number>;
-  leakedTcpHandles: number;
-}
+export type ThroughputSample = RigSample;
 
 async function measureThroughput(
   setup: ThroughputSetup,
@@ -874,41 +866,7 @@ async function measureThroughput(
 ): Promise<ThroughputSample> {
   const handlesBefore = openTcpHandles();
   const rig = await (setup === 'keyhop' ? keyhopThroughputRig(size) : tlsThroughputRig(size, creds));
-  const { pipeline } = rig;
-  rss.reset();
-  rig.start(p.window);
-  await sleep(p.warmupMs);
-  const c0 = pipeline.completed;
-  const cpu0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
-  await sleep(p.durationMs);
-  const c1 = pipeline.completed;
-  const t1 = process.hrtime.bigint();
-  const cpu = process.cpuUsage(cpu0);
-  const rssPeakBytes = rss.reset();
-  let drainError: string | undefined;
-  await pipeline.drain(TIMEOUT_MS).catch((e: unknown) => {
-    drainError = e instanceof Error ? e.message : String(e);
-  });
-  const problems = rig.problems();
-  if (drainError !== undefined) problems.unansweredAtEnd = pipeline.inFlight;
-  await rig.close();
-  const leakedTcpHandles = Math.max(0, (await waitForTcpHandles(handlesBefore)) - handlesBefore);
-  (globalThis as { gc?: () => void }).gc?.();
-  const seconds = Number(t1 - t0) / 1e9;
-  const roundTrips = c1 - c0;
-  const cpuUs = cpu.user + cpu.system;
-  return {
-    roundTrips,
-    warmupRoundTrips: c0,
-    seconds,
-    msgsPerSec: roundTrips / seconds,
-    cpuPercent: (cpuUs / 1e6 / seconds) * 100,
-    cpuUsPerRoundTrip: roundTrips > 0 ? cpuUs / roundTrips : 0,
-    rssPeakBytes,
-    problems,
-    leakedTcpHandles,
-  };
+  return measureRig(rig, p, rss, handlesBefore, TIMEOUT_MS);
 }
 
 export interface ThroughputRow {

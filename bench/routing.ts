@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { loadavg } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from '../runtime/routing/context.js';
 import { Route } from '../runtime/routing/route.js';
 import { Router } from '../runtime/routing/router.js';
@@ -25,14 +24,15 @@ import {
   closeSocket,
   fixed,
   framedEchoClient,
+  measureRig,
   median,
   openTcpHandles,
   Pipeline,
   PlainFrameSplitter,
   type Rig,
+  type RigSample,
   round,
   sizeLabel,
-  waitForTcpHandles,
 } from './support.js';
 
 const HOST = '127.0.0.1';
@@ -234,23 +234,7 @@ const RIGS: Record<SetupName, (size: number) => Promise<Rig>> = {
 // measurement
 
 /** One measured run of one setup at one payload size. */
-export interface RunSample {
-  /** Round trips completed during the measured phase (each = one message each way). */
-  roundTrips: number;
-  warmupRoundTrips: number;
-  seconds: number;
-  /** Round trips per second. */
-  msgsPerSec: number;
-  /** Process CPU time (user + system) over wall time during the measured phase, in percent. */
-  cpuPercent: number;
-  /** Process CPU time per round trip, in microseconds: insensitive to other load on the machine. */
-  cpuUsPerRoundTrip: number;
-  /** Peak `process.memoryUsage().rss` sampled during this run, in bytes. */
-  rssPeakBytes: number;
-  problems: Record<string, number>;
-  /** TCP handles still open after the setup was closed (should be 0). */
-  leakedTcpHandles: number;
-}
+export type RunSample = RigSample;
 
 export interface RoutingRow {
   setup: SetupName;
@@ -292,45 +276,7 @@ async function measureOnce(
 ): Promise<RunSample> {
   const handlesBefore = openTcpHandles();
   const rig = await RIGS[setup](size);
-  const { pipeline } = rig;
-  rss.reset();
-
-  rig.start(params.window);
-  await sleep(params.warmupMs);
-  const c0 = pipeline.completed;
-  const cpu0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
-
-  await sleep(params.durationMs);
-  const c1 = pipeline.completed;
-  const t1 = process.hrtime.bigint();
-  const cpu = process.cpuUsage(cpu0);
-  const rssPeakBytes = rss.reset();
-
-  let drainError: string | undefined;
-  await pipeline.drain(REPLY_TIMEOUT_MS).catch((e: unknown) => {
-    drainError = e instanceof Error ? e.message : String(e);
-  });
-  const problems = rig.problems();
-  if (drainError !== undefined) problems.unansweredAtEnd = pipeline.inFlight;
-  await rig.close();
-  const leakedTcpHandles = Math.max(0, (await waitForTcpHandles(handlesBefore)) - handlesBefore);
-  (globalThis as { gc?: () => void }).gc?.();
-
-  const seconds = Number(t1 - t0) / 1e9;
-  const roundTrips = c1 - c0;
-  const cpuUs = cpu.user + cpu.system;
-  return {
-    roundTrips,
-    warmupRoundTrips: c0,
-    seconds,
-    msgsPerSec: roundTrips / seconds,
-    cpuPercent: (cpuUs / 1e6 / seconds) * 100,
-    cpuUsPerRoundTrip: roundTrips > 0 ? cpuUs / roundTrips : 0,
-    rssPeakBytes,
-    problems,
-    leakedTcpHandles,
-  };
+  return measureRig(rig, params, rss, handlesBefore, REPLY_TIMEOUT_MS);
 }
 
 function sumProblems(samples: readonly RunSample[]): Record<string, number> {

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { RssSampler } from './harness.js';
 
 export const PLAIN_MAX_FRAME = 16 * 1024 * 1024;
 export const round = (x: number, digits: number): number => Number(x.toFixed(digits));
@@ -205,5 +206,72 @@ export function framedEchoClient(
       await closeSocket(client);
       await closeServer();
     },
+  };
+}
+
+/** What one timed run of a Rig measured. */
+export interface RigSample {
+  /** Round trips completed during the measured phase (each = one message each way). */
+  roundTrips: number;
+  warmupRoundTrips: number;
+  seconds: number;
+  /** Round trips per second. */
+  msgsPerSec: number;
+  /** Process CPU time (user + system) over wall time during the measured phase, in percent. */
+  cpuPercent: number;
+  /** Process CPU time per round trip, in microseconds: insensitive to other load on the machine. */
+  cpuUsPerRoundTrip: number;
+  /** Peak `process.memoryUsage().rss` sampled during this run, in bytes. */
+  rssPeakBytes: number;
+  problems: Record<string, number>;
+  /** TCP handles still open after the setup was closed (should be 0). */
+  leakedTcpHandles: number;
+}
+
+/**
+ * Runs a connected rig: warm-up, a measured phase (round trips, CPU, peak RSS), then drains the
+ * window, closes the rig and checks that no TCP handle is left open.
+ */
+export async function measureRig(
+  rig: Rig,
+  p: { window: number; warmupMs: number; durationMs: number },
+  rss: RssSampler,
+  handlesBefore: number,
+  replyTimeoutMs: number,
+): Promise<RigSample> {
+  const { pipeline } = rig;
+  rss.reset();
+  rig.start(p.window);
+  await sleep(p.warmupMs);
+  const c0 = pipeline.completed;
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  await sleep(p.durationMs);
+  const c1 = pipeline.completed;
+  const t1 = process.hrtime.bigint();
+  const cpu = process.cpuUsage(cpu0);
+  const rssPeakBytes = rss.reset();
+  let drainError: string | undefined;
+  await pipeline.drain(replyTimeoutMs).catch((e: unknown) => {
+    drainError = e instanceof Error ? e.message : String(e);
+  });
+  const problems = rig.problems();
+  if (drainError !== undefined) problems.unansweredAtEnd = pipeline.inFlight;
+  await rig.close();
+  const leakedTcpHandles = Math.max(0, (await waitForTcpHandles(handlesBefore)) - handlesBefore);
+  (globalThis as { gc?: () => void }).gc?.();
+  const seconds = Number(t1 - t0) / 1e9;
+  const roundTrips = c1 - c0;
+  const cpuUs = cpu.user + cpu.system;
+  return {
+    roundTrips,
+    warmupRoundTrips: c0,
+    seconds,
+    msgsPerSec: roundTrips / seconds,
+    cpuPercent: (cpuUs / 1e6 / seconds) * 100,
+    cpuUsPerRoundTrip: roundTrips > 0 ? cpuUs / roundTrips : 0,
+    rssPeakBytes,
+    problems,
+    leakedTcpHandles,
   };
 }
