@@ -1,5 +1,5 @@
 import { CborReader } from '../codec/cbor.js';
-import { headerSize, MAJOR_ARRAY, MAJOR_BYTES, writeBytes, writeHeader } from '../codec/cbor-write.js';
+import { headerSize, MAJOR_ARRAY, MAJOR_BYTES, writeHeader } from '../codec/cbor-write.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { MAX_MESSAGE_BYTES } from '../routing/codec/limits.js';
 import { readRoute, routeSize, writeRoute } from '../routing/codec/route-cbor.js';
@@ -48,17 +48,8 @@ const EMPTY_PADDING = Uint8Array.of(0x40);
 
 export function encodeChannelMessage(m: ChannelMessage): Uint8Array {
   switch (m.kind) {
-    case 'payload': {
-      const n = m.payload.length;
-      const size = 5 + routeSize(m.onward) + routeSize(m.returnRoute) + headerSize(n) + n + 1;
-      const out = new Uint8Array(size);
-      out.set([0x82, 0x82, 0x00, 0x81, 0x83]);
-      let pos = writeRoute(out, 5, m.onward);
-      pos = writeRoute(out, pos, m.returnRoute);
-      pos = writeBytes(out, pos, m.payload);
-      out[pos] = 0x40; // empty padding
-      return out;
-    }
+    case 'payload':
+      return Buffer.concat(encodeChannelMessageParts(m));
     case 'refresh_credentials': {
       const credentialsSize = m.credentials.reduce((s, c) => s + c.length, headerSize(m.credentials.length));
       const out = new Uint8Array(6 + m.changeHistory.length + credentialsSize + 1);

@@ -279,7 +279,7 @@ export class SecureChannelEnd implements Worker {
     return this.cachedInfo;
   }
 
-  private async encryptAndSend(ctx: Context, message: Message): Promise<void> {
+  private async encryptAndSend(_ctx: Context, message: Message): Promise<void> {
     if (this.state !== 'open') {
       this.drop('not_open');
       throw new KeyhopError(ErrorCodes.CHANNEL_CLOSED, `secure channel ${this.encryptor} is ${this.state}`);
@@ -289,7 +289,6 @@ export class SecureChannelEnd implements Worker {
     if (replyTo?.isLocal && this.router.isRegistered(replyTo))
       this.router.flowControls.addConsumer(this.flow, replyTo);
     await this.sendEncrypted(
-      ctx,
       encodeChannelMessageParts({
         kind: 'payload',
         onward: message.onward.step(),
@@ -299,7 +298,7 @@ export class SecureChannelEnd implements Worker {
     );
   }
 
-  private async sendEncrypted(_ctx: Context, plaintext: Bytes): Promise<void> {
+  private async sendEncrypted(plaintext: Bytes): Promise<void> {
     const wire = this.encryptorState!.encrypt(plaintext);
     this.stats.sent++;
     this.returnToMe ??= Route.of(this.remote);
@@ -319,7 +318,7 @@ export class SecureChannelEnd implements Worker {
   async refreshCredentials(): Promise<void> {
     const refresh = this.settings.identity.refreshPayload?.();
     if (!refresh || this.state !== 'open') return;
-    await this.sendEncrypted(this.ctx!, encodeChannelMessage({ kind: 'refresh_credentials', ...refresh }));
+    await this.sendEncrypted(encodeChannelMessage({ kind: 'refresh_credentials', ...refresh }));
   }
 
   private drop(reason: ChannelDropReason, e?: unknown): void {
@@ -344,7 +343,7 @@ export class SecureChannelEnd implements Worker {
   async close(): Promise<void> {
     if (this.state === 'open') {
       try {
-        await this.sendEncrypted(this.ctx!, encodeChannelMessage({ kind: 'close' }));
+        await this.sendEncrypted(encodeChannelMessage({ kind: 'close' }));
       } catch (e) {
         this.settings.log.debug({ err: String(e) }, 'could not send Close');
       }
