@@ -47,4 +47,6 @@ export interface SecureChannelInfo {
   readonly peer: PeerIdentity;
   /** Local address of the channel's encryptor: where answers to the peer go. */
   readonly encryptor: string;
+  /** The channel's Noise handshake hash (channel binding, e.g. for a pairing code). */
+  readonly handshakeHash: Uint8Array;
 }

@@ -57,6 +57,8 @@ export class SecureChannelEnd implements Worker {
   readonly createdAt = Date.now();
   state: ChannelState = 'handshake';
   peer: PeerIdentity | undefined;
+  /** Noise's handshake hash once open: the same at both ends, a value to bind to this channel. */
+  handshakeHash: Uint8Array | undefined;
   /** Where ciphertext goes: the return route of the peer's latest authenticated message. */
   remoteRoute: Route = Route.EMPTY;
   readonly stats = {
@@ -186,6 +188,7 @@ export class SecureChannelEnd implements Worker {
     this.remoteRoute = message.returnRoute;
     if (this.initiator)
       await ctx.send(this.remoteRoute, hs.writeMessage(this.settings.identity.handshakePayload()));
+    this.handshakeHash = hs.handshakeHash.slice();
     const keys = ockamSplit(hs, this.initiator);
     this.hs = undefined;
     this.encryptorState = new DataEncryptor(this.settings.provider, keys.encrypt);
@@ -273,7 +276,11 @@ export class SecureChannelEnd implements Worker {
 
   private peerInfo(): readonly LocalInfo[] {
     if (this.cachedInfo === undefined) {
-      const info: SecureChannelInfo = { peer: this.peer!, encryptor: this.encryptor.toString() };
+      const info: SecureChannelInfo = {
+        peer: this.peer!,
+        encryptor: this.encryptor.toString(),
+        handshakeHash: this.handshakeHash!,
+      };
       this.cachedInfo = [{ type: SECURE_CHANNEL_INFO, data: info }];
     }
     return this.cachedInfo;

@@ -1,6 +1,7 @@
 import { decodeBareString, encodeBareString } from '../../codec/bare.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
-import { type Route, type RouteLike, toRoute } from '../../routing/route.js';
+import type { Address } from '../../routing/address.js';
+import { Route, type RouteLike, toRoute } from '../../routing/route.js';
 import type { Router } from '../../routing/router.js';
 import { FORWARDING_SERVICE, STATIC_FORWARDING_SERVICE } from './relay-service.js';
 
@@ -20,13 +21,27 @@ export interface RemoteRelayInfo {
 export async function createRemoteRelay(
   router: Router,
   node: RouteLike,
-  options: { alias?: string; timeoutMs?: number } = {},
+  options: {
+    alias?: string;
+    timeoutMs?: number;
+    /**
+     * A local worker that relayed messages pass through (e.g. a forwarder to a BLE device). The
+     * relay keeps the registration's return route minus its last hop, so registering with the
+     * return route [via, context] makes it forward to [this node, via, ...]; `via` must hand a
+     * message whose next hop is the registering context to it (DeviceForwarder does).
+     */
+    via?: Address;
+  } = {},
 ): Promise<RemoteRelayInfo> {
   const nodeRoute = toRoute(node);
   const ctx = await router.context();
   try {
     const service = options.alias === undefined ? FORWARDING_SERVICE : STATIC_FORWARDING_SERVICE;
-    await ctx.send(nodeRoute.append(service), encodeBareString(options.alias ?? 'register'));
+    await ctx.send(
+      nodeRoute.append(service),
+      encodeBareString(options.alias ?? 'register'),
+      options.via === undefined ? {} : { returnRoute: Route.of(options.via, ctx.address) },
+    );
     const answer = await ctx.receive(options.timeoutMs ?? 10_000).catch((e: unknown) => {
       throw new KeyhopError(
         ErrorCodes.RELAY_REJECTED,
