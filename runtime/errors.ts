@@ -55,6 +55,8 @@ export const ErrorCodes = {
   NONCE_EXHAUSTED: 'NONCE_EXHAUSTED',
   NONCE_REJECTED: 'NONCE_REJECTED',
   PORTAL_FAILED: 'PORTAL_FAILED',
+  // pairing
+  PAIRING_FAILED: 'PAIRING_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

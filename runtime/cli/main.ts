@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerChannelCommands } from './commands/channel.js';
 import { registerIdentityCommands } from './commands/identity.js';
 import { registerNodeCommands } from './commands/node.js';
+import { registerPairCommands } from './commands/pair.js';
 import { registerTransportCommands } from './commands/transport.js';
 import { runDemo } from './demo.js';
 import { reportError } from './output.js';
@@ -23,6 +24,7 @@ registerNodeCommands(program);
 registerTransportCommands(program);
 registerIdentityCommands(program);
 registerChannelCommands(program);
+registerPairCommands(program);
 
 program
   .command('demo')

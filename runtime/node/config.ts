@@ -21,6 +21,27 @@ export interface RelayConfig {
   alias?: string;
   /** Local workers reachable through the relay; default: every service of the node. */
   expose?: string[];
+  /** A local worker relayed messages pass through (a gateway's device forwarder); not in config files. */
+  via?: string;
+}
+
+export interface BleConfig {
+  /** The HCI controller's UART (e.g. `/dev/ttyAMA0` with HCI firmware, or a btvirt PTY). */
+  hci: string;
+  /** Default 1000000. */
+  baudRate?: number;
+  /** `central`: a gateway that scans, dials and pairs; `peripheral`: a device that advertises. */
+  role: 'central' | 'peripheral';
+  /** Peripheral: the advertised name (default: the node name). */
+  name?: string;
+  /** GATT profile: keyhop's own service (default) or the Nordic UART Service. */
+  profile?: 'keyhop' | 'nus';
+  /** Peripheral: workers centrals may reach over BLE (default: the secure-channel listener). */
+  expose?: string[];
+  /** Central: route to the relay node where paired devices get their relays (default: this node's relay service). */
+  relayAt?: string;
+  /** Peripheral: largest ATT MTU agreed to (default 256). */
+  maxMtu?: number;
 }
 
 export interface SecureChannelConfig {
@@ -72,6 +93,7 @@ export interface NodeConfig {
   secureChannel?: SecureChannelConfig;
   outlets?: OutletConfig[];
   inlets?: InletConfig[];
+  ble?: BleConfig;
   log: { level: string };
 }
 
@@ -122,6 +144,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'secureChannel',
       'outlets',
       'inlets',
+      'ble',
       'log',
     ],
     'node config',
@@ -225,6 +248,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       ...(authorized ? { authorized } : {}),
     };
   });
+  const ble = raw.ble === undefined ? undefined : parseBleConfig(raw.ble);
   const log = raw.log ?? {};
   if (!isObject(log)) fail('log must be an object');
   onlyKeys(log, ['level'], 'log');
@@ -244,6 +268,39 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     secureChannel,
     outlets,
     inlets,
+    ...(ble ? { ble } : {}),
     log: { level },
   };
+}
+
+function parseBleConfig(b: unknown): BleConfig {
+  if (!isObject(b)) fail('ble must be an object');
+  onlyKeys(b, ['hci', 'baudRate', 'role', 'name', 'profile', 'expose', 'relayAt', 'maxMtu'], 'ble');
+  if (typeof b.hci !== 'string' || b.hci.length === 0) fail('ble.hci must be the HCI UART path');
+  if (b.role !== 'central' && b.role !== 'peripheral') fail('ble.role must be "central" or "peripheral"');
+  const out: BleConfig = { hci: b.hci, role: b.role };
+  for (const k of ['baudRate', 'maxMtu'] as const) {
+    const v = b[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(`ble.${k} must be a positive integer`);
+    out[k] = v;
+  }
+  if (out.maxMtu !== undefined && (out.maxMtu < 23 || out.maxMtu > 517)) fail('ble.maxMtu must be 23..517');
+  if (b.name !== undefined) {
+    if (typeof b.name !== 'string' || b.name.length === 0 || Buffer.byteLength(b.name) > 20) {
+      fail('ble.name must be 1-20 bytes (it shares the 31-byte scan response)');
+    }
+    out.name = b.name;
+  }
+  if (b.profile !== undefined) {
+    if (b.profile !== 'keyhop' && b.profile !== 'nus') fail('ble.profile must be "keyhop" or "nus"');
+    out.profile = b.profile;
+  }
+  const expose = stringList(b.expose, 'ble.expose');
+  if (expose) out.expose = expose;
+  if (b.relayAt !== undefined) {
+    if (typeof b.relayAt !== 'string') fail('ble.relayAt must be a route');
+    out.relayAt = b.relayAt;
+  }
+  return out;
 }

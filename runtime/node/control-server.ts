@@ -1,6 +1,7 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { ErrorCodes, KeyhopError } from '../errors.js';
+import type { NodeBle } from './ble-node.js';
 import { type ControlRequest, type ControlResponse, MAX_CONTROL_LINE } from './control-protocol.js';
 import type { KeyhopNode } from './node.js';
 
@@ -24,6 +25,12 @@ function strList(params: Record<string, unknown>, key: string): string[] | undef
 }
 
 /** Serves the control API of one node on a Unix socket. */
+function requireBle(node: KeyhopNode): NodeBle {
+  if (node.ble === undefined)
+    throw new KeyhopError(ErrorCodes.USAGE, 'this node has no BLE (add a "ble" section to its config)');
+  return node.ble;
+}
+
 export class ControlServer {
   private readonly server: Server;
   private readonly handlers: Record<string, Handler>;
@@ -83,6 +90,29 @@ export class ControlServer {
           ...(p.secure === false ? { secure: false } : {}),
           ...(strList(p, 'authorized') ? { authorized: strList(p, 'authorized')! } : {}),
         });
+      },
+      'ble.scan': async (p) => {
+        const ms = typeof p.durationMs === 'number' ? Math.min(Math.max(p.durationMs, 100), 60_000) : 5000;
+        return requireBle(node).scan(ms);
+      },
+      'ble.pair.start': async (p) => {
+        const expect = str(p, 'expectIdentifier', false);
+        return requireBle(node).startPairing(str(p, 'target')!, {
+          ...(expect ? { expectIdentifier: expect } : {}),
+          ...(typeof p.timeoutMs === 'number' ? { timeoutMs: p.timeoutMs } : {}),
+        });
+      },
+      'ble.pair.confirm': async (p) => {
+        if (typeof p.accepted !== 'boolean')
+          throw new KeyhopError(ErrorCodes.USAGE, 'accepted must be true or false');
+        return requireBle(node).confirmPairing(str(p, 'id')!, p.accepted);
+      },
+      'ble.paired': async () => ({ pairable: node.ble?.pairable ?? null, peers: requireBle(node).paired() }),
+      'ble.pairable': async (p) => {
+        if (typeof p.pairable !== 'boolean')
+          throw new KeyhopError(ErrorCodes.USAGE, 'pairable must be true or false');
+        requireBle(node).setPairable(p.pairable);
+        return { pairable: p.pairable };
       },
       'message.send': async (p) => {
         const payload = Buffer.from(

@@ -15,6 +15,7 @@ import {
   trustIdentifiers,
 } from '../identity/trust.js';
 import { type Logger, silentLogger } from '../log.js';
+import { Address } from '../routing/address.js';
 import type { Message } from '../routing/message.js';
 import { Route, type RouteLike, toRoute } from '../routing/route.js';
 import { Router } from '../routing/router.js';
@@ -29,6 +30,7 @@ import {
 import { createRemoteRelay, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
+import { NodeBle } from './ble-node.js';
 import type { InletConfig, NodeConfig, OutletConfig, RelayConfig } from './config.js';
 import { IdentityStore } from './identity-store.js';
 
@@ -60,6 +62,8 @@ export class KeyhopNode {
   private stopped = false;
   /** Set up by `start`: this node's identity and secure channels. */
   channels!: SecureChannels;
+  /** BLE transport and pairing, when the config has a `ble` section. */
+  ble: NodeBle | undefined;
   identity!: LocalIdentity;
   private channelListener: SecureChannelListener | undefined;
   private readonly outlets: { config: OutletConfig; outlet: TcpOutlet }[] = [];
@@ -105,6 +109,7 @@ export class KeyhopNode {
       }
       for (const r of config.relays) await node.createRelay(r);
       for (const i of config.inlets ?? []) await node.createInlet(i);
+      if (config.ble) node.ble = await NodeBle.start(node, config.ble, options.home);
     } catch (e) {
       await node.stop();
       throw e;
@@ -114,6 +119,15 @@ export class KeyhopNode {
 
   get name(): string {
     return this.config.name;
+  }
+
+  get hasRelayService(): boolean {
+    return this.relayService !== undefined;
+  }
+
+  /** Lets messages that come out of this node's secure channels reach `address` too. */
+  exposeOnChannels(address: string): void {
+    this.channelListener?.expose(address);
   }
 
   private async setUpIdentity(home: string | undefined): Promise<void> {
@@ -271,8 +285,11 @@ export class KeyhopNode {
     if (head.type === this.tcp.type) {
       await this.tcp.connect(head.text, { expose: managed.config.expose ?? this.services });
     }
-    const options = managed.config.alias === undefined ? {} : { alias: managed.config.alias };
-    const info = await createRemoteRelay(this.router, route, options);
+    const { alias, via } = managed.config;
+    const info = await createRemoteRelay(this.router, route, {
+      ...(alias === undefined ? {} : { alias }),
+      ...(via === undefined ? {} : { via: Address.parse(via) }),
+    });
     managed.info = info;
     managed.state = 'up';
     managed.lastError = undefined;
@@ -371,6 +388,7 @@ export class KeyhopNode {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    await this.ble?.stop().catch(() => undefined);
     for (const { inlet } of this.inlets) await inlet.close().catch(() => undefined);
     for (const { outlet } of this.outlets) await outlet.close().catch(() => undefined);
     await this.channels?.shutdown().catch(() => undefined);

@@ -1,3 +1,4 @@
+import { ErrorCodes, KeyhopError } from '../errors.js';
 import type { Address } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { Message } from '../routing/message.js';
@@ -16,7 +17,7 @@ export class DeviceForwarder implements Worker {
 
   constructor(
     readonly address: Address,
-    private link: Address,
+    private link: Address | undefined,
   ) {}
 
   /** Points the forwarder at a new link to the device. */
@@ -24,7 +25,7 @@ export class DeviceForwarder implements Worker {
     this.link = link;
   }
 
-  get target(): Address {
+  get target(): Address | undefined {
     return this.link;
   }
 
@@ -40,6 +41,9 @@ export class DeviceForwarder implements Worker {
     if (next !== undefined && this.local.has(next.key)) {
       await ctx.forward(message.withOnward(rest));
       return;
+    }
+    if (this.link === undefined) {
+      throw new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `device behind ${this.address} is not connected`);
     }
     this.forwarded++;
     await ctx.forward(message.withOnward(rest.prepend(this.link)));
