@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { read as fsRead } from 'node:fs';
+import { promisify } from 'node:util';
 import { SerialPort } from 'serialport';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
@@ -17,7 +19,7 @@ import {
   type LinkDrops,
   type LinkFailure,
   type PlainLink,
-  type ReliableLink,
+  ReliableLink,
 } from './reliability.js';
 
 /** The serial address type (`TransportType.SERIAL`). */
@@ -28,6 +30,12 @@ export const DEFAULT_BAUD_RATE = 115_200;
 
 /** Unsent bytes a port buffers before its sender worker waits for it to drain. */
 const WRITE_BUFFER_LIMIT = 1024 * 1024;
+/**
+ * Payloads a reliable link holds for its window before the sender worker waits for ACKs: far
+ * below the link's own refusal limit (maxQueued, 256), which would otherwise drop a burst on a
+ * slow line with SEND_FAILED. Messages then wait in the sender's mailbox, as on TCP.
+ */
+const LINK_QUEUE_LIMIT = 64;
 
 export interface SerialTransportOptions {
   log?: Logger;
@@ -76,6 +84,8 @@ export interface SerialLinkStats {
   writesWhileDown: number;
   /** Bytes handed to the port but not yet written to the device (0 while the port is down). */
   pendingWriteBytes: number;
+  /** Reliable links: payloads waiting for a window slot. */
+  queuedPayloads: number;
 }
 
 interface LinkSettings {
@@ -238,6 +248,59 @@ export function fixPollerEventMask(port: SerialPort): boolean {
   return true;
 }
 
+interface UnixBinding {
+  fd: number | null;
+  isOpen: boolean;
+  poller?: { once(event: 'readable', cb: (err: Error | null) => void): unknown };
+  read(buffer: Buffer, offset: number, length: number): Promise<{ bytesRead: number; buffer: Buffer }>;
+  keyhopHangupFix?: boolean;
+}
+
+const readAsync = promisify(fsRead);
+
+/**
+ * Makes a hang-up of the line visible to a port that is only reading. A tty that has been hung up
+ * (the PTY's master closed, a USB adapter unplugged) answers every read with 0 bytes, forever.
+ * @serialport/bindings-cpp 13's unixRead takes 0 bytes for "nothing yet" and reads again at
+ * once, so the port spins on the thread pool and never reports the loss. It was only noticed when
+ * the hang-up reached the poller as an error while the read was parked there (usually, for an idle
+ * reader; hardly ever for one receiving), or when a write failed. The port is opened with VMIN=1,
+ * so a read returns at least one byte or fails with EAGAIN: 0 bytes means end of file. This
+ * replacement read reports it as a disconnect, which closes the port (the `close` event). Returns
+ * false when the binding has no unix poller (Windows, mock bindings).
+ */
+export function fixHangupRead(port: SerialPort): boolean {
+  const binding = (port as unknown as { port?: UnixBinding }).port;
+  const poller = binding?.poller;
+  if (binding === undefined || poller === undefined || typeof binding.read !== 'function') return false;
+  if (binding.keyhopHangupFix) return true;
+  const original = binding.read.bind(binding);
+  const canceled = () => Object.assign(new Error('Port is not open'), { canceled: true });
+  binding.read = async (buffer, offset, length) => {
+    if (length === 0) return original(buffer, offset, length);
+    for (;;) {
+      const fd = binding.fd;
+      if (!binding.isOpen || fd === null) throw canceled();
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await readAsync(fd, buffer, offset, length, null));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') throw e;
+        if (!binding.isOpen) throw canceled();
+        await new Promise<void>((resolve, reject) =>
+          poller.once('readable', (err) => (err ? reject(err) : resolve())),
+        );
+        continue;
+      }
+      if (bytesRead > 0) return { bytesRead, buffer };
+      throw Object.assign(new Error('serial line hung up (read returned end of file)'), { disconnect: true });
+    }
+  };
+  binding.keyhopHangupFix = true;
+  return true;
+}
+
 /** Splits `path[@baud]`; see SerialTransport. */
 export function parseSerialAddress(text: string): { path: string; baudRate: number } {
   const at = text.lastIndexOf('@');
@@ -283,6 +346,8 @@ export class SerialPortLink {
   private reopenDelay: number;
   private closed = false;
   private readonly closeListeners: (() => void)[] = [];
+  /** The sender worker, when it waits for room in the reliable link's queue. */
+  private readonly writersWaiting: (() => void)[] = [];
 
   constructor(
     private readonly router: Router,
@@ -341,6 +406,7 @@ export class SerialPortLink {
     return {
       ...this.counts,
       pendingWriteBytes: this.port?.writableLength ?? 0,
+      queuedPayloads: this.link instanceof ReliableLink ? this.link.queued : 0,
       framesAccepted: this.reader.accepted,
       frameDrops: { ...this.reader.drops },
       linkDrops: { ...this.link.drops },
@@ -371,8 +437,8 @@ export class SerialPortLink {
         }
         this.port = port;
         this.reader.reset();
-        if (!fixPollerEventMask(port)) {
-          this.log.debug({ path: this.path }, 'serial binding has no unix poller; poll fix not applied');
+        if (!fixPollerEventMask(port) || !fixHangupRead(port)) {
+          this.log.debug({ path: this.path }, 'serial binding has no unix poller; binding fixes not applied');
         }
         port.on('data', (chunk: Buffer) => this.onData(chunk));
         port.on('error', (e) => this.portLost(port, `port error: ${e.message}`));
@@ -436,6 +502,7 @@ export class SerialPortLink {
         this.timer = undefined;
         this.link.tick();
         this.arm();
+        this.wakeWriters();
       },
       Math.max(0, d - performance.now()),
     );
@@ -459,6 +526,10 @@ export class SerialPortLink {
     }
     if (!this.reliable && this.port === undefined) {
       throw new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `serial port ${this.path} is down (reopening)`);
+    }
+    while (this.queueFull()) await new Promise<void>((resolve) => this.writersWaiting.push(resolve));
+    if (this.closed) {
+      throw new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `serial link ${this.path} is closed`);
     }
     // Whoever sends through this link may receive the answers that come back on it.
     const replyTo = message.returnRoute.next;
@@ -492,6 +563,16 @@ export class SerialPortLink {
     }
   }
 
+  private queueFull(): boolean {
+    return !this.closed && this.link instanceof ReliableLink && this.link.queued >= LINK_QUEUE_LIMIT;
+  }
+
+  private wakeWriters(): void {
+    if (this.writersWaiting.length > 0 && !this.queueFull()) {
+      for (const w of this.writersWaiting.splice(0)) w();
+    }
+  }
+
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.counts.bytesIn += chunk.length;
@@ -508,6 +589,7 @@ export class SerialPortLink {
       this.link.onFrame(f);
     }
     this.arm();
+    this.wakeWriters();
   }
 
   private onPayload(payload: Uint8Array): void {
@@ -550,6 +632,7 @@ export class SerialPortLink {
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
     this.timer = this.reopenTimer = undefined;
     this.link.close();
+    this.wakeWriters();
     const port = this.port;
     this.port = undefined;
     if (port) {
