@@ -25,6 +25,20 @@ export interface RelayConfig {
   via?: string;
 }
 
+export interface SerialConfig {
+  /** The serial device, e.g. `/dev/serial0` or `/dev/ttyUSB0`. */
+  path: string;
+  /** Default 115200. */
+  baudRate?: number;
+  /** Link-layer reliability (both ends must agree). Default false. */
+  reliable?: boolean;
+  /**
+   * What messages from the port may reach: local workers, or `1#host:port` to let them go on to
+   * that TCP peer (a gateway). Default: every service and the secure-channel listener.
+   */
+  expose?: string[];
+}
+
 export interface BleConfig {
   /** The HCI controller's UART (e.g. `/dev/ttyAMA0` with HCI firmware, or a btvirt PTY). */
   hci: string;
@@ -94,6 +108,7 @@ export interface NodeConfig {
   outlets?: OutletConfig[];
   inlets?: InletConfig[];
   ble?: BleConfig;
+  serial?: SerialConfig[];
   log: { level: string };
 }
 
@@ -145,6 +160,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'outlets',
       'inlets',
       'ble',
+      'serial',
       'log',
     ],
     'node config',
@@ -249,6 +265,24 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     };
   });
   const ble = raw.ble === undefined ? undefined : parseBleConfig(raw.ble);
+  const serial = listOf(raw.serial, 'serial', (o, where): SerialConfig => {
+    onlyKeys(o, ['path', 'baudRate', 'reliable', 'expose'], where);
+    if (typeof o.path !== 'string' || o.path.length === 0) fail(`${where} needs a "path" (serial device)`);
+    const out: SerialConfig = { path: o.path };
+    if (o.baudRate !== undefined) {
+      if (typeof o.baudRate !== 'number' || !Number.isInteger(o.baudRate) || o.baudRate <= 0) {
+        fail(`${where}.baudRate must be a positive integer`);
+      }
+      out.baudRate = o.baudRate;
+    }
+    if (o.reliable !== undefined) {
+      if (typeof o.reliable !== 'boolean') fail(`${where}.reliable must be true or false`);
+      out.reliable = o.reliable;
+    }
+    const expose = stringList(o.expose, `${where}.expose`);
+    if (expose) out.expose = expose;
+    return out;
+  });
   const log = raw.log ?? {};
   if (!isObject(log)) fail('log must be an object');
   onlyKeys(log, ['level'], 'log');
@@ -269,6 +303,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     outlets,
     inlets,
     ...(ble ? { ble } : {}),
+    ...(serial.length > 0 ? { serial } : {}),
     log: { level },
   };
 }

@@ -28,10 +28,11 @@ import {
   STATIC_FORWARDING_SERVICE,
 } from '../services/relay/relay-service.js';
 import { createRemoteRelay, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
+import { DEFAULT_BAUD_RATE, SerialTransport } from '../transports/serial/serial-transport.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
 import { NodeBle } from './ble-node.js';
-import type { InletConfig, NodeConfig, OutletConfig, RelayConfig } from './config.js';
+import type { InletConfig, NodeConfig, OutletConfig, RelayConfig, SerialConfig } from './config.js';
 import { IdentityStore } from './identity-store.js';
 
 interface ManagedRelay {
@@ -52,6 +53,7 @@ const RETRY_MAX_MS = 30_000;
 export class KeyhopNode {
   readonly router: Router;
   readonly tcp: TcpTransport;
+  serial: SerialTransport | undefined;
   udp: UdpTransport | undefined;
   readonly log: Logger;
   readonly startedAt = Date.now();
@@ -107,6 +109,7 @@ export class KeyhopNode {
         const udpDefault = node.services.filter((s) => s !== (config.secureChannel?.address ?? 'api'));
         await node.createUdpTransport(config.udp.bind, config.udp.expose ?? udpDefault);
       }
+      for (const sc of config.serial ?? []) await node.createSerialLink(sc);
       for (const r of config.relays) await node.createRelay(r);
       for (const i of config.inlets ?? []) await node.createInlet(i);
       if (config.ble) node.ble = await NodeBle.start(node, config.ble, options.home);
@@ -262,6 +265,27 @@ export class KeyhopNode {
       log: this.log,
     });
     return this.udp.address;
+  }
+
+  /**
+   * Opens a serial port (a cable to a board). What arrives on it may reach `expose`: local
+   * workers, and `1#host:port` entries, which let the board's messages go on over TCP to that peer
+   * (the node is then the board's gateway).
+   */
+  async createSerialLink(config: SerialConfig): Promise<string> {
+    this.serial ??= SerialTransport.create(this.router, { log: this.log });
+    const expose: Address[] = [];
+    for (const e of config.expose ?? this.services) {
+      const a = Address.parse(e);
+      expose.push(a);
+      if (a.type === this.tcp.type) expose.push((await this.tcp.connect(a.text)).sender);
+    }
+    const link = await this.serial.open(config.path, {
+      baudRate: config.baudRate ?? DEFAULT_BAUD_RATE,
+      reliable: config.reliable ?? false,
+      expose,
+    });
+    return link.sender.toString();
   }
 
   /** Registers a relay for this node at `config.at`; kept registered until the node stops. */
