@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // One virtual BLE controller host (btvirt) for the whole run, stopped by pid at the end.
+    globalSetup: ['./test/rig/ble-global-setup.ts'],
   },
 });

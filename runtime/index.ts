@@ -10,6 +10,11 @@ export { createLogger, type Logger, silentLogger } from './log.js';
 export { type NodeConfig, parseNodeConfig } from './node/config.js';
 export { IdentityStore } from './node/identity-store.js';
 export { KeyhopNode } from './node/node.js';
+export { encodeDeviceAdvertisement, parseDeviceAdvertisement } from './pairing/advertisement.js';
+export { DevicePairing, type PairingRequest, pairedPeersOnly } from './pairing/device.js';
+export { DeviceForwarder } from './pairing/device-forwarder.js';
+export { type DeviceCandidate, type PairingResult, pairDevice } from './pairing/gateway.js';
+export { type PairedPeer, PairedStore } from './pairing/paired-store.js';
 export {
   decodeBareTransportMessage,
   encodeBareTransportMessage,
@@ -26,6 +31,23 @@ export {
   STATIC_FORWARDING_SERVICE,
 } from './services/relay/relay-service.js';
 export { createRemoteRelay, type RemoteRelayInfo } from './services/relay/remote-relay.js';
+export {
+  BLE,
+  BlePeer,
+  BleTransport,
+  type BleTransportOptions,
+  parseBleAddress,
+} from './transports/ble/ble-transport.js';
+export {
+  type BleAdvertisement,
+  type BleCentral,
+  type BlePeripheral,
+  type GattLink,
+  type GattProfile,
+  KEYHOP_PROFILE,
+  NUS_PROFILE,
+} from './transports/ble/gatt-link.js';
+export { createCentral, createPeripheral } from './transports/ble/hci/index.js';
 export { TcpConnection } from './transports/tcp/tcp-connection.js';
 export { type TcpListener, TcpTransport } from './transports/tcp/tcp-transport.js';
 export { TRANSPORT_INFO, type TransportInfo } from './transports/transport-info.js';
