@@ -41,10 +41,15 @@ function withHci(file, hci) {
   return path;
 }
 
-/** The code the device shows: the device node writes it to its log. */
-function deviceCode() {
-  const log = readFileSync(join(home, 'nodes/sensor-1/node.log'), 'utf8');
-  return log.match(/"pairing code (\d{6})"/)?.[1];
+/** The code the device shows: the device node writes it to its log (give the log a moment). */
+async function deviceCode() {
+  for (let i = 0; i < 50; i++) {
+    const log = readFileSync(join(home, 'nodes/sensor-1/node.log'), 'utf8');
+    const code = log.match(/pairing code (\d{6})/)?.[1];
+    if (code) return code;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return 'nothing';
 }
 
 const controllers = [];
@@ -65,11 +70,13 @@ try {
     const m = text.match(/pairing code: (\d{3}) (\d{3})/);
     if (m) shownCode = m[1] + m[2];
     if (text.includes('does the device show the same code?')) {
-      const same = deviceCode() === shownCode;
-      console.log(
-        `person: gateway shows ${shownCode}, device shows ${deviceCode()}: ${same ? 'same' : 'DIFFERENT'}`,
-      );
-      stdin.end(same ? 'y\n' : 'n\n');
+      deviceCode().then((onDevice) => {
+        const same = onDevice === shownCode;
+        console.log(
+          `person: the gateway shows ${shownCode}, the device ${onDevice}: ${same ? 'same' : 'DIFFERENT'}`,
+        );
+        stdin.end(same ? 'y\n' : 'n\n');
+      });
     }
   });
   console.log(result.trim());

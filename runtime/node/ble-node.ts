@@ -260,6 +260,7 @@ export class NodeBle {
     if (forwarder === undefined) {
       forwarder = new DeviceForwarder(Address.local(`ble_${alias}`), undefined);
       await this.node.router.startWorker(forwarder.address, forwarder);
+      this.node.registerRelayVia(forwarder);
       this.forwarders.set(device.identifier, forwarder);
     }
     this.keepLinked(device, forwarder);
@@ -274,10 +275,16 @@ export class NodeBle {
       return info.route.toString();
     }
     if (this.node.hasRelayService) {
-      const info = await createRemoteRelay(this.node.router, Route.EMPTY, { alias, via: forwarder.address });
-      return `<this node> => ${info.name}`;
+      const info = await createRemoteRelay(this.node.router, Route.EMPTY, { alias, via: forwarder });
+      return this.routeHere(info.name);
     }
-    return `<this node> => ${forwarder.address}`;
+    return this.routeHere(forwarder.address.toString());
+  }
+
+  /** `1#<first TCP listener> => <worker>`: how the network reaches a worker on this gateway. */
+  private routeHere(worker: string): string {
+    const listener = this.node.tcp.listenerList()[0];
+    return listener === undefined ? worker : `1#${listener.address} => ${worker}`;
   }
 
   private keepLinked(device: PairedPeer, forwarder: DeviceForwarder, delay = 0): void {

@@ -27,7 +27,7 @@ import {
   RelayService,
   STATIC_FORWARDING_SERVICE,
 } from '../services/relay/relay-service.js';
-import { createRemoteRelay, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
+import { createRemoteRelay, type RelayVia, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
 import { DEFAULT_BAUD_RATE, SerialTransport } from '../transports/serial/serial-transport.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
@@ -122,6 +122,19 @@ export class KeyhopNode {
 
   get name(): string {
     return this.config.name;
+  }
+
+  /** Local workers relays may forward through (RelayConfig.via), by address. */
+  private readonly vias = new Map<string, RelayVia>();
+
+  registerRelayVia(via: RelayVia): void {
+    this.vias.set(via.address.toString(), via);
+  }
+
+  private relayVia(address: string): RelayVia {
+    const via = this.vias.get(address);
+    if (via === undefined) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `no relay via-worker ${address}`);
+    return via;
   }
 
   get hasRelayService(): boolean {
@@ -312,7 +325,7 @@ export class KeyhopNode {
     const { alias, via } = managed.config;
     const info = await createRemoteRelay(this.router, route, {
       ...(alias === undefined ? {} : { alias }),
-      ...(via === undefined ? {} : { via: Address.parse(via) }),
+      ...(via === undefined ? {} : { via: this.relayVia(via) }),
     });
     managed.info = info;
     managed.state = 'up';

@@ -3,6 +3,7 @@ import type { Address } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { Message } from '../routing/message.js';
 import type { Worker } from '../routing/worker.js';
+import type { RelayVia } from '../services/relay/remote-relay.js';
 
 /**
  * A gateway's stable name for one paired device (e.g. `ble_kitchen-sensor`): messages to
@@ -11,7 +12,7 @@ import type { Worker } from '../routing/worker.js';
  * A relay registered `via` the forwarder hands the registering context its answer through it:
  * that one local address is delivered here instead of being sent to the device.
  */
-export class DeviceForwarder implements Worker {
+export class DeviceForwarder implements Worker, RelayVia {
   forwarded = 0;
   private readonly local = new Set<string>();
 
@@ -29,8 +30,8 @@ export class DeviceForwarder implements Worker {
     return this.link;
   }
 
-  /** Lets messages whose next hop is `address` (a local registering context) stay here. */
-  allowLocal(address: Address): () => void {
+  /** Lets messages whose next hop is `address` (a local registering context) stay here (RelayVia). */
+  admit(address: Address): () => void {
     this.local.add(address.key);
     return () => this.local.delete(address.key);
   }

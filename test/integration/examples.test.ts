@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseNodeConfig } from '../../runtime/node/config.js';
+import { bleRigSkipReason } from '../rig/ble.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '../..');
@@ -27,6 +28,22 @@ describe('examples run as written', () => {
     expect(stdout).toMatch(/server: "hello from the operator" from I[0-9a-f]{64}, \{"role":"operator"\}/);
     expect(stdout).not.toContain('hello from the guest');
   });
+
+  it.skipIf(bleRigSkipReason() !== undefined)(
+    'ble-gateway-pairing/run.mjs (virtual BLE rig)',
+    async () => {
+      const { stdout } = await run(process.execPath, ['examples/ble-gateway-pairing/run.mjs'], {
+        cwd: root,
+        timeout: 60_000,
+      });
+      expect(stdout).toMatch(/person: the gateway shows (\d{6}), the device \1: same/);
+      expect(stdout).toMatch(/paired with sensor-1 \(I[0-9a-f]{64}\)/);
+      expect(stdout).toMatch(/reachable through this gateway at: 1#127\.0\.0\.1:4100 => forward_to_sensor-1/);
+      expect(stdout).toContain('client got: hello over BLE');
+      expect(stdout).toMatch(/device +sensor-1 +I[0-9a-f]{64}/);
+    },
+    70_000,
+  );
 
   it('node-config.json is a valid node config', () => {
     const config = parseNodeConfig(JSON.parse(readFileSync(join(root, 'examples/node-config.json'), 'utf8')));

@@ -10,7 +10,7 @@ import { print } from '../output.js';
 interface PairOptions {
   home?: string;
   json?: boolean;
-  at: string;
+  at?: string;
   device?: string;
   scanMs: string;
   expect?: string;
@@ -71,7 +71,7 @@ export function registerPairCommands(program: Command): void {
     .description(
       'pair a BLE device with a gateway node: scan, connect, secure channel, compare a 6-digit code, store, relay',
     )
-    .requiredOption('--at <node>', 'the gateway node (its config has ble.role "central")')
+    .option('--at <node>', 'the gateway node (its config has ble.role "central"); required')
     .option('--device <address|name>', 'pair this device instead of choosing from a scan')
     .option('--scan-ms <ms>', 'how long to scan', '5000')
     .option(
@@ -86,6 +86,7 @@ export function registerPairCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
       const o = cmd.optsWithGlobals<PairOptions>();
+      if (!o.at) throw new KeyhopError(ErrorCodes.USAGE, 'keyhop pair needs --at <gateway node>');
       const control = nodePaths(keyhopHome(o.home), o.at).control;
       const timeoutMs = Number(o.timeout);
       const target = await chooseDevice(o, control);
@@ -118,11 +119,11 @@ export function registerPairCommands(program: Command): void {
 
   pair
     .command('list')
-    .description('peers this node paired with')
-    .requiredOption('--at <node>', 'node name')
+    .description('peers this node paired with (keyhop pair list --at <node>)')
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<{ home?: string; json?: boolean; at: string }>();
+      const o = cmd.optsWithGlobals<{ home?: string; json?: boolean; at?: string }>();
+      if (!o.at) throw new KeyhopError(ErrorCodes.USAGE, 'keyhop pair list needs --at <node>');
       const r = (await controlCall(nodePaths(keyhopHome(o.home), o.at).control, 'ble.paired')) as {
         pairable: boolean | null;
         peers: PairedPeer[];
@@ -139,11 +140,13 @@ export function registerPairCommands(program: Command): void {
 
   pair
     .command('open')
-    .description('let a paired device (ble.role "peripheral") accept a new pairing')
-    .requiredOption('--at <node>', 'node name')
+    .description(
+      'let a paired device (ble.role "peripheral") accept a new pairing (keyhop pair open --at <node>)',
+    )
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<{ home?: string; json?: boolean; at: string }>();
+      const o = cmd.optsWithGlobals<{ home?: string; json?: boolean; at?: string }>();
+      if (!o.at) throw new KeyhopError(ErrorCodes.USAGE, 'keyhop pair open needs --at <node>');
       const r = await controlCall(nodePaths(keyhopHome(o.home), o.at).control, 'ble.pairable', {
         pairable: true,
       });

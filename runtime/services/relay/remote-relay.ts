@@ -5,6 +5,17 @@ import { Route, type RouteLike, toRoute } from '../../routing/route.js';
 import type { Router } from '../../routing/router.js';
 import { FORWARDING_SERVICE, STATIC_FORWARDING_SERVICE } from './relay-service.js';
 
+/**
+ * A local worker a relay forwards through. The relay keeps the registration's return route minus
+ * its last hop, so registering with the return route [via, context] makes it forward to
+ * [this node, via, …]. Its answer comes back the same way: while registering, `admit` lets the
+ * worker hand messages for the registering context (and only those) to it.
+ */
+export interface RelayVia {
+  readonly address: Address;
+  admit(context: Address): () => void;
+}
+
 export interface RemoteRelayInfo {
   /** The relay's worker name on the remote node, e.g. `forward_to_b`. */
   name: string;
@@ -24,23 +35,19 @@ export async function createRemoteRelay(
   options: {
     alias?: string;
     timeoutMs?: number;
-    /**
-     * A local worker that relayed messages pass through (e.g. a forwarder to a BLE device). The
-     * relay keeps the registration's return route minus its last hop, so registering with the
-     * return route [via, context] makes it forward to [this node, via, ...]; `via` must hand a
-     * message whose next hop is the registering context to it (DeviceForwarder does).
-     */
-    via?: Address;
+    /** A local worker that relayed messages pass through (e.g. a forwarder to a BLE device). */
+    via?: RelayVia;
   } = {},
 ): Promise<RemoteRelayInfo> {
   const nodeRoute = toRoute(node);
   const ctx = await router.context();
+  const release = options.via?.admit(ctx.address);
   try {
     const service = options.alias === undefined ? FORWARDING_SERVICE : STATIC_FORWARDING_SERVICE;
     await ctx.send(
       nodeRoute.append(service),
       encodeBareString(options.alias ?? 'register'),
-      options.via === undefined ? {} : { returnRoute: Route.of(options.via, ctx.address) },
+      options.via === undefined ? {} : { returnRoute: Route.of(options.via.address, ctx.address) },
     );
     const answer = await ctx.receive(options.timeoutMs ?? 10_000).catch((e: unknown) => {
       throw new KeyhopError(
@@ -57,6 +64,7 @@ export async function createRemoteRelay(
     }
     return { name, node: nodeRoute, route: nodeRoute.append(name) };
   } finally {
+    release?.();
     await ctx.stop();
   }
 }
