@@ -481,3 +481,21 @@ function installExitHook(): void {
     }
   });
 }
+
+/**
+ * Why BLE tests on the rig cannot run (rig missing, or noble/bleno not installed: bleno compiles
+ * at install and may be missing), or undefined. Throws instead with KEYHOP_REQUIRE_RIG=1.
+ */
+export async function bleSkipReason(): Promise<string | undefined> {
+  const rig = bleRigSkipReason();
+  if (rig !== undefined) return rig;
+  try {
+    const { loadBleno, loadNoble } = await import('../../runtime/transports/ble/hci/load.js');
+    await Promise.all([loadNoble(), loadBleno()]);
+    return undefined;
+  } catch (e) {
+    const reason = `BLE stacks unavailable (${e instanceof Error ? e.message : String(e)}): tests skipped`;
+    if (process.env.KEYHOP_REQUIRE_RIG === '1') throw new Error(`KEYHOP_REQUIRE_RIG=1 but ${reason}`);
+    return reason;
+  }
+}

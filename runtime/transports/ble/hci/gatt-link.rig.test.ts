@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type BleController, bleRigSkipReason, startController } from '../../../../test/rig/ble.js';
+import { type BleController, bleSkipReason, startController } from '../../../../test/rig/ble.js';
 import { isKeyhopError } from '../../../errors.js';
 import {
   type BleAdvertisement,
@@ -18,22 +18,8 @@ import {
   NUS_PROFILE,
 } from '../gatt-link.js';
 import { createCentral, createPeripheral } from './index.js';
-import { loadBleno, loadNoble } from './load.js';
 
-/** noble and bleno are optional dependencies (bleno compiles at install and may be missing). */
-async function stacksSkipReason(): Promise<string | undefined> {
-  try {
-    await Promise.all([loadNoble(), loadBleno()]);
-    return undefined;
-  } catch (e) {
-    const reason = `BLE stacks unavailable (${e instanceof Error ? e.message : String(e)}): tests skipped`;
-    if (process.env.KEYHOP_REQUIRE_RIG === '1') throw new Error(`KEYHOP_REQUIRE_RIG=1 but ${reason}`);
-    return reason;
-  }
-}
-
-const stacksSkip = await stacksSkipReason();
-const skip = bleRigSkipReason() ?? stacksSkip;
+const skip = await bleSkipReason();
 
 interface Rig {
   central: BleCentral;
@@ -359,7 +345,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
   });
 });
 
-describe.skipIf(stacksSkip !== undefined)('HCI UART failures', () => {
+describe.skipIf(skip !== undefined)('HCI UART failures', () => {
   it('rejects start() with a KeyhopError when the UART does not exist', async () => {
     const central = createCentral({ uartPath: '/nonexistent/keyhop-hci', startTimeoutMs: 2000 });
     const e = await central.start().catch((x: unknown) => x);
