@@ -3,11 +3,12 @@ import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { denyAll, flowControlled } from '../../routing/access-control.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
-import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame.js';
+import { encodeCborFrame } from '../../routing/codec/cbor-frame.js';
 import type { FlowId } from '../../routing/flow-control.js';
-import { type LocalInfo, Message } from '../../routing/message.js';
+import type { LocalInfo, Message } from '../../routing/message.js';
 import type { Router } from '../../routing/router.js';
 import type { Transport } from '../../routing/worker.js';
+import { receivedMessage } from '../received.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
 import { FramedBleLink } from './ble-link.js';
 import {
@@ -484,22 +485,16 @@ export class BlePeer {
   }
 
   private onMessage(bytes: Uint8Array): void {
-    let message: Message;
+    let routed: Message | undefined;
     try {
-      message = decodeCborFrame(bytes, 'BLE routing message');
+      routed = receivedMessage(bytes, 'BLE routing message', this.sender, this.localInfo);
     } catch (e) {
       this.counts.undecodable++;
       this.log.debug({ err: String(e) }, 'undecodable BLE message dropped');
       return;
     }
-    if (message.onward.isEmpty) return;
+    if (routed === undefined) return;
     this.counts.messagesIn++;
-    const routed = new Message(
-      message.onward,
-      message.returnRoute.prepend(this.sender),
-      message.payload,
-      this.localInfo,
-    );
     // Credits are withheld while many messages are still being routed (slow consumer).
     const link = this.link;
     if (++this.inflight === 64) link?.pauseGrants();

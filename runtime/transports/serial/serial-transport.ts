@@ -4,11 +4,12 @@ import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { denyAll, flowControlled } from '../../routing/access-control.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
-import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame.js';
+import { encodeCborFrame } from '../../routing/codec/cbor-frame.js';
 import type { FlowId } from '../../routing/flow-control.js';
-import { type LocalInfo, Message } from '../../routing/message.js';
+import type { LocalInfo, Message } from '../../routing/message.js';
 import type { Router } from '../../routing/router.js';
 import type { Transport } from '../../routing/worker.js';
+import { receivedMessage } from '../received.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
 import { fixHangupRead, fixPollerEventMask } from './binding-fixes.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, type SerialDrops, type SerialFrame, SerialFrameReader } from './frame.js';
@@ -502,22 +503,16 @@ export class SerialPortLink {
   }
 
   private onPayload(payload: Uint8Array): void {
-    let message: Message;
+    let routed: Message | undefined;
     try {
-      message = decodeCborFrame(payload, 'serial routing message');
+      routed = receivedMessage(payload, 'serial routing message', this.sender, this.localInfo);
     } catch (e) {
       this.counts.undecodable++;
       this.log.debug({ path: this.path, err: String(e) }, 'undecodable serial payload dropped');
       return;
     }
-    if (message.onward.isEmpty) return;
+    if (routed === undefined) return;
     this.counts.messagesIn++;
-    const routed = new Message(
-      message.onward,
-      message.returnRoute.prepend(this.sender),
-      message.payload,
-      this.localInfo,
-    );
     this.router.send(this.receiver, routed).catch((e: unknown) => {
       this.log.debug({ path: this.path, err: String(e) }, 'message from serial peer not delivered');
     });
