@@ -7,7 +7,7 @@ import { DevicePairing } from '../pairing/device.js';
 import { DeviceForwarder } from '../pairing/device-forwarder.js';
 import { type DeviceCandidate, type PairingResult, pairDevice } from '../pairing/gateway.js';
 import { type PairedPeer, PairedStore } from '../pairing/paired-store.js';
-import { PAIRING_SERVICE } from '../pairing/protocol.js';
+import { PAIRING_LISTENER, PAIRING_SERVICE } from '../pairing/protocol.js';
 import { Address } from '../routing/address.js';
 import { Route } from '../routing/route.js';
 import { createRemoteRelay } from '../services/relay/remote-relay.js';
@@ -139,11 +139,11 @@ export class NodeBle {
           .catch((e: unknown) => this.log.warn({ err: String(e) }, 'advertising update failed'));
       },
     });
-    this.node.exposeOnChannels(PAIRING_SERVICE);
+    await this.node.channels.createListener(PAIRING_LISTENER, { expose: [PAIRING_SERVICE] });
     const listener = this.node.config.secureChannel?.address ?? 'api';
     await this.transport.listen(this.peripheral, {
       ...advertising(this.devicePairing.pairable),
-      expose: config.expose ?? [listener],
+      expose: [...(config.expose ?? [listener]), PAIRING_LISTENER],
     });
   }
 
@@ -195,7 +195,6 @@ export class NodeBle {
       channels: this.node.channels,
       store: this.store,
       name: this.node.name,
-      listener: this.node.config.secureChannel?.address ?? 'api',
       timeoutMs,
       record: { bleAddress: peer.target },
       ...(options.expectIdentifier !== undefined

@@ -10,6 +10,7 @@ import type { CredentialAndPurposeKey } from '../identity/models.js';
 import {
   type TrustPolicy,
   trustAll,
+  trustAny,
   trustCredential,
   trustEveryone,
   trustIdentifiers,
@@ -141,11 +142,6 @@ export class KeyhopNode {
     return this.relayService !== undefined;
   }
 
-  /** Lets messages that come out of this node's secure channels reach `address` too. */
-  exposeOnChannels(address: string): void {
-    this.channelListener?.expose(address);
-  }
-
   private async setUpIdentity(home: string | undefined): Promise<void> {
     const verifier = new SoftwareVerifier();
     let credentials: CredentialAndPurposeKey[] = [];
@@ -210,8 +206,16 @@ export class KeyhopNode {
     if (sc?.trustedIdentifiers) policies.push(trustIdentifiers(sc.trustedIdentifiers));
     if (sc?.policy !== undefined)
       policies.push(trustCredential({ authorities: this.authorities, policy: sc.policy }));
+    let trustPolicy = policies.length === 0 ? trustEveryone : trustAll(...policies);
+    if (policies.length > 0 && this.config.ble?.role === 'peripheral') {
+      // A BLE device also trusts the gateways it paired with (the store is opened later, at BLE start).
+      trustPolicy = trustAny(
+        trustPolicy,
+        (peer) => this.ble?.store.has(peer.identifier.toString(), 'gateway') === true,
+      );
+    }
     this.channelListener = await this.channels.createListener(address, {
-      trustPolicy: policies.length === 0 ? trustEveryone : trustAll(...policies),
+      trustPolicy,
       expose: sc?.expose ?? this.services,
     });
     this.services.push(address);

@@ -8,6 +8,7 @@ import type { PairedPeer, PairedStore } from './paired-store.js';
 import {
   decodePairingMessage,
   encodePairingMessage,
+  PAIRING_LISTENER,
   PAIRING_SERVICE,
   type PairingMessage,
   pairingCommitment,
@@ -28,7 +29,7 @@ export interface GatewayPairingOptions {
   store: PairedStore;
   /** The name this gateway tells the device. */
   name: string;
-  /** Route from the device's link to its secure-channel listener. Default `api`. */
+  /** The device's pairing listener behind its link. Default PAIRING_LISTENER (`pairing_api`). */
   listener?: string;
   /**
    * Shows the code (and identifier) and returns the person's answer. Not called when
@@ -70,7 +71,7 @@ export async function pairDevice(
   const remaining = () => Math.max(1, deadline - Date.now());
   const expect = options.expectIdentifier;
   const channel: SecureChannelEnd = await options.channels.create(
-    toRoute(deviceRoute).append(options.listener ?? 'api'),
+    toRoute(deviceRoute).append(options.listener ?? PAIRING_LISTENER),
     expect === undefined ? {} : { trustPolicy: (peer) => peer.identifier === expect },
   );
   const ctx = await router.context();

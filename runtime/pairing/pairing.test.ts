@@ -14,6 +14,7 @@ import { PairedStore } from './paired-store.js';
 import {
   decodePairingMessage,
   encodePairingMessage,
+  PAIRING_LISTENER,
   pairingCommitment,
   pairingNonce,
   shortAuthenticationString,
@@ -52,14 +53,15 @@ async function rig(deviceAnswer: (r: PairingRequest) => Promise<boolean> = async
     timeoutMs: 2000,
   });
   await device.router.startWorker('echo', new EchoService(), { incoming: pairedPeersOnly(deviceStore) });
-  await device.channels.createListener('api', { expose: ['pairing', 'echo'] });
+  await device.channels.createListener('api', { expose: ['echo'] });
+  await device.channels.createListener(PAIRING_LISTENER, { expose: ['pairing'] });
   const ble = BleTransport.create(device.router);
   const peripheral = radio.peripheral();
   await ble.listen(peripheral, {
     name: 'sensor-1',
     profile: KEYHOP_PROFILE,
     manufacturerData: encodeDeviceAdvertisement(device.local.identity.identifier.toString(), true),
-    expose: ['api'],
+    expose: ['api', PAIRING_LISTENER],
   });
   const gble = BleTransport.create(gateway.router, { central: radio.central() });
   const peer = await gble.dial('sensor-1');
@@ -192,7 +194,7 @@ describe('pairing over BLE (in-memory radio)', () => {
 
   it('aborts when the revealed nonce does not match the commitment', async () => {
     const r = await rig();
-    const ch = await r.gateway.channels.create(r.route.append('api'));
+    const ch = await r.gateway.channels.create(r.route.append(PAIRING_LISTENER));
     const ctx = await r.gateway.router.context();
     const to = Route.of(ch.encryptor, 'pairing');
     await ctx.send(

@@ -18,6 +18,11 @@ import { ErrorCodes, KeyhopError } from '../errors.js';
  */
 
 export const PAIRING_SERVICE = 'pairing';
+/**
+ * A device's secure-channel listener for pairing: it accepts any identity (nobody is known yet)
+ * and its channels reach only PAIRING_SERVICE, so the device's own listener keeps its trust policy.
+ */
+export const PAIRING_LISTENER = 'pairing_api';
 export const PAIRING_VERSION = 1;
 const NONCE = 32;
 const MAX_NAME = 64;
