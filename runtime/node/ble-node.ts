@@ -20,7 +20,7 @@ import {
   NUS_PROFILE,
 } from '../transports/ble/gatt-link.js';
 import { createCentral, createPeripheral } from '../transports/ble/hci/index.js';
-import type { BleConfig } from './config.js';
+import { type BleConfig, bleController } from './config.js';
 import type { KeyhopNode } from './node.js';
 
 export interface ScanCandidate {
@@ -79,9 +79,7 @@ export class NodeBle {
     readonly store: PairedStore,
     private readonly log: Logger,
   ) {
-    if (config.role === 'central') {
-      this.central = createCentral({ uartPath: config.hci, baudRate: config.baudRate, log });
-    }
+    if (config.role === 'central') this.central = createCentral({ ...bleController(config), log });
     this.transport = BleTransport.create(node.router, {
       log,
       ...(this.central ? { central: this.central } : {}),
@@ -114,8 +112,7 @@ export class NodeBle {
     const config = this.config;
     const name = config.name ?? this.node.name;
     this.peripheral = createPeripheral({
-      uartPath: config.hci,
-      ...(config.baudRate ? { baudRate: config.baudRate } : {}),
+      ...bleController(config),
       ...(config.maxMtu ? { maxMtu: config.maxMtu } : {}),
       log: this.log,
     });

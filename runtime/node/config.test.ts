@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseNodeConfig } from './config.js';
+import { bleController, parseNodeConfig } from './config.js';
 
 describe('parseNodeConfig', () => {
   it('fills defaults', () => {
@@ -68,6 +68,48 @@ describe('parseNodeConfig', () => {
     expect(() => parseNodeConfig(raw)).toThrow(message);
     try {
       parseNodeConfig(raw);
+    } catch (e) {
+      expect((e as { code: string }).code).toBe('CONFIG_INVALID');
+    }
+  });
+
+  it('takes ble.hci as a kernel adapter (hciN) or the path of an HCI UART', () => {
+    const kernel = parseNodeConfig({ name: 'gw', ble: { hci: 'hci0', role: 'central' } }).ble!;
+    expect(kernel).toEqual({ hci: 'hci0', role: 'central' });
+    expect(bleController(kernel)).toEqual({ hciDevice: 0 });
+    expect(
+      bleController(parseNodeConfig({ name: 'd', ble: { hci: 'hci12', role: 'peripheral' } }).ble!),
+    ).toEqual({
+      hciDevice: 12,
+    });
+    const uart = parseNodeConfig({
+      name: 'd',
+      ble: { hci: '/dev/ttyACM0', baudRate: 115200, role: 'peripheral', maxMtu: 23 },
+    }).ble!;
+    expect(bleController(uart)).toEqual({ uartPath: '/dev/ttyACM0', baudRate: 115200 });
+    expect(bleController({ hci: './hci-pty', role: 'central' })).toEqual({ uartPath: './hci-pty' });
+  });
+
+  it.each([
+    [
+      { role: 'central' },
+      /ble.hci must be a kernel Bluetooth adapter \(hci0, hci1, ...\) or the path of an HCI UART/,
+    ],
+    [{ hci: '', role: 'central' }, /ble.hci must be/],
+    [{ hci: 'ttyACM0', role: 'central' }, /ble.hci must be .*got "ttyACM0"/],
+    [{ hci: 'hci', role: 'central' }, /ble.hci must be/],
+    [{ hci: 'hci01', role: 'central' }, /ble.hci must be/],
+    [{ hci: 'hci65535', role: 'central' }, /ble.hci must be/],
+    [{ hci: 0, role: 'central' }, /ble.hci must be/],
+    [
+      { hci: 'hci0', role: 'central', baudRate: 115200 },
+      /ble.baudRate is for an HCI UART, not for the kernel adapter hci0/,
+    ],
+    [{ hci: 'hci0', role: 'gateway' }, /ble.role/],
+  ])('rejects ble %j with CONFIG_INVALID', (ble, message) => {
+    expect(() => parseNodeConfig({ name: 'n', ble })).toThrow(message);
+    try {
+      parseNodeConfig({ name: 'n', ble });
     } catch (e) {
       expect((e as { code: string }).code).toBe('CONFIG_INVALID');
     }

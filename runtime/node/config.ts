@@ -1,4 +1,5 @@
 import { ErrorCodes, KeyhopError } from '../errors.js';
+import { type HciSelection, parseHciSetting } from '../transports/ble/hci/target.js';
 
 export interface TcpListenerConfig {
   /** `host:port` to bind; port 0 picks a free one. */
@@ -40,9 +41,13 @@ export interface SerialConfig {
 }
 
 export interface BleConfig {
-  /** The HCI controller's UART (e.g. `/dev/ttyAMA0` with HCI firmware, or a btvirt PTY). */
+  /**
+   * The HCI controller: a kernel adapter (`hci0`, taken over from BlueZ, which must have it
+   * powered off: docs/boards/raspberry-pi.md), or the path of a controller with HCI UART firmware
+   * (e.g. `/dev/ttyACM0`, or a btvirt PTY).
+   */
   hci: string;
-  /** Default 1000000. */
+  /** HCI UART only; default 1000000. */
   baudRate?: number;
   /** `central`: a gateway that scans, dials and pairs; `peripheral`: a device that advertises. */
   role: 'central' | 'peripheral';
@@ -311,9 +316,14 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
 function parseBleConfig(b: unknown): BleConfig {
   if (!isObject(b)) fail('ble must be an object');
   onlyKeys(b, ['hci', 'baudRate', 'role', 'name', 'profile', 'expose', 'relayAt', 'maxMtu'], 'ble');
-  if (typeof b.hci !== 'string' || b.hci.length === 0) fail('ble.hci must be the HCI UART path');
+  const hci = typeof b.hci === 'string' ? parseHciSetting(b.hci) : undefined;
+  if (hci === undefined) {
+    fail(
+      `ble.hci must be a kernel Bluetooth adapter (hci0, hci1, ...) or the path of an HCI UART (e.g. /dev/ttyACM0); got ${JSON.stringify(b.hci)}`,
+    );
+  }
   if (b.role !== 'central' && b.role !== 'peripheral') fail('ble.role must be "central" or "peripheral"');
-  const out: BleConfig = { hci: b.hci, role: b.role };
+  const out: BleConfig = { hci: b.hci as string, role: b.role };
   for (const k of ['baudRate', 'maxMtu'] as const) {
     const v = b[k];
     if (v === undefined) continue;
@@ -321,6 +331,9 @@ function parseBleConfig(b: unknown): BleConfig {
     out[k] = v;
   }
   if (out.maxMtu !== undefined && (out.maxMtu < 23 || out.maxMtu > 517)) fail('ble.maxMtu must be 23..517');
+  if (out.baudRate !== undefined && hci.hciDevice !== undefined) {
+    fail(`ble.baudRate is for an HCI UART, not for the kernel adapter ${b.hci}`);
+  }
   if (b.name !== undefined) {
     if (typeof b.name !== 'string' || b.name.length === 0 || Buffer.byteLength(b.name) > 20) {
       fail('ble.name must be 1-20 bytes (it shares the 31-byte scan response)');
@@ -338,4 +351,11 @@ function parseBleConfig(b: unknown): BleConfig {
     out.relayAt = b.relayAt;
   }
   return out;
+}
+
+/** The controller a (parsed) `ble` config names: `hciN` is kernel adapter N, anything else a UART. */
+export function bleController(config: BleConfig): HciSelection {
+  const selected = parseHciSetting(config.hci);
+  if (selected?.hciDevice !== undefined) return selected;
+  return { uartPath: config.hci, ...(config.baudRate !== undefined ? { baudRate: config.baudRate } : {}) };
 }

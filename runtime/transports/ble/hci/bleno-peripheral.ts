@@ -1,8 +1,9 @@
 /**
- * BlePeripheral on @abandonware/bleno over an HCI UART. bleno's package exports one process-wide
- * instance; we build a BlenoBindings of our own per peripheral (own Hci, Gap, Gatt, controller)
- * and drive it directly instead of going through the Bleno facade, which is hard-wired to that
- * shared instance. One central at a time (bleno tracks a single connection handle).
+ * BlePeripheral on @abandonware/bleno, on an HCI UART or a kernel adapter (see controller.ts).
+ * bleno's package exports one process-wide instance; we build a BlenoBindings of our own per
+ * peripheral (own Hci, Gap, Gatt, controller) and drive it directly instead of going through the
+ * Bleno facade, which is hard-wired to that shared instance. One central at a time (bleno tracks
+ * a single connection handle).
  */
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, KeyhopError } from '../../../errors.js';
@@ -15,23 +16,22 @@ import {
   type GattProfile,
 } from '../gatt-link.js';
 import { buildAdvertisingPayload, toStackUuid } from './advertising.js';
+import type { AttachedController } from './attach.js';
+import { attachController } from './controller.js';
 import { HciGattLink } from './link.js';
 import { loadBleno } from './load.js';
 import { PendingOps } from './pending.js';
 import type { BlenoBindings } from './stack-types.js';
-import { type AttachedUart, attachUart, DEFAULT_UART_BAUD_RATE } from './uart-socket.js';
+import { describeHciTarget, type HciSelection, type HciTarget, resolveHciTarget } from './target.js';
 
-export interface BlenoPeripheralOptions {
-  /** Serial device of the HCI controller. */
-  readonly uartPath: string;
-  /** Default 1000000. */
-  readonly baudRate?: number;
+/** The controller (`uartPath` or `hciDevice`, see HciSelection) and options. */
+export type BlenoPeripheralOptions = HciSelection & {
   /** Largest ATT MTU agreed to in an exchange (bleno's default 256; 23 forces 20-byte values). */
   readonly maxMtu?: number;
   /** How long start() waits for the controller. Default 5000 ms. */
   readonly startTimeoutMs?: number;
   readonly log?: Logger;
-}
+};
 
 /** ATT MTU is a 16-bit field; 517 is the largest useful value (512-byte attribute + 5). */
 const MAX_ATT_MTU = 517;
@@ -48,14 +48,15 @@ function characteristic(uuid: string, properties: string[]): EventEmitter {
 }
 
 export class BlenoPeripheral implements BlePeripheral {
-  private readonly path: string;
-  private readonly baudRate: number;
+  private readonly target: HciTarget;
+  /** The controller in messages: its UART path or `hci0`. */
+  private readonly where: string;
   private readonly maxMtu: number;
   private readonly startTimeoutMs: number;
   private readonly log: Logger;
   private readonly ops = new PendingOps();
   private bindings: BlenoBindings | undefined;
-  private uart: AttachedUart | undefined;
+  private controller: AttachedController | undefined;
   private profile: GattProfile | undefined;
   private onConnect: ((link: GattLink) => void) | undefined;
   /** The current central's link, from accept on (handed to onConnect once it subscribes). */
@@ -67,21 +68,22 @@ export class BlenoPeripheral implements BlePeripheral {
   private startCalled = false;
 
   constructor(options: BlenoPeripheralOptions) {
-    this.path = options.uartPath;
-    this.baudRate = options.baudRate ?? DEFAULT_UART_BAUD_RATE;
+    this.target = resolveHciTarget(options);
+    this.where = describeHciTarget(this.target);
     this.maxMtu = options.maxMtu ?? 256;
     if (!Number.isInteger(this.maxMtu) || this.maxMtu < ATT_MIN_MTU || this.maxMtu > MAX_ATT_MTU) {
       throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `BLE maxMtu must be ${ATT_MIN_MTU}..${MAX_ATT_MTU}`);
     }
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
-    this.log = (options.log ?? silentLogger).child({ ble: 'peripheral', uart: this.path });
+    this.log = (options.log ?? silentLogger).child({ ble: 'peripheral', hci: this.where });
   }
 
   async start(options: AdvertiseOptions, onConnect: (link: GattLink) => void): Promise<void> {
     if (this.startCalled) throw new KeyhopError(ErrorCodes.LISTEN_FAILED, 'BLE peripheral already started');
     this.startCalled = true;
     const payload = buildAdvertisingPayload(options);
-    const { Bindings, UartSocket } = await loadBleno();
+    const loaded = await loadBleno();
+    const { Bindings } = loaded;
     if (this.ended !== undefined) throw this.closedError();
     const bindings = new Bindings();
     bindings._gatt.maxMtu = this.maxMtu;
@@ -92,20 +94,20 @@ export class BlenoPeripheral implements BlePeripheral {
         bindings.on('stateChange', (state: string) => {
           if (state === 'poweredOn') resolve();
           else if (state === 'unsupported' || state === 'unauthorized') {
-            reject(new KeyhopError(ErrorCodes.LISTEN_FAILED, `BLE controller on ${this.path} is ${state}`));
+            reject(new KeyhopError(ErrorCodes.LISTEN_FAILED, `BLE controller ${this.where} is ${state}`));
           }
         });
         // bindings.init() prints its 'unsupported'/'unauthorized' advice with console.log; the
         // rejection above says the same.
-        this.uart = attachUart(
+        this.controller = attachController(
           hci,
-          UartSocket,
-          { path: this.path, baudRate: this.baudRate },
+          loaded,
+          this.target,
           () => hci.initDev(),
           () => bindings.init(),
         );
-        this.uart.onFailure((reason) =>
-          reject(new KeyhopError(ErrorCodes.LISTEN_FAILED, `BLE peripheral: ${reason}`)),
+        this.controller.onFailure((reason, code) =>
+          reject(new KeyhopError(code ?? ErrorCodes.LISTEN_FAILED, `BLE peripheral: ${reason}`)),
         );
       });
     } catch (e) {
@@ -116,7 +118,7 @@ export class BlenoPeripheral implements BlePeripheral {
     this.bindings = bindings;
     this.profile = options.profile;
     this.onConnect = onConnect;
-    this.uart!.onFailure((reason) => this.lost(reason));
+    this.controller!.onFailure((reason) => this.lost(reason));
     bindings.on('stateChange', (state: string) => {
       if (state === 'poweredOff') this.lost('controller powered off');
     });
@@ -297,12 +299,12 @@ export class BlenoPeripheral implements BlePeripheral {
     this.link = undefined;
     this.updateValue = undefined;
     link?.closed(reason);
-    const uart = this.uart;
-    this.uart = undefined;
+    const controller = this.controller;
+    this.controller = undefined;
     const bindings = this.bindings;
     this.bindings = undefined;
     bindings?.removeAllListeners();
-    await uart?.close();
+    await controller?.close();
     if (bindings !== undefined) {
       bindings._hci.removeAllListeners();
       bindings._gatt.removeAllListeners();
@@ -320,7 +322,7 @@ export class BlenoPeripheral implements BlePeripheral {
   private closedError(): KeyhopError {
     return new KeyhopError(
       ErrorCodes.CONNECTION_CLOSED,
-      `BLE peripheral on ${this.path} is stopped (${this.ended})`,
+      `BLE peripheral on ${this.where} is stopped (${this.ended})`,
     );
   }
 }

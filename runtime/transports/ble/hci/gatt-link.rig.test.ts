@@ -359,3 +359,19 @@ describe.skipIf(skip !== undefined)('HCI UART failures', () => {
     await peripheral.stop();
   });
 });
+
+describe.skipIf(skip !== undefined)('HCI UART with HCI_CHANNEL_USER in the environment', () => {
+  it('ignores it (noble and bleno would bind the UART in user mode, which never came up)', async () => {
+    process.env.HCI_CHANNEL_USER = '1';
+    try {
+      const rig = await startRig();
+      const { central, peripheral } = await connect(rig);
+      const received = collect(peripheral);
+      await central.send(value(1, 8));
+      await until(() => received.length === 1, 2000, 'the value');
+      expect(received[0]).toEqual(value(1, 8));
+    } finally {
+      delete process.env.HCI_CHANNEL_USER;
+    }
+  });
+});

@@ -1,6 +1,6 @@
 /**
- * BleCentral on @abandonware/noble over an HCI UART: one noble instance with its own bindings
- * and its own controller per NobleCentral (see uart-socket.ts).
+ * BleCentral on @abandonware/noble: one noble instance with its own bindings and its own
+ * controller per NobleCentral, on an HCI UART or a kernel adapter (see controller.ts).
  */
 import { asKeyhopError, ErrorCodes, KeyhopError } from '../../../errors.js';
 import { type Logger, silentLogger } from '../../../log.js';
@@ -13,21 +13,20 @@ import {
   type ScanOptions,
 } from '../gatt-link.js';
 import { fromStackUuid, toStackUuid } from './advertising.js';
+import type { AttachedController } from './attach.js';
+import { attachController } from './controller.js';
 import { HciGattLink } from './link.js';
 import { loadNoble } from './load.js';
 import { PendingOps } from './pending.js';
 import type { Noble, NobleBindings, NobleCharacteristic, NoblePeripheral } from './stack-types.js';
-import { type AttachedUart, attachUart, DEFAULT_UART_BAUD_RATE } from './uart-socket.js';
+import { describeHciTarget, type HciSelection, type HciTarget, resolveHciTarget } from './target.js';
 
-export interface NobleCentralOptions {
-  /** Serial device of the HCI controller. */
-  readonly uartPath: string;
-  /** Default 1000000 (Zephyr hci_uart, the rig's PTYs ignore it). */
-  readonly baudRate?: number;
+/** The controller (`uartPath` or `hciDevice`, see HciSelection) and options. */
+export type NobleCentralOptions = HciSelection & {
   /** How long start() waits for the controller. Default 5000 ms. */
   readonly startTimeoutMs?: number;
   readonly log?: Logger;
-}
+};
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DISCONNECT_TIMEOUT_MS = 2_000;
@@ -35,7 +34,7 @@ const DISCONNECT_TIMEOUT_MS = 2_000;
 interface Stack {
   readonly noble: Noble;
   readonly bindings: NobleBindings;
-  readonly uart: AttachedUart;
+  readonly controller: AttachedController;
 }
 
 interface Connection {
@@ -45,8 +44,9 @@ interface Connection {
 }
 
 export class NobleCentral implements BleCentral {
-  private readonly path: string;
-  private readonly baudRate: number;
+  private readonly target: HciTarget;
+  /** The controller in messages: its UART path or `hci0`. */
+  private readonly where: string;
   private readonly startTimeoutMs: number;
   private readonly log: Logger;
   private readonly ops = new PendingOps();
@@ -57,10 +57,10 @@ export class NobleCentral implements BleCentral {
   private scanning = false;
 
   constructor(options: NobleCentralOptions) {
-    this.path = options.uartPath;
-    this.baudRate = options.baudRate ?? DEFAULT_UART_BAUD_RATE;
+    this.target = resolveHciTarget(options);
+    this.where = describeHciTarget(this.target);
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
-    this.log = (options.log ?? silentLogger).child({ ble: 'central', uart: this.path });
+    this.log = (options.log ?? silentLogger).child({ ble: 'central', hci: this.where });
   }
 
   start(): Promise<void> {
@@ -69,7 +69,8 @@ export class NobleCentral implements BleCentral {
   }
 
   private async open(): Promise<void> {
-    const { Noble, Bindings, UartSocket } = await loadNoble();
+    const loaded = await loadNoble();
+    const { Noble, Bindings } = loaded;
     if (this.ended !== undefined) throw this.closedError();
     const bindings = new Bindings({});
     // noble console.warn()s a Disconnection Complete for a handle it no longer tracks (a late
@@ -81,23 +82,23 @@ export class NobleCentral implements BleCentral {
     const noble = new Noble(bindings);
     // noble console.warn()s its warnings unless someone else listens.
     noble.on('warning', (message: string) => this.log.debug({ message }, 'noble warning'));
-    // We initialise the bindings ourselves (attachUart); stop noble's lazy init on first listener.
+    // We initialise the bindings ourselves (attachController); stop noble's lazy init on first listener.
     noble.initialized = true;
     const hci = bindings._hci;
     const started = Date.now();
-    let uart: AttachedUart | undefined;
+    let controller: AttachedController | undefined;
     try {
       await this.ops.run<void>('controller start', this.startTimeoutMs, (resolve, reject) => {
         noble.on('stateChange', (state: string) => {
           if (state === 'poweredOn') resolve();
           else if (state === 'unsupported' || state === 'unauthorized') {
-            reject(new KeyhopError(ErrorCodes.CONNECT_FAILED, `BLE controller on ${this.path} is ${state}`));
+            reject(new KeyhopError(ErrorCodes.CONNECT_FAILED, `BLE controller ${this.where} is ${state}`));
           }
         });
-        uart = attachUart(
+        controller = attachController(
           hci,
-          UartSocket,
-          { path: this.path, baudRate: this.baudRate },
+          loaded,
+          this.target,
           () => {
             // noble's pollIsDevUp body once the controller is up.
             hci.setEventMask();
@@ -110,18 +111,18 @@ export class NobleCentral implements BleCentral {
           },
           () => bindings.init(),
         );
-        uart.onFailure((reason) =>
-          reject(new KeyhopError(ErrorCodes.CONNECT_FAILED, `BLE central: ${reason}`)),
+        controller.onFailure((reason, code) =>
+          reject(new KeyhopError(code ?? ErrorCodes.CONNECT_FAILED, `BLE central: ${reason}`)),
         );
       });
     } catch (e) {
-      await uart?.close();
+      await controller?.close();
       noble.removeAllListeners();
       this.ended = e instanceof Error ? e.message : String(e);
       throw e;
     }
-    const ready = uart!;
-    this.stack = { noble, bindings, uart: ready };
+    const ready = controller!;
+    this.stack = { noble, bindings, controller: ready };
     ready.onFailure((reason) => this.lost(reason));
     noble.on('stateChange', (state: string) => {
       if (state === 'poweredOff') this.lost('controller powered off');
@@ -337,7 +338,7 @@ export class NobleCentral implements BleCentral {
     if (stack !== undefined) {
       stack.noble.removeAllListeners();
       stack.bindings.removeAllListeners();
-      await stack.uart.close();
+      await stack.controller.close();
       stack.bindings._hci.removeAllListeners();
     }
   }
@@ -353,7 +354,7 @@ export class NobleCentral implements BleCentral {
   private closedError(): KeyhopError {
     return new KeyhopError(
       ErrorCodes.CONNECTION_CLOSED,
-      `BLE central on ${this.path} is stopped (${this.ended})`,
+      `BLE central on ${this.where} is stopped (${this.ended})`,
     );
   }
 }

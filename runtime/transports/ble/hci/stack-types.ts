@@ -1,9 +1,10 @@
 /**
- * The few parts of noble, bleno and the HCI socket driver this binding touches, typed minimally.
+ * The few parts of noble, bleno and the HCI socket drivers this binding touches, typed minimally.
  * The packages ship no types for their internals; these shapes match @abandonware/noble
  * 1.9.2-26, @abandonware/bleno 0.6.2 and @stoprocent/bluetooth-hci-socket 2.3.0 (installed as
  * @abandonware/bluetooth-hci-socket through an npm override). Underscored members are private
- * to those packages: we use them because neither offers a public way to pick a UART per instance.
+ * to those packages: we use them because neither offers a public way to pick a controller per
+ * instance.
  */
 import type { EventEmitter } from 'node:events';
 
@@ -18,14 +19,24 @@ export interface SerialPortLike extends EventEmitter {
   drain(callback: (error?: Error | null) => void): void;
 }
 
-/** lib/uart.js of the hci-socket fork. */
-export interface HciSocket extends EventEmitter {
-  bindRaw(devId?: number, params?: UartBindParams): void;
-  bindUser(devId?: number, params?: UartBindParams, mode?: string): void;
+/**
+ * What noble's and bleno's Hci call on their socket. Our glue (controller.ts) also listens for
+ * 'state', which a socket emits whenever isDevUp() changes.
+ */
+export interface StackSocket extends EventEmitter {
+  bindRaw(devId?: number, params?: UartBindParams): unknown;
+  bindUser(devId?: number, params?: UartBindParams, mode?: string): unknown;
   start(): void;
   stop(): void;
   isDevUp(): boolean;
+  setFilter(filter: Buffer): void;
   write(data: Buffer): void;
+}
+
+/** lib/uart.js of the hci-socket fork. */
+export interface HciSocket extends StackSocket {
+  bindRaw(devId?: number, params?: UartBindParams): void;
+  bindUser(devId?: number, params?: UartBindParams, mode?: string): void;
   /** Writes HCI_Reset straight to the port. */
   reset(): void;
   _serialDevice: SerialPortLike | null;
@@ -34,10 +45,33 @@ export interface HciSocket extends EventEmitter {
 
 export type HciSocketClass = new () => HciSocket;
 
+/**
+ * lib/native.js of the hci-socket fork: an AF_BLUETOOTH HCI socket (N-API addon, Linux only).
+ * The socket is created on first use; when that fails (no AF_BLUETOOTH) every call emits 'error'
+ * ({ errno, syscall }) and does nothing. A failed bind throws an Error whose message is
+ * strerror(errno); a failed write emits 'error'.
+ */
+export interface NativeHciSocket extends EventEmitter {
+  /** Binds HCI_CHANNEL_USER on adapter `devId`: returns devId, undefined when no socket exists. */
+  bindUser(devId?: number): number | undefined;
+  /**
+   * Starts a reader thread; each read() (one HCI packet, H4 type byte first) is emitted as 'data'.
+   * The thread reads with a 1 s timeout and holds the event loop open until stop().
+   */
+  start(): void;
+  /** Stops and joins the reader thread, which then closes the socket. */
+  stop(): void;
+  write(data: Buffer): void;
+}
+
+export type NativeHciSocketClass = new () => NativeHciSocket;
+
 /** What noble's and bleno's Hci objects have in common. */
 export interface StackHci extends EventEmitter {
-  _socket: HciSocket;
+  _socket: StackSocket;
   _isDevUp: boolean | null;
+  /** noble only: HCI_CHANNEL_USER from the environment, read when its Hci is built. */
+  _userChannel?: unknown;
   pollIsDevUp(): void;
   setSocketFilter(): void;
 }

@@ -5,34 +5,21 @@
  * Out of the box both stacks pick the HCI driver when the socket package is first required and
  * read the UART path from BLUETOOTH_HCI_SOCKET_UART_PORT at bind time: one UART per process.
  * Here each Hci gets its own instance of the fork's UART driver with explicit bind parameters
- * (`bindParams.uart`), installed before init. Both stacks also poll the adapter state with a
- * self-rescheduling 1 s timer that nothing can cancel (poweredOn came ~1 s late and a stopped
- * stack kept the process alive); the driver emits `state` on every change, so we react to that
- * instead. The driver's auto-reconnect (10 × SerialPort.list() one second apart) is disabled: a
- * lost controller closes the links and the caller builds a new central/peripheral.
+ * (`bindParams.uart`), installed before init (attach.ts). The driver's auto-reconnect (10 ×
+ * SerialPort.list() one second apart) is disabled: a lost controller closes the links and the
+ * caller builds a new central/peripheral.
  */
 import type { SerialPort } from 'serialport';
 import { fixHangupRead, fixPollerEventMask } from '../../serial/binding-fixes.js';
-import type { HciSocket, HciSocketClass, SerialPortLike, StackHci, UartBindParams } from './stack-types.js';
+import { type AttachedController, FailureSignal, installSocket } from './attach.js';
+import type { HciSocketClass, SerialPortLike, StackHci, UartBindParams } from './stack-types.js';
 
-export const DEFAULT_UART_BAUD_RATE = 1_000_000;
 const CLOSE_DRAIN_MS = 500;
 
 export interface UartOptions {
   /** Serial device of the controller (a PTY from the test rig, /dev/ttyAMA0, /dev/ttyACM0, ...). */
   readonly path: string;
   readonly baudRate: number;
-}
-
-export interface AttachedUart {
-  readonly socket: HciSocket;
-  /** Called once when the port cannot be opened, fails or closes underneath us. */
-  onFailure(listener: (reason: string) => void): void;
-  /**
-   * Resets the controller (stops advertising, scanning and connections on real hardware, which
-   * would otherwise carry on) and closes the port. Idempotent.
-   */
-  close(): Promise<void>;
 }
 
 /**
@@ -45,19 +32,16 @@ export function attachUart(
   options: UartOptions,
   powerUp: () => void,
   init: () => void,
-): AttachedUart {
+): AttachedController {
   const params: UartBindParams = { uart: { port: options.path, baudRate: options.baudRate } };
   const socket = new UartSocket();
   const bindUser = socket.bindUser.bind(socket);
-  const failureListeners: ((reason: string) => void)[] = [];
-  let failed = false;
+  const failures = new FailureSignal();
   let closed = false;
   let serial: SerialPortLike | null = null;
 
   const fail = (reason: string): void => {
-    if (failed || closed) return;
-    failed = true;
-    for (const l of failureListeners) l(reason);
+    if (!closed) failures.fail(reason);
   };
 
   socket.bindUser = (devId?: number, _params?: UartBindParams, mode?: string) => {
@@ -81,33 +65,17 @@ export function attachUart(
   // The driver re-emits serial errors; without a listener an 'error' event would throw.
   socket.on('error', () => undefined);
 
-  hci._socket = socket;
-  hci.pollIsDevUp = () => {
-    const up = socket.isDevUp();
-    if (up === hci._isDevUp) return;
-    const first = hci._isDevUp === null;
-    hci._isDevUp = up;
-    if (up) {
-      hci.setSocketFilter();
-      powerUp();
-    } else if (!first) {
-      hci.emit('stateChange', 'poweredOff');
-    }
-  };
-  socket.on('state', () => hci.pollIsDevUp());
-
-  withoutProcessHooks(init);
+  installSocket(hci, socket, powerUp, init);
 
   return {
-    socket,
     onFailure(listener) {
-      failureListeners.push(listener);
+      failures.on(listener);
     },
     async close() {
       if (closed) return;
       closed = true;
       const s = serial;
-      if (s?.isOpen && !failed && socket.isDevUp()) {
+      if (s?.isOpen && !failures.failed && socket.isDevUp()) {
         socket.reset();
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, CLOSE_DRAIN_MS);
@@ -128,23 +96,4 @@ export function attachUart(
       s?.on('error', () => undefined);
     },
   };
-}
-
-/**
- * Runs `fn` and removes the process 'exit'/'SIGINT' listeners it added. noble and bleno install
- * one pair per stack (their SIGINT handler even calls process.exit when it is the last one);
- * with several stacks per process that leaks listeners and hijacks Ctrl-C. Shutdown is ours.
- */
-function withoutProcessHooks(fn: () => void): void {
-  const events = ['exit', 'SIGINT'];
-  const before = events.map((e) => new Set(process.listeners(e as 'exit')));
-  try {
-    fn();
-  } finally {
-    events.forEach((e, i) => {
-      for (const l of process.listeners(e as 'exit')) {
-        if (!before[i]!.has(l)) process.removeListener(e, l);
-      }
-    });
-  }
 }
