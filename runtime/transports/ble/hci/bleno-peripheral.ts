@@ -257,17 +257,7 @@ export class BlenoPeripheral implements BlePeripheral {
       link.closed('peripheral stopped');
       return;
     }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        link.closed('disconnect timed out');
-        resolve();
-      }, DISCONNECT_TIMEOUT_MS);
-      link.onClose(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      bindings.disconnect();
-    });
+    await link.closeWithin(() => bindings.disconnect(), DISCONNECT_TIMEOUT_MS);
   }
 
   async stop(): Promise<void> {

@@ -84,6 +84,25 @@ export class HciGattLink implements GattLink {
     return this.open ? this.io.disconnect() : Promise.resolve();
   }
 
+  /**
+   * Runs the stack's disconnect (`trigger`) and waits for the stack to confirm the close, or closes
+   * the link itself after `timeoutMs` (a controller that went away never confirms).
+   */
+  closeWithin(trigger: () => void, timeoutMs: number): Promise<void> {
+    if (!this.open) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.closed('disconnect timed out');
+        resolve();
+      }, timeoutMs);
+      this.onClose(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      trigger();
+    });
+  }
+
   /** From the stack: a value from the peer (copied: the stacks hand out slices of packets). */
   deliver(data: Buffer): void {
     if (!this.open) return;

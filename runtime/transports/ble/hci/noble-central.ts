@@ -301,17 +301,7 @@ export class NobleCentral implements BleCentral {
       link.closed('central stopped');
       return;
     }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        link.closed('disconnect timed out');
-        resolve();
-      }, DISCONNECT_TIMEOUT_MS);
-      link.onClose(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      peripheral.disconnect();
-    });
+    await link.closeWithin(() => peripheral.disconnect(), DISCONNECT_TIMEOUT_MS);
   }
 
   async stop(): Promise<void> {
