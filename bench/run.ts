@@ -9,12 +9,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { channelBenchmark } from './channel.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
+import { linksBenchmark } from './links.js';
 import { routingBenchmark } from './routing.js';
 
 /** Every benchmark, by the name used on the command line and for the results file. */
 const benchmarks: Record<string, Benchmark> = {
   routing: routingBenchmark,
   channel: channelBenchmark,
+  links: linksBenchmark,
 };
 
 function usage(): string {

@@ -43,7 +43,7 @@ async function pair(options: { maxMtu?: number; profile?: GattProfile } = {}): P
   );
   await device.router.startWorker('echo', new EchoService());
   await device.channels.createListener('api', { expose: ['echo'] });
-  const deviceBle = BleTransport.create(device.router);
+  const deviceBle = BleTransport.create(device.router, { helloTimeoutMs: 500 });
   const name = `it${randomBytes(3).toString('hex')}`;
   const peripheral = createPeripheral({
     uartPath: dc.path,
@@ -57,7 +57,11 @@ async function pair(options: { maxMtu?: number; profile?: GattProfile } = {}): P
   const central = createCentral({ uartPath: gc.path });
   await central.start();
   cleanups.push(() => central.stop());
-  const gatewayBle = BleTransport.create(gateway.router, { central, reconnectMinMs: 50 });
+  const gatewayBle = BleTransport.create(gateway.router, {
+    central,
+    reconnectMinMs: 50,
+    helloTimeoutMs: 500,
+  });
   return { device, gateway, deviceBle, gatewayBle, name };
 }
 
@@ -125,6 +129,11 @@ describe.skipIf(skip !== undefined)('BLE transport on the virtual rig', () => {
     }
     expect(replies.at(-1)).toEqual(body(300, 2));
     expect(replies.filter((r) => r.length === 64 * 1024)).toHaveLength(1);
+    // The new link stays up (its HELLO was not lost to a race with the stack's backlog).
+    const links = gatewayPeer!.stats().links;
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(gatewayPeer!.stats().links).toBe(links);
+    expect(gatewayPeer!.isUp).toBe(true);
     // Same peer, same sender address: routes through it stayed valid.
     expect(p.gatewayBle.peers()).toHaveLength(1);
     expect(p.deviceBle.peers()).toHaveLength(1);

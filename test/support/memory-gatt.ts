@@ -59,14 +59,23 @@ class MemorySide implements GattLink {
       this.scheduled = false;
       for (let i = 0; i < this.options.perTick && this.inFlight.length > 0; i++) {
         const v = this.inFlight.shift()!;
-        if (this.peerSide.isOpen) for (const l of this.peerSide.valueListeners) l(v);
+        if (this.peerSide.isOpen) this.peerSide.receive(v);
       }
       if (this.inFlight.length > 0) this.schedule();
     });
   }
 
+  /** Values that arrived before anyone listened stay here, as the real stacks' links keep them. */
+  private readonly backlog: Uint8Array[] = [];
+
+  receive(v: Uint8Array): void {
+    if (this.valueListeners.length === 0) this.backlog.push(v);
+    else for (const l of this.valueListeners) l(v);
+  }
+
   onValue(listener: (value: Uint8Array) => void): void {
     this.valueListeners.push(listener);
+    for (const v of this.backlog.splice(0)) listener(v);
   }
   onMtu(listener: (mtu: number) => void): void {
     this.mtuListeners.push(listener);

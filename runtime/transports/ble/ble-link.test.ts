@@ -135,6 +135,21 @@ describe('FramedBleLink', () => {
     }
   });
 
+  it('takes a peer HELLO that arrived before start() (a reconnection) without timing out', async () => {
+    const g = memoryGattPair();
+    const b = link(g.peripheral, { helloTimeoutMs: 300 });
+    const bReady = b.l.start();
+    await new Promise((r) => setTimeout(r, 20)); // b's HELLO now waits in a's stack
+    const a = link(g.central, { helloTimeoutMs: 100 });
+    await a.l.start();
+    await bReady;
+    await new Promise((r) => setTimeout(r, 250));
+    expect(a.closes).toEqual([]);
+    expect(b.closes).toEqual([]);
+    void a.l.send(Uint8Array.of(1, 2, 3));
+    await until(() => b.received.length === 1);
+  });
+
   it('times out without a HELLO', async () => {
     const g = memoryGattPair();
     const a = link(g.central, { helloTimeoutMs: 30 });

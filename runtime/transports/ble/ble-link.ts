@@ -64,6 +64,7 @@ export class FramedBleLink {
   private sendCredits = 0;
   private ungranted = 0;
   private grantsPaused = false;
+  private grantScheduled = false;
   private closed = false;
   private helloTimer: NodeJS.Timeout | undefined;
   private readonly readyPromise: Promise<void>;
@@ -97,13 +98,13 @@ export class FramedBleLink {
       this.rejectReady = reject;
     });
     this.readyPromise.catch(() => undefined);
-    gatt.onValue((v) => this.onValue(v));
     gatt.onClose((reason) => this.fail(reason, new KeyhopError(ErrorCodes.CONNECTION_CLOSED, reason)));
     gatt.onMtu(() => this.pump());
   }
 
   /** Sends HELLO; resolves when the peer's HELLO arrived. Rejects (and disconnects) on timeout. */
   start(): Promise<void> {
+    if (this.closed) return this.readyPromise;
     this.helloTimer = setTimeout(() => {
       this.disconnectWith(
         new KeyhopError(
@@ -120,6 +121,9 @@ export class FramedBleLink {
         credits: this.options.window,
       }),
     );
+    // Only now: the peer's HELLO may already be waiting in the stack (it often is after a
+    // reconnection), and it must find the timer armed and our HELLO sent ahead of any data.
+    this.gatt.onValue((v) => this.onValue(v));
     return this.readyPromise;
   }
 
@@ -253,7 +257,23 @@ export class FramedBleLink {
    */
   private maybeGrant(endOfMessage: boolean): void {
     if (this.grantsPaused || this.ungranted === 0 || this.closed) return;
-    if (!endOfMessage && this.ungranted < Math.max(1, this.options.window >> 2)) return;
+    if (this.ungranted < Math.max(1, this.options.window >> 2)) {
+      // End of a message with a small batch: grant after this turn, so an answer produced by
+      // the message's consumer in the same turn goes out first (one value less per round trip).
+      if (endOfMessage && !this.grantScheduled) {
+        this.grantScheduled = true;
+        setImmediate(() => {
+          this.grantScheduled = false;
+          this.grantNow();
+        });
+      }
+      return;
+    }
+    this.grantNow();
+  }
+
+  private grantNow(): void {
+    if (this.grantsPaused || this.ungranted === 0 || this.closed) return;
     const n = this.ungranted;
     this.ungranted = 0;
     this.counts.creditsGranted += n;
