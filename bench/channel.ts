@@ -17,19 +17,12 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { ConnectionEncrypter, Logger as Libp2pLogger, Upgrader } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
-import { OckamChannelIdentity } from '../runtime/channel/ockam-identity.js';
 import type { SecureChannelEnd } from '../runtime/channel/secure-channel.js';
-import { SecureChannels } from '../runtime/channel/secure-channels.js';
-import { systemClock } from '../runtime/identity/clock.js';
-import { createIdentity } from '../runtime/identity/identity.js';
 import type { Context } from '../runtime/routing/context.js';
 import { Route } from '../runtime/routing/route.js';
-import { Router } from '../runtime/routing/router.js';
+import type { Router } from '../runtime/routing/router.js';
 import { EchoService } from '../runtime/services/echo.js';
 import { TcpInlet, TcpOutlet } from '../runtime/services/portal/index.js';
-import { TcpTransport } from '../runtime/transports/tcp/tcp-transport.js';
-import { nodeCrypto } from '../vaults/software/node-provider.js';
-import { SoftwareVault, SoftwareVerifier } from '../vaults/software/software-vault.js';
 import {
   type BenchFlags,
   type Benchmark,
@@ -43,6 +36,8 @@ import {
   closeSocket,
   fixed,
   framedEchoClient,
+  type IdentityNode,
+  identityNode,
   measureRig,
   median,
   openTcpHandles,
@@ -210,33 +205,6 @@ class Arrivals<T> {
 // ---------------------------------------------------------------------------------------------
 // keyhop nodes
 
-interface KeyhopNode {
-  router: Router;
-  tcp: TcpTransport;
-  channels: SecureChannels;
-  identifier: string;
-}
-
-/** Router + TCP + in-memory software vault + Ed25519 Ockam identity + secure channels (node:crypto). */
-async function keyhopNode(name: string, routers: Router[]): Promise<KeyhopNode> {
-  const router = new Router({ name });
-  routers.push(router);
-  const tcp = TcpTransport.create(router);
-  const vault = SoftwareVault.inMemory({ provider: nodeCrypto });
-  const verifier = new SoftwareVerifier(nodeCrypto);
-  const local = await createIdentity({ vault, verifier, clock: systemClock, keyType: 'Ed25519' });
-  const identity = await OckamChannelIdentity.create({
-    local,
-    secureChannelVault: vault,
-    verifier,
-    clock: systemClock,
-    credentials: [],
-    authorities: [],
-  });
-  const channels = new SecureChannels(router, { identity, provider: nodeCrypto });
-  return { router, tcp, channels, identifier: identity.identifier };
-}
-
 /** Runs `build`; if it fails, shuts down the routers it created so no socket outlives it. */
 async function building<T>(build: (routers: Router[]) => Promise<T>): Promise<T> {
   const routers: Router[] = [];
@@ -279,8 +247,8 @@ async function keyhopPair(
   routers: Router[],
   onResponderVerified: () => void = () => undefined,
   expose: string[] = [],
-): Promise<{ a: KeyhopNode; b: KeyhopNode; route: string }> {
-  const b = await keyhopNode('b', routers);
+): Promise<{ a: IdentityNode; b: IdentityNode; route: string }> {
+  const b = await identityNode('b', routers);
   await b.channels.createListener('api', {
     expose,
     trustPolicy: () => {
@@ -289,7 +257,7 @@ async function keyhopPair(
     },
   });
   const listener = await b.tcp.listen(`${HOST}:0`, { expose: ['api'] });
-  const a = await keyhopNode('a', routers);
+  const a = await identityNode('a', routers);
   await a.tcp.connect(listener.address);
   return { a, b, route: `1#${listener.address} => api` };
 }

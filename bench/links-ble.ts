@@ -18,14 +18,10 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OckamChannelIdentity } from '../runtime/channel/ockam-identity.js';
-import { SecureChannels } from '../runtime/channel/secure-channels.js';
-import { systemClock } from '../runtime/identity/clock.js';
-import { createIdentity } from '../runtime/identity/identity.js';
 import { encodeCborFrame } from '../runtime/routing/codec/cbor-frame.js';
 import { Message } from '../runtime/routing/message.js';
 import { Route } from '../runtime/routing/route.js';
-import { Router } from '../runtime/routing/router.js';
+import type { Router } from '../runtime/routing/router.js';
 import { EchoService } from '../runtime/services/echo.js';
 import { type BlePeer, BleTransport } from '../runtime/transports/ble/ble-transport.js';
 import { fragmentCount, ockamBleValueSizes } from '../runtime/transports/ble/framing.js';
@@ -37,12 +33,9 @@ import {
 } from '../runtime/transports/ble/gatt-link.js';
 import { createCentral, createPeripheral } from '../runtime/transports/ble/hci/index.js';
 import { loadBleno, loadNoble } from '../runtime/transports/ble/hci/load.js';
-import { TcpTransport } from '../runtime/transports/tcp/tcp-transport.js';
 import { bleRigSkipReason, ensureBtvirt, startController, stopBtvirt } from '../test/rig/ble.js';
-import { nodeCrypto } from '../vaults/software/node-provider.js';
-import { SoftwareVault, SoftwareVerifier } from '../vaults/software/software-vault.js';
 import { type BenchFlags, type BenchReport, formatTable, intFlag, intListFlag } from './harness.js';
-import { median, round, sizeLabel } from './support.js';
+import { type IdentityNode, identityNode, median, round, sizeLabel } from './support.js';
 
 /** ATT opcode + handle (3) and L2CAP length + channel id (4) around every value on the air. */
 const AIR_HEADER_BYTES = 7;
@@ -484,29 +477,6 @@ async function rawLatency(pair: RawPair, p: BleParams): Promise<Spread & { value
 // ---------------------------------------------------------------------------------------------
 // keyhop over BLE
 
-interface BenchNode {
-  router: Router;
-  tcp: TcpTransport;
-  channels: SecureChannels;
-}
-
-async function benchNode(name: string): Promise<BenchNode> {
-  const router = new Router({ name });
-  const tcp = TcpTransport.create(router);
-  const vault = SoftwareVault.inMemory({ provider: nodeCrypto });
-  const verifier = new SoftwareVerifier(nodeCrypto);
-  const local = await createIdentity({ vault, verifier, clock: systemClock, keyType: 'Ed25519' });
-  const identity = await OckamChannelIdentity.create({
-    local,
-    secureChannelVault: vault,
-    verifier,
-    clock: systemClock,
-    credentials: [],
-    authorities: [],
-  });
-  return { router, tcp, channels: new SecureChannels(router, { identity, provider: nodeCrypto }) };
-}
-
 interface Sink {
   received: number;
   arrivals: { t: number; bytes: number }[];
@@ -515,9 +485,9 @@ interface Sink {
 
 interface KeyhopRig {
   /** The gateway: BLE central, secure-channel initiator. */
-  a: BenchNode;
+  a: IdentityNode;
   /** The device: BLE peripheral with `sink`, `echo` and the `api` listener. */
-  b: BenchNode;
+  b: IdentityNode;
   /** A's peer for the device (its sender address routes over BLE). */
   peer: BlePeer;
   /** B's peer for the central. */
@@ -540,9 +510,9 @@ async function keyhopRig(
   btvirtPid: number | undefined,
 ): Promise<KeyhopRig> {
   const { central, peripheral, rigPids } = await startStacks(`kh${maxMtu}`, maxMtu, cleanups, btvirtPid);
-  const b = await benchNode('ble-device');
+  const b = await identityNode('ble-device', []);
   cleanups.push(() => b.router.shutdown());
-  const a = await benchNode('ble-gateway');
+  const a = await identityNode('ble-gateway', []);
   cleanups.push(() => a.router.shutdown());
   const sink: Sink = { received: 0, arrivals: [], wake: undefined };
   await b.router.startWorker('sink', {

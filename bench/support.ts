@@ -2,6 +2,14 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { OckamChannelIdentity } from '../runtime/channel/ockam-identity.js';
+import { SecureChannels } from '../runtime/channel/secure-channels.js';
+import { systemClock } from '../runtime/identity/clock.js';
+import { createIdentity } from '../runtime/identity/identity.js';
+import { Router } from '../runtime/routing/router.js';
+import { TcpTransport } from '../runtime/transports/tcp/tcp-transport.js';
+import { nodeCrypto } from '../vaults/software/node-provider.js';
+import { SoftwareVault, SoftwareVerifier } from '../vaults/software/software-vault.js';
 import type { RssSampler } from './harness.js';
 
 export const PLAIN_MAX_FRAME = 16 * 1024 * 1024;
@@ -274,4 +282,31 @@ export async function measureRig(
     problems,
     leakedTcpHandles,
   };
+}
+
+export interface IdentityNode {
+  router: Router;
+  tcp: TcpTransport;
+  channels: SecureChannels;
+  identifier: string;
+}
+
+/** Router + TCP + in-memory software vault + Ed25519 Ockam identity + secure channels (node:crypto). */
+export async function identityNode(name: string, routers: Router[]): Promise<IdentityNode> {
+  const router = new Router({ name });
+  routers.push(router);
+  const tcp = TcpTransport.create(router);
+  const vault = SoftwareVault.inMemory({ provider: nodeCrypto });
+  const verifier = new SoftwareVerifier(nodeCrypto);
+  const local = await createIdentity({ vault, verifier, clock: systemClock, keyType: 'Ed25519' });
+  const identity = await OckamChannelIdentity.create({
+    local,
+    secureChannelVault: vault,
+    verifier,
+    clock: systemClock,
+    credentials: [],
+    authorities: [],
+  });
+  const channels = new SecureChannels(router, { identity, provider: nodeCrypto });
+  return { router, tcp, channels, identifier: identity.identifier };
 }
