@@ -19,6 +19,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startSocat } from './socat-process.js';
 
 /**
  * Virtual BLE without hardware (docs: native/testing/README.md): BlueZ's `btvirt -s` emulates
@@ -417,53 +418,30 @@ export async function startController(
     tmpdir(),
     `keyhop-hci-${safe}-${process.pid}-${++controllerCount}-${randomBytes(3).toString('hex')}`,
   );
-  const child = spawn(
-    'socat',
-    ['-d', '-d', `PTY,link=${path},rawer,wait-slave,pty-interval=0.01`, `UNIX-CONNECT:${BT_SERVER_LE}`],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const socat = startSocat([
+    `PTY,link=${path},rawer,wait-slave,pty-interval=0.01`,
+    `UNIX-CONNECT:${BT_SERVER_LE}`,
+  ]);
+  const child = socat.child;
   liveBridges.add(child);
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    if (stderr.length < 8192) stderr += d.toString();
-  });
-  let exited: string | undefined;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = `socat exited (code ${code}, signal ${signal})`;
-      liveBridges.delete(child);
-      resolve();
-    });
-    child.once('error', (e) => {
-      exited = `socat failed to start: ${e.message}`;
-      liveBridges.delete(child);
-      resolve();
-    });
-  });
+  void socat.exit.then(() => liveBridges.delete(child));
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (exited === undefined && child.pid !== undefined) {
-      try {
-        process.kill(child.pid, 'SIGTERM');
-      } catch {
-        // exited just now
-      }
-    }
-    await exit;
+    await socat.stop();
     rmSync(path, { force: true });
   };
-  const until = Date.now() + timeoutMs;
-  while (!(existsSync(path) && stderr.includes('PTY is'))) {
-    if (exited !== undefined || Date.now() > until) {
+  await socat
+    .waitUntil(
+      (log) => existsSync(path) && log.includes('PTY is'),
+      timeoutMs,
+      `socat PTY for BLE controller "${label}"`,
+    )
+    .catch(async (e: unknown) => {
       await stop();
-      throw new Error(
-        `socat PTY for BLE controller "${label}" not ready: ${exited ?? 'timed out'}\n${stderr}`,
-      );
-    }
-    await sleep(10);
-  }
+      throw e;
+    });
   return { path, pid: child.pid!, stop };
 }
 

@@ -1,7 +1,8 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startSocat } from './socat-process.js';
 
 /**
  * A pair of connected pseudo-terminals made by socat: bytes written to `a` come out of `b` and
@@ -51,45 +52,25 @@ export async function startSocatPair(options: SocatPairOptions = {}): Promise<So
   }
   const a = join(dir, 'a');
   const b = join(dir, 'b');
-  const child: ChildProcess = spawn(
-    'socat',
-    ['-d', '-d', `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    if (stderr.length < 8192) stderr += d.toString();
-  });
-  let exited: string | undefined;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = `socat exited (code ${code}, signal ${signal})`;
-      resolve();
-    });
-    child.once('error', (e) => {
-      exited = `socat failed to start: ${e.message}`;
-      resolve();
-    });
-  });
+  const socat = startSocat([`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`]);
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (exited === undefined && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      await exit;
-    }
+    await socat.stop();
     rmSync(dir, { recursive: true, force: true });
   };
-  const until = Date.now() + timeoutMs;
   // The links appear while socat is still configuring the PTYs; `-d -d` logs this line once both
   // are ready and it starts copying.
-  while (!(existsSync(a) && existsSync(b) && stderr.includes('starting data transfer loop'))) {
-    if (exited !== undefined || Date.now() > until) {
+  await socat
+    .waitUntil(
+      (log) => existsSync(a) && existsSync(b) && log.includes('starting data transfer loop'),
+      timeoutMs,
+      'socat PTY pair',
+    )
+    .catch(async (e: unknown) => {
       await stop();
-      throw new Error(`socat PTY pair not ready: ${exited ?? 'timed out'}\n${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return { a, b, dir, pid: child.pid!, stop };
+      throw e;
+    });
+  return { a, b, dir, pid: socat.child.pid!, stop };
 }
