@@ -57,6 +57,17 @@ export const ErrorCodes = {
   PORTAL_FAILED: 'PORTAL_FAILED',
   // pairing
   PAIRING_FAILED: 'PAIRING_FAILED',
+  // Hardware vaults (secure elements, TPMs, tokens)
+  /** The device, its bus or its driver cannot be reached (no /dev/i2c-N, no kit, addon not built). */
+  HARDWARE_UNAVAILABLE: 'HARDWARE_UNAVAILABLE',
+  /** The bus failed or the device did not answer within its budget after the allowed retries. */
+  HARDWARE_IO: 'HARDWARE_IO',
+  /** The device refused the command: its state or key policy forbids it, or it could not parse it. */
+  HARDWARE_REFUSED: 'HARDWARE_REFUSED',
+  /** The device reports an internal fault (self-test or RNG health-test failure, computation fault). */
+  HARDWARE_FAULT: 'HARDWARE_FAULT',
+  /** An irreversible provisioning step was refused: already done in an incompatible way, or not confirmed. */
+  PROVISION_REFUSED: 'PROVISION_REFUSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
