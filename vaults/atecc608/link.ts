@@ -28,7 +28,8 @@ export interface AteccLink {
    * Runs the steps in order inside one wake and returns each raw response (count through CRC,
    * unchecked: the protocol core checks CRC and status and decides on retries). Rejects with a
    * KeyhopError (`HARDWARE_IO`, `HARDWARE_UNAVAILABLE`, `TIMEOUT`) when the link itself fails.
-   * Calls on one link are serialised by the link.
+   * Calls on one link are serialised by the link. An empty `steps` list only wakes the chip and
+   * applies `end`: that is how the protocol core puts it to sleep.
    */
   transact(steps: readonly CommandStep[], options?: TransactOptions): Promise<Uint8Array[]>;
   close(): Promise<void>;
