@@ -1,0 +1,247 @@
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type {
+  AddonTransactOptions,
+  AddonTransactResult,
+  AteccI2cAddon,
+} from '../../vaults/atecc608/links/native-addon.js';
+
+/**
+ * The I2C redirect rig: builds native/testing/i2c_shim.c (an LD_PRELOAD library that sends
+ * /dev/i2c-N traffic to a Unix socket, docs/protocols/i2c-emulator.md) and starts programs under
+ * it. LD_PRELOAD only takes effect when a process starts, so everything that must see the
+ * redirected bus runs in a child process.
+ */
+
+const run = promisify(execFile);
+
+/** The checkout root (found from this file, so it also works from dist/). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'native', 'testing', 'i2c_shim.c'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('native/testing/i2c_shim.c not found above test/rig');
+    dir = up;
+  }
+}
+
+function runs(cmd: string, args: string[]): boolean {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return r.error === undefined && r.status === 0;
+}
+
+/**
+ * Why the I2C shim rig cannot run here, or undefined when it can. `i2ctransfer` (Debian i2c-tools)
+ * is only needed by the tests that run it; `addon` asks for the built native addon too. With
+ * KEYHOP_REQUIRE_RIG=1 a missing piece is an error instead of a reason to skip.
+ */
+export function i2cRigSkipReason(
+  needs: { i2ctransfer?: boolean; python3?: boolean; addon?: string } = {},
+): string | undefined {
+  const missing: string[] = [];
+  if (process.platform !== 'linux') missing.push('Linux');
+  if (!runs('gcc', ['--version'])) missing.push('gcc');
+  if (needs.i2ctransfer === true && !runs('i2ctransfer', ['-V'])) {
+    missing.push('i2ctransfer (apt-get install i2c-tools)');
+  }
+  if (needs.python3 === true && !runs('python3', ['--version'])) missing.push('python3');
+  if (needs.addon !== undefined && !existsSync(needs.addon)) {
+    missing.push(`the native addon ${needs.addon} (npm run build:native)`);
+  }
+  if (missing.length === 0) return undefined;
+  const reason = `I2C shim rig needs ${missing.join(', ')}: skipped`;
+  if (process.env.KEYHOP_REQUIRE_RIG === '1') throw new Error(`KEYHOP_REQUIRE_RIG=1 but ${reason}`);
+  return reason;
+}
+
+/** Builds native/testing/i2c_shim.c into native/testing/build/ unless the build is current. */
+export async function buildI2cShim(): Promise<string> {
+  const root = repoRoot();
+  const src = join(root, 'native', 'testing', 'i2c_shim.c');
+  const out = join(root, 'native', 'testing', 'build', 'i2c_shim.so');
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
+  mkdirSync(dirname(out), { recursive: true });
+  // Several vitest workers may build at once: each builds its own file and renames it into place.
+  const tmp = `${out}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const args = ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-o', tmp, src, '-ldl', '-lpthread'];
+  try {
+    await run('gcc', args, { encoding: 'utf8' });
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    const err = e as { message?: string; stderr?: string };
+    throw new Error(`gcc ${args.join(' ')} failed: ${err.stderr ?? err.message}`);
+  }
+  renameSync(tmp, out);
+  return out;
+}
+
+export interface ShimEnv {
+  /** The built shim (buildI2cShim()). */
+  readonly shim: string;
+  /** KEYHOP_I2C_SOCKET: the emulator or scripted server. */
+  readonly socket: string;
+  /** KEYHOP_I2C_BUSES, e.g. '1'. */
+  readonly buses?: string;
+  /** KEYHOP_I2C_BUSY: addresses where I2C_SLAVE fails with EBUSY (a kernel driver "bound"). */
+  readonly busy?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function shimEnv(o: ShimEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...o.env,
+    LD_PRELOAD: o.shim,
+    KEYHOP_I2C_SOCKET: o.socket,
+  };
+  if (o.buses !== undefined) env.KEYHOP_I2C_BUSES = o.buses;
+  if (o.busy !== undefined) env.KEYHOP_I2C_BUSY = o.busy;
+  return env;
+}
+
+/** Starts `cmd args` with LD_PRELOAD=<shim> and KEYHOP_I2C_SOCKET=<socket>. */
+export function spawnWithI2cShim(
+  cmd: string,
+  args: readonly string[],
+  o: ShimEnv & { readonly ipc?: boolean },
+): ChildProcess {
+  return spawn(cmd, args, {
+    env: shimEnv(o),
+    stdio: o.ipc === true ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    serialization: 'advanced',
+  });
+}
+
+/** Runs a program under the shim to completion. */
+export async function runWithI2cShim(
+  cmd: string,
+  args: readonly string[],
+  o: ShimEnv & { readonly timeoutMs?: number },
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnWithI2cShim(cmd, args, o);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 10_000);
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c) => resolve(c));
+    });
+    return { code, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What the addon child reports for one transaction. */
+export interface ChildTransact {
+  readonly result?: AddonTransactResult;
+  readonly error?: { message: string; code?: string; device?: string; address?: number };
+  /** setInterval(5 ms) ticks the child's event loop ran while the transaction was pending. */
+  readonly ticks: number;
+  readonly ms: number;
+}
+
+// Runs in the child (plain CommonJS via `node -e`): loads the addon, answers IPC requests, and
+// counts event-loop ticks so a test can see the loop stay responsive during a transaction.
+const CHILD_SCRIPT = `
+const addon = require(process.env.KEYHOP_ATECC608_ADDON);
+let ticks = 0;
+const iv = setInterval(() => { ticks++; }, 5);
+process.on('message', async (m) => {
+  if (m.op === 'exit') { clearInterval(iv); process.disconnect(); return; }
+  const t0 = ticks, s0 = Date.now();
+  try {
+    const result = await addon.transact(m.options);
+    process.send({ id: m.id, result, ticks: ticks - t0, ms: Date.now() - s0 });
+  } catch (e) {
+    const error = { message: String(e && e.message), code: e && e.code, device: e && e.device, address: e && e.address };
+    process.send({ id: m.id, error, ticks: ticks - t0, ms: Date.now() - s0 });
+  }
+});
+process.send({ ready: true });
+`;
+
+/**
+ * A child Node process that loads the addon under the shim and runs transactions sent over IPC.
+ * `addon` adapts it to AteccI2cAddon, so an in-process I2cLink can drive the real addon through
+ * the shim.
+ */
+export class AddonChild {
+  private nextId = 1;
+  private readonly pending = new Map<number, (r: ChildTransact) => void>();
+  private stderr = '';
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (m: { id?: number } & ChildTransact) => {
+      if (m.id === undefined) return;
+      this.pending.get(m.id)?.(m);
+      this.pending.delete(m.id);
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+  }
+
+  static async start(o: ShimEnv & { readonly addonPath: string }): Promise<AddonChild> {
+    const child = spawnWithI2cShim(process.execPath, ['-e', CHILD_SCRIPT], {
+      ...o,
+      env: { ...o.env, KEYHOP_ATECC608_ADDON: o.addonPath },
+      ipc: true,
+    });
+    const c = new AddonChild(child);
+    await new Promise<void>((resolve, reject) => {
+      const onExit = (code: number | null) =>
+        reject(new Error(`addon child exited (${code}) before it was ready: ${c.stderr}`));
+      child.once('exit', onExit);
+      child.once('message', () => {
+        child.off('exit', onExit);
+        resolve();
+      });
+    });
+    return c;
+  }
+
+  transact(options: AddonTransactOptions): Promise<ChildTransact> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, resolve);
+      this.child.send({ id, options }, (e) => {
+        if (e) reject(e);
+      });
+    });
+  }
+
+  /** The real addon in the child, as an AteccI2cAddon (rejections carry the addon's code). */
+  get addon(): AteccI2cAddon {
+    return {
+      transact: async (options) => {
+        const r = await this.transact(options);
+        if (r.result !== undefined) return r.result;
+        const e = new Error(r.error?.message ?? 'unknown addon failure') as Error & { code?: string };
+        if (r.error?.code !== undefined) e.code = r.error.code;
+        throw e;
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    if (this.child.connected) this.child.send({ op: 'exit' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
