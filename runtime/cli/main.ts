@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerAtecc608Commands } from './commands/atecc608.js';
+import { registerAtecc608EmulatorCommand } from './commands/atecc608-emulator.js';
 import { registerChannelCommands } from './commands/channel.js';
-import { registerIdentityCommands } from './commands/identity.js';
+import { closeIdentityStores, registerIdentityCommands } from './commands/identity.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerPairCommands } from './commands/pair.js';
 import { registerTransportCommands } from './commands/transport.js';
@@ -25,6 +27,8 @@ registerTransportCommands(program);
 registerIdentityCommands(program);
 registerChannelCommands(program);
 registerPairCommands(program);
+registerAtecc608Commands(program);
+registerAtecc608EmulatorCommand(program);
 
 program
   .command('demo')
@@ -37,6 +41,7 @@ for (const c of program.commands) c.exitOverride();
 
 try {
   await program.parseAsync(process.argv);
+  await closeIdentityStores();
 } catch (e) {
   if (e instanceof CommanderError) {
     // Commander already printed the message; help and version are not failures.

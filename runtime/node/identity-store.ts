@@ -1,7 +1,8 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SigningKeyType } from '../../vaults/provider.js';
-import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
+import { SoftwareVerifier } from '../../vaults/software/software-vault.js';
+import type { SigningVault } from '../../vaults/vault.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { type CredentialIssuer, createCredentialIssuer, issueCredential } from '../identity/credentials.js';
@@ -14,13 +15,15 @@ import {
   encodePurposeKeyAttestation,
   openPurposeKeyAttestationData,
 } from '../identity/models.js';
+import { type OpenedVault, openVault } from './vault-registry.js';
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_FILE = 256 * 1024;
 
 /**
  * Named identities and vaults under KEYHOP_HOME (docs/cli.md):
- *   vaults/<vault>/            the software key store (DirectoryKeyStore)
+ *   vaults/<vault>/            the software key store (DirectoryKeyStore), or a hardware vault's
+ *                              vault.json (vault-registry.ts)
  *   identities/<name>.json     { identifier, vault, keyId, changeHistory (hex), credentials (hex[]), issuer? }
  * A vault's passphrase comes from KEYHOP_VAULT_PASSPHRASE, never from the command line.
  */
@@ -38,7 +41,7 @@ interface IdentityFile {
 export interface StoredIdentity {
   name: string;
   local: LocalIdentity;
-  vault: SoftwareVault;
+  vault: SigningVault;
   credentials: CredentialAndPurposeKey[];
   file: IdentityFile;
 }
@@ -60,37 +63,46 @@ const unhex = (s: string, what: string): Uint8Array => {
 
 export class IdentityStore {
   readonly verifier = new SoftwareVerifier();
-  private readonly vaults = new Map<string, Promise<SoftwareVault>>();
+  private readonly vaults = new Map<string, Promise<OpenedVault>>();
 
   constructor(
     readonly home: string,
     readonly clock: Clock = systemClock,
   ) {}
 
-  private vaultDir(name: string): string {
-    return join(this.home, 'vaults', name);
-  }
-
   private identityPath(name: string): string {
     return join(this.home, 'identities', `${name}.json`);
   }
 
-  /** Opens (creating if needed) the software vault `name`. */
-  vault(name = 'default'): Promise<SoftwareVault> {
+  /**
+   * Opens vault `name`: a hardware vault when it has a descriptor (vault-registry.ts), otherwise the
+   * software key store, created if needed.
+   */
+  async vault(name = 'default'): Promise<SigningVault> {
+    return (await this.openedVault(name)).vault;
+  }
+
+  private openedVault(name: string): Promise<OpenedVault> {
     checkName('vault', name);
     let v = this.vaults.get(name);
     if (!v) {
-      const passphrase = process.env.KEYHOP_VAULT_PASSPHRASE;
-      v = SoftwareVault.open({ dir: this.vaultDir(name), ...(passphrase ? { passphrase } : {}) });
+      v = openVault(this.home, name);
       this.vaults.set(name, v);
       v.catch(() => this.vaults.delete(name));
     }
     return v;
   }
 
+  /** Releases the devices of the hardware vaults this store opened. */
+  async close(): Promise<void> {
+    const opened = [...this.vaults.values()];
+    this.vaults.clear();
+    await Promise.all(opened.map((v) => v.then((o) => o.close()).catch(() => undefined)));
+  }
+
   async create(
     name: string,
-    options: { vault?: string; keyType?: SigningKeyType } = {},
+    options: { vault?: string; keyType?: SigningKeyType; keyId?: string } = {},
   ): Promise<StoredIdentity> {
     checkName('identity', name);
     if (await this.exists(name))
@@ -101,7 +113,9 @@ export class IdentityStore {
       vault,
       verifier: this.verifier,
       clock: this.clock,
-      keyType: options.keyType ?? 'Ed25519',
+      // Hardware backends hold P-256 keys only; Ed25519 stays Ockam's default in software.
+      keyType: options.keyType ?? (vault.backend === 'software' ? 'Ed25519' : 'P256'),
+      ...(options.keyId !== undefined ? { keyId: options.keyId } : {}),
     });
     const file: IdentityFile = {
       version: 1,
@@ -206,7 +220,11 @@ export class IdentityStore {
         keyId: stored.file.issuer.keyId,
       };
     }
-    const issuer = await createCredentialIssuer(stored.local, { verifier: this.verifier, clock: this.clock });
+    const issuer = await createCredentialIssuer(stored.local, {
+      verifier: this.verifier,
+      clock: this.clock,
+      keyType: stored.vault.backend === 'software' ? 'Ed25519' : 'P256',
+    });
     await this.write({
       ...stored.file,
       issuer: { keyId: issuer.keyId, attestation: hex(encodePurposeKeyAttestation(issuer.attestation)) },

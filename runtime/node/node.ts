@@ -147,6 +147,7 @@ export class KeyhopNode {
     let credentials: CredentialAndPurposeKey[] = [];
     if (typeof this.config.identity === 'string' && home) {
       const store = new IdentityStore(home);
+      this.identityStore = store;
       const stored = (await store.exists(this.config.identity))
         ? await store.load(this.config.identity)
         : await store.create(this.config.identity);
@@ -177,6 +178,8 @@ export class KeyhopNode {
   }
 
   private authorities: Identity[] = [];
+  /** Holds the identity's vault (a hardware vault keeps its device open until stop). */
+  private identityStore: IdentityStore | undefined;
 
   private async resolveAuthorities(
     home: string | undefined,
@@ -187,7 +190,8 @@ export class KeyhopNode {
       if (/^[0-9a-f]{64,}$/i.test(a)) {
         out.push(Identity.import(new Uint8Array(Buffer.from(a, 'hex')), { verifier, clock: null }));
       } else if (home) {
-        out.push((await new IdentityStore(home).load(a)).local.identity);
+        this.identityStore ??= new IdentityStore(home);
+        out.push((await this.identityStore.load(a)).local.identity);
       } else {
         throw new KeyhopError(
           ErrorCodes.CONFIG_INVALID,
@@ -434,5 +438,6 @@ export class KeyhopNode {
     for (const { outlet } of this.outlets) await outlet.close().catch(() => undefined);
     await this.channels?.shutdown().catch(() => undefined);
     await this.router.shutdown();
+    await this.identityStore?.close().catch(() => undefined);
   }
 }

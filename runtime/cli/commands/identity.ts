@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { describeLinkSpec } from '../../../vaults/atecc608/link-spec.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { Policy } from '../../identity/abac.js';
 import { systemClock } from '../../identity/clock.js';
@@ -13,6 +14,8 @@ import {
 } from '../../identity/models.js';
 import { IdentityStore } from '../../node/identity-store.js';
 import { keyhopHome } from '../../node/paths.js';
+import { createAtecc608Vault } from '../../node/vault-registry.js';
+import { addLinkOptions, type LinkOptions, linkSpecFrom } from '../atecc608-link-options.js';
 import { print } from '../output.js';
 
 interface Common {
@@ -23,8 +26,17 @@ interface Common {
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
+/** Stores opened by the running command; closed after it so hardware vaults release their devices. */
+const opened: IdentityStore[] = [];
+
 function store(o: Common): IdentityStore {
-  return new IdentityStore(keyhopHome(o.home));
+  const s = new IdentityStore(keyhopHome(o.home));
+  opened.push(s);
+  return s;
+}
+
+export async function closeIdentityStores(): Promise<void> {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
 }
 
 function parseAttributes(list: string[] | undefined): Record<string, string> {
@@ -68,18 +80,35 @@ function describeCredential(c: ReturnType<typeof verifyCredential>): {
 }
 
 export function registerIdentityCommands(program: Command): void {
-  const vault = program.command('vault').description('software vaults (key stores) in KEYHOP_HOME');
-  vault
-    .command('create')
-    .description('create a software vault; set KEYHOP_VAULT_PASSPHRASE to encrypt its keys at rest')
+  const vault = program
+    .command('vault')
+    .description('vaults in KEYHOP_HOME: software key stores and hardware (docs/vaults/)');
+  addLinkOptions(vault.command('create'))
+    .description(
+      'create a vault: software (set KEYHOP_VAULT_PASSPHRASE to encrypt its keys at rest) or a provisioned ATECC608',
+    )
     .argument('[name]', 'vault name', 'default')
+    .option('--backend <backend>', 'software or atecc608', 'software')
     .option('--json', 'machine-readable output')
     .action(async (name: string, _o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<Common>();
+      const o = cmd.optsWithGlobals<Common & LinkOptions & { backend: string }>();
+      if (o.backend === 'atecc608') {
+        const link = linkSpecFrom(o);
+        await createAtecc608Vault(keyhopHome(o.home), name, link);
+        print(
+          o,
+          { vault: name, backend: 'atecc608', link: describeLinkSpec(link) },
+          (d) => `vault ${d.vault} ready (ATECC608 at ${d.link})`,
+        );
+        return;
+      }
+      if (o.backend !== 'software') {
+        throw new KeyhopError(ErrorCodes.USAGE, '--backend must be software or atecc608');
+      }
       await store(o).vault(name);
       print(
         o,
-        { vault: name, encrypted: Boolean(process.env.KEYHOP_VAULT_PASSPHRASE) },
+        { vault: name, backend: 'software', encrypted: Boolean(process.env.KEYHOP_VAULT_PASSPHRASE) },
         (d) => `vault ${d.vault} ready${d.encrypted ? ' (keys encrypted at rest)' : ''}`,
       );
     });
@@ -90,18 +119,20 @@ export function registerIdentityCommands(program: Command): void {
     .description('create an identity whose primary key lives in a vault')
     .argument('[name]', 'identity name', 'default')
     .option('--vault <name>', 'vault for its key', 'default')
-    .option('--key-type <type>', 'ed25519 or p256', 'ed25519')
+    .option('--key-type <type>', 'ed25519 or p256 (default: ed25519 in software, p256 in hardware)')
     .option('--json', 'machine-readable output')
     .action(async (name: string, _o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<Common & { vault: string; keyType: string }>();
+      const o = cmd.optsWithGlobals<Common & { vault: string; keyType?: string }>();
       const keyType =
-        o.keyType.toLowerCase() === 'p256'
-          ? 'P256'
-          : o.keyType.toLowerCase() === 'ed25519'
-            ? 'Ed25519'
-            : null;
-      if (!keyType) throw new KeyhopError(ErrorCodes.USAGE, '--key-type must be ed25519 or p256');
-      const s = await store(o).create(name, { vault: o.vault, keyType });
+        o.keyType === undefined
+          ? undefined
+          : o.keyType.toLowerCase() === 'p256'
+            ? 'P256'
+            : o.keyType.toLowerCase() === 'ed25519'
+              ? 'Ed25519'
+              : null;
+      if (keyType === null) throw new KeyhopError(ErrorCodes.USAGE, '--key-type must be ed25519 or p256');
+      const s = await store(o).create(name, { vault: o.vault, ...(keyType ? { keyType } : {}) });
       print(o, { name, identifier: s.file.identifier, vault: s.file.vault }, (d) => d.identifier);
     });
 

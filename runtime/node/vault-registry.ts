@@ -1,0 +1,176 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AllocatedKey, KeyAllocations } from '../../vaults/atecc608/atecc608-vault.js';
+import { type AteccLinkSpec, checkLinkSpec } from '../../vaults/atecc608/link-spec.js';
+import { SoftwareVault } from '../../vaults/software/software-vault.js';
+import type { KeyId, SigningVault } from '../../vaults/vault.js';
+import { ErrorCodes, KeyhopError } from '../errors.js';
+
+/**
+ * Vaults under KEYHOP_HOME/vaults/<name>/. A software vault is a key directory; a hardware vault
+ * is a directory holding `vault.json`, which says which backend and device it is and which keys
+ * keyhop made there (docs/vaults/). Opening a hardware vault opens its device lazily, on first use.
+ */
+export type VaultDescriptor =
+  | { readonly version: 1; readonly backend: 'software' }
+  | {
+      readonly version: 1;
+      readonly backend: 'atecc608';
+      readonly link: AteccLinkSpec;
+      /** Slots keyhop may generate keys in (default: every slot whose policy fits). */
+      readonly slots?: readonly number[];
+      readonly keys: Record<KeyId, AllocatedKey>;
+    };
+
+export const DESCRIPTOR_FILE = 'vault.json';
+const MAX_DESCRIPTOR = 64 * 1024;
+
+export interface OpenedVault {
+  readonly name: string;
+  readonly backend: string;
+  readonly vault: SigningVault;
+  /** Releases the device (HID handle, serial port); a no-op for software vaults. */
+  close(): Promise<void>;
+}
+
+export function vaultDir(home: string, name: string): string {
+  return join(home, 'vaults', name);
+}
+
+export async function readDescriptor(home: string, name: string): Promise<VaultDescriptor | undefined> {
+  const path = join(vaultDir(home, name), DESCRIPTOR_FILE);
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}": ${(e as Error).message}`);
+  }
+  if (buf.length > MAX_DESCRIPTOR) {
+    throw new KeyhopError(ErrorCodes.KEY_STORE_CORRUPT, `vault "${name}": ${DESCRIPTOR_FILE} is too large`);
+  }
+  return checkDescriptor(name, buf.toString('utf8'));
+}
+
+function checkDescriptor(name: string, text: string): VaultDescriptor {
+  const corrupt = (why: string) =>
+    new KeyhopError(ErrorCodes.KEY_STORE_CORRUPT, `vault "${name}": ${DESCRIPTOR_FILE} ${why}`);
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw corrupt('is not JSON');
+  }
+  if (typeof v !== 'object' || v === null || v.version !== 1) throw corrupt('has no version 1');
+  if (v.backend === 'software') return { version: 1, backend: 'software' };
+  if (v.backend !== 'atecc608') throw corrupt(`names an unknown backend ${JSON.stringify(v.backend)}`);
+  const link = checkLinkSpec(v.link);
+  const keys: Record<KeyId, AllocatedKey> = {};
+  if (typeof v.keys !== 'object' || v.keys === null) throw corrupt('has no keys');
+  for (const [id, k] of Object.entries(v.keys as Record<string, unknown>)) {
+    const key = k as Record<string, unknown>;
+    if (
+      !/^slot([0-9]|1[0-5])$/.test(id) ||
+      typeof key !== 'object' ||
+      key === null ||
+      key.slot !== Number(id.slice(4)) ||
+      typeof key.publicKey !== 'string' ||
+      !/^[0-9a-f]{128}$/.test(key.publicKey)
+    ) {
+      throw corrupt(`has a malformed key ${id}`);
+    }
+    keys[id] = { slot: key.slot as number, publicKey: key.publicKey };
+  }
+  let slots: number[] | undefined;
+  if (v.slots !== undefined) {
+    if (!Array.isArray(v.slots) || !v.slots.every((s) => Number.isInteger(s) && s >= 0 && s <= 15)) {
+      throw corrupt('has malformed slots');
+    }
+    slots = v.slots as number[];
+  }
+  return { version: 1, backend: 'atecc608', link, keys, ...(slots ? { slots } : {}) };
+}
+
+export async function writeDescriptor(home: string, name: string, d: VaultDescriptor): Promise<void> {
+  const dir = vaultDir(home, name);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, DESCRIPTOR_FILE);
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(d, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+/** Opens vault `name`: its descriptor's backend, or the software key directory when there is none. */
+export async function openVault(home: string, name: string): Promise<OpenedVault> {
+  const descriptor = await readDescriptor(home, name);
+  if (descriptor === undefined || descriptor.backend === 'software') {
+    const passphrase = process.env.KEYHOP_VAULT_PASSPHRASE;
+    const vault = await SoftwareVault.open({
+      dir: vaultDir(home, name),
+      ...(passphrase ? { passphrase } : {}),
+    });
+    return { name, backend: 'software', vault, close: async () => {} };
+  }
+  return openAtecc608Vault(home, name, descriptor);
+}
+
+async function openAtecc608Vault(
+  home: string,
+  name: string,
+  descriptor: Extract<VaultDescriptor, { backend: 'atecc608' }>,
+): Promise<OpenedVault> {
+  const [{ Atecc608Vault }, { Atecc608 }, { openAteccLink }] = await Promise.all([
+    import('../../vaults/atecc608/atecc608-vault.js'),
+    import('../../vaults/atecc608/device.js'),
+    import('../../vaults/atecc608/link-spec.js'),
+  ]);
+  const link = await openAteccLink(descriptor.link);
+  // Allocations live in the descriptor, re-read on every load so two processes see each other's keys.
+  const allocations: KeyAllocations = {
+    load: async () => {
+      const d = await readDescriptor(home, name);
+      return d?.backend === 'atecc608' ? { ...d.keys } : {};
+    },
+    save: async (keys) => {
+      const d = await readDescriptor(home, name);
+      if (d?.backend !== 'atecc608') {
+        throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}" lost its ${DESCRIPTOR_FILE}`);
+      }
+      await writeDescriptor(home, name, { ...d, keys });
+    },
+  };
+  const vault = new Atecc608Vault(new Atecc608(link), {
+    allocations,
+    ...(descriptor.slots ? { slots: descriptor.slots } : {}),
+  });
+  return { name, backend: 'atecc608', vault, close: () => link.close() };
+}
+
+/**
+ * Records a provisioned ATECC608 as vault `name` after checking it answers and has slots keyhop can
+ * generate keys in. An existing vault of that name is never replaced.
+ */
+export async function createAtecc608Vault(home: string, name: string, link: AteccLinkSpec): Promise<void> {
+  const existing = await readDescriptor(home, name);
+  if (existing !== undefined) {
+    throw new KeyhopError(ErrorCodes.USAGE, `vault "${name}" already exists (${existing.backend})`);
+  }
+  const [{ Atecc608 }, { openAteccLink }, { keySlotsOf }] = await Promise.all([
+    import('../../vaults/atecc608/device.js'),
+    import('../../vaults/atecc608/link-spec.js'),
+    import('../../vaults/atecc608/atecc608-vault.js'),
+  ]);
+  const opened = await openAteccLink(link);
+  try {
+    const cfg = await new Atecc608(opened).config();
+    if (!cfg.configLocked || !cfg.dataLocked || keySlotsOf(cfg).length === 0) {
+      throw new KeyhopError(
+        ErrorCodes.PROVISION_REFUSED,
+        `the ATECC608 at ${opened.location} is not provisioned for keyhop (config ${cfg.configLocked ? 'locked' : 'unlocked'}, data ${cfg.dataLocked ? 'locked' : 'unlocked'}, ${keySlotsOf(cfg).length} key slots): run keyhop atecc608 provision first`,
+      );
+    }
+  } finally {
+    await opened.close().catch(() => undefined);
+  }
+  await writeDescriptor(home, name, { version: 1, backend: 'atecc608', link, keys: {} });
+}
