@@ -76,12 +76,14 @@ const uint8_t kWordCommand = 0x03;
 // A general call (address 0) of one byte 0x01 is cryptoauthlib's wake pulse (calib_wakeup_i2c).
 const uint8_t kGeneralCallWake = 0x01;
 
-constexpr uint32_t kFirstPollMaxUs = 1000;  // cryptoauthlib: ATCA_POLLING_INIT_TIME_MSEC = 1
 constexpr uint64_t kPollMarginUs = 50000;   // scheduling slack on top of the execution budget
 constexpr int kWriteRetries = 4;            // a command write NACKed right after wake: retry briefly
 constexpr int kReadRetries = 3;
 constexpr uint32_t kRetryGapUs = 1000;
 constexpr int kMaxStaleWakes = 2;           // idle + re-wake when the chip was already awake
+// tWHIST (atecc608.md §1.2): with the power-on self-test enabled (ChipOptions bit 0) the chip NACKs
+// for up to 20 ms after the wake pulse instead of tWHI = 1.5 ms.
+constexpr uint64_t kWakeSelfTestUs = 20000;
 
 uint64_t NowUs() {
   struct timespec ts;
@@ -223,12 +225,18 @@ bool Wake(Bus& bus, const Request& req, Result* out) {
   for (;;) {
     if (!bus.SetAddress(0, out)) return false;
     int ignored = 0;
+    const uint64_t pulseAt = NowUs();
     (void)bus.Write(&kGeneralCallWake, 1, &ignored);
     if (!bus.SetAddress(req.address, out)) return false;
     SleepUs(req.wakeDelayUs);
     uint8_t tok[4] = {0, 0, 0, 0};
     int e = 0;
     Io r = bus.Read(tok, sizeof tok, &e);
+    // A chip still in its power-on self-test NACKs until tWHIST: keep reading before pulsing again.
+    while (r == Io::Nack && NowUs() < pulseAt + kWakeSelfTestUs) {
+      SleepUs(kRetryGapUs);
+      r = bus.Read(tok, sizeof tok, &e);
+    }
     if (r == Io::Nack) {
       if (nacks++ >= req.wakeRetries) {
         *out = Fail(req, "NACK", e,
@@ -277,7 +285,8 @@ bool RunStep(Bus& bus, const Request& req, size_t index, const Step& step, Resul
   // Poll as cryptoauthlib does (calib_execute_command; trace in atecc608.md §1.8): write the word
   // address 0x00 (rewinds the output pointer; NACKed while the chip is busy), then read the count.
   const uint64_t deadline = NowUs() + static_cast<uint64_t>(step.maxExecMs) * 1000u + kPollMarginUs;
-  SleepUs(req.pollIntervalUs < kFirstPollMaxUs ? req.pollIntervalUs : kFirstPollMaxUs);
+  // The first poll goes at once (cryptoauthlib waits 1 ms first): a busy chip just NACKs it, one
+  // address byte on the bus, and commands that finish early (Read, Info) answer up to 1 ms sooner.
   uint8_t count = 0;
   for (;;) {
     r = bus.Write(&kWordReset, 1, &e);

@@ -1,8 +1,8 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import type {
   AddonTransactOptions,
@@ -234,6 +234,153 @@ export class AddonChild {
         throw e;
       },
     };
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    if (this.child.connected) this.child.send({ op: 'exit' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** What a device child reports for one Atecc608 method call. */
+export interface ChildCall<T = unknown> {
+  readonly result?: T;
+  readonly error?: { message: string; code?: string; name?: string };
+  /** setInterval(5 ms) ticks the child's event loop ran while the call was pending. */
+  readonly ticks: number;
+  readonly ms: number;
+}
+
+// Runs in the child (ESM via `node --input-type=module -e`): imports the compiled protocol core and
+// I2C link from dist/, opens Atecc608 over I2cLink with the options in KEYHOP_CHILD_OPTIONS, and
+// runs the method calls sent over IPC. Bytes travel as Uint8Array (advanced serialization).
+const DEVICE_CHILD_SCRIPT = `
+const { Atecc608 } = await import(process.env.KEYHOP_CHILD_DEVICE_MODULE);
+const { I2cLink } = await import(process.env.KEYHOP_CHILD_LINK_MODULE);
+const options = JSON.parse(process.env.KEYHOP_CHILD_OPTIONS);
+const device = new Atecc608(I2cLink.open(options.link), options.device);
+let ticks = 0;
+const iv = setInterval(() => { ticks++; }, 5);
+process.on('message', async (m) => {
+  if (m.op === 'exit') { clearInterval(iv); await device.link.close(); process.disconnect(); return; }
+  const t0 = ticks, s0 = Date.now();
+  try {
+    const result = await device[m.method](...m.args);
+    process.send({ id: m.id, result, ticks: ticks - t0, ms: Date.now() - s0 });
+  } catch (e) {
+    const error = { message: String(e && e.message), code: e && e.code, name: e && e.name };
+    process.send({ id: m.id, error, ticks: ticks - t0, ms: Date.now() - s0 });
+  }
+});
+process.send({ ready: true });
+`;
+
+/** The compiled modules a device child imports (`npm run build` makes them). */
+export function deviceChildModules(): { device: string; link: string } {
+  const dist = join(repoRoot(), 'dist', 'vaults', 'atecc608');
+  return { device: join(dist, 'device.js'), link: join(dist, 'links', 'i2c-link.js') };
+}
+
+/**
+ * Why the compiled dist/ cannot serve a device child (missing, or older than a source file it is
+ * built from), or undefined when it is current. Device children run the compiled code, so a stale
+ * build would test something else than the checkout.
+ */
+export function staleDistReason(): string | undefined {
+  const root = repoRoot();
+  const dirs = [
+    join('vaults', 'atecc608'),
+    join('vaults', 'atecc608', 'protocol'),
+    join('vaults', 'atecc608', 'links'),
+  ];
+  for (const dir of dirs) {
+    for (const name of readdirSync(join(root, dir))) {
+      if (!name.endsWith('.ts') || name.endsWith('.test.ts')) continue;
+      const src = join(root, dir, name);
+      const out = join(root, 'dist', dir, name.replace(/\.ts$/, '.js'));
+      if (!existsSync(out)) return `${out} is missing: run npm run build`;
+      if (statSync(out).mtimeMs < statSync(src).mtimeMs)
+        return `${out} is older than ${src}: run npm run build`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A child Node process under the shim that drives Atecc608 over I2cLink from the compiled dist/,
+ * so the whole host stack (protocol core, I2cLink, the native addon) runs against whatever serves
+ * the socket. `call('sign', 2, digest)` runs `device.sign(2, digest)` in the child.
+ */
+export class DeviceChild {
+  private nextId = 1;
+  private readonly pending = new Map<number, (r: ChildCall) => void>();
+  private stderr = '';
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (m: { id?: number } & ChildCall) => {
+      if (m.id === undefined) return;
+      this.pending.get(m.id)?.(m);
+      this.pending.delete(m.id);
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+  }
+
+  static async start(
+    o: ShimEnv & {
+      /** I2cLink.open options, e.g. `{ bus: 1 }`. */
+      readonly link?: Record<string, unknown>;
+      /** Atecc608 options (retries, divider). */
+      readonly device?: Record<string, unknown>;
+    },
+  ): Promise<DeviceChild> {
+    const modules = deviceChildModules();
+    const child = spawnWithI2cShim(process.execPath, ['--input-type=module', '-e', DEVICE_CHILD_SCRIPT], {
+      ...o,
+      env: {
+        ...o.env,
+        KEYHOP_CHILD_DEVICE_MODULE: pathToFileURL(modules.device).href,
+        KEYHOP_CHILD_LINK_MODULE: pathToFileURL(modules.link).href,
+        KEYHOP_CHILD_OPTIONS: JSON.stringify({ link: o.link ?? {}, device: o.device ?? {} }),
+      },
+      ipc: true,
+    });
+    const c = new DeviceChild(child);
+    await new Promise<void>((resolve, reject) => {
+      const onExit = (code: number | null) =>
+        reject(new Error(`device child exited (${code}) before it was ready: ${c.stderr}`));
+      child.once('exit', onExit);
+      child.once('message', () => {
+        child.off('exit', onExit);
+        resolve();
+      });
+    });
+    return c;
+  }
+
+  /** Runs `device[method](...args)` in the child; resolves with its result or error, never rejects on it. */
+  run<T = unknown>(method: string, ...args: unknown[]): Promise<ChildCall<T>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, resolve as (r: ChildCall) => void);
+      this.child.send({ id, method, args }, (e) => {
+        if (e) reject(e);
+      });
+    });
+  }
+
+  /** Like run(), but rejects with the child's error (its `code` kept). */
+  async call<T = unknown>(method: string, ...args: unknown[]): Promise<T> {
+    const r = await this.run<T>(method, ...args);
+    if (r.error === undefined) return r.result as T;
+    const e = new Error(`${method}: ${r.error.message}`) as Error & { code?: string };
+    if (r.error.code !== undefined) e.code = r.error.code;
+    throw e;
   }
 
   async stop(): Promise<void> {

@@ -66,6 +66,8 @@ export interface Atecc608Options {
 
 /** Largest input sha256() sends in one wake; longer data risks the ~1.3 s watchdog (§1.2). */
 export const SHA_MAX_INPUT = 4096;
+/** 12 × the slowest SHA budget (75 ms at M2) stays well inside one watchdog period. */
+const SHA_STEPS_PER_WAKE = 12;
 
 interface Step {
   readonly command: Command;
@@ -348,7 +350,17 @@ export class Atecc608 {
       });
     }
     steps.push({ command: shaEndCommand(data.subarray(full)), context: 'SHA End', expect: DIGEST_SIZE });
-    const responses = await this.#run(steps);
+    // One wake must end before the watchdog (~1.3 s) and links carry at most 16 commands per wake,
+    // so long inputs go in several wakes; the SHA context survives idle (cryptoauthlib idles
+    // between Start, Update and End too). A group is resent only when the chip surely did not run
+    // it: a repeated Update would silently change the digest.
+    let responses: DecodedResponse[] = [];
+    for (let at = 0; at < steps.length; at += SHA_STEPS_PER_WAKE) {
+      const group = steps.slice(at, at + SHA_STEPS_PER_WAKE);
+      responses = await this.#run(group, {
+        retry: at === 0 && group.length === steps.length ? 'always' : 'unexecuted',
+      });
+    }
     return dataOf(responses[responses.length - 1]);
   }
 

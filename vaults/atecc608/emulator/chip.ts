@@ -93,6 +93,8 @@ export class Atecc608Chip {
   private address: number;
   private lastOutput: Uint8Array = new Uint8Array(0);
   private selfTestFailed = false;
+  /** The failure came from the power-on self-test: only then does a wake answer 04 07 C4 40. */
+  private powerOnSelfTestFailed = false;
   private faults = {
     responseCrcError: 0,
     eccFault: 0,
@@ -130,6 +132,7 @@ export class Atecc608Chip {
       selfTestFailMask: () => this.faults.selfTestMask,
       setSelfTestFailed: (failed) => {
         this.selfTestFailed = failed;
+        if (!failed) this.powerOnSelfTestFailed = false;
       },
     };
   }
@@ -186,9 +189,17 @@ export class Atecc608Chip {
     const fromSleep = this.power === 'sleep';
     this.power = 'awake';
     this.wokeAt = this.now();
-    if (fromSleep && this.powerOnSelfTest && this.faults.selfTestMask !== 0) this.selfTestFailed = true;
-    // §9.1: the self-test-failed token is emitted as cryptoauthlib expects it, CRC and all.
-    this.lastOutput = (this.selfTestFailed ? WAKE_SELFTEST_FAILED : WAKE_TOKEN).slice();
+    if (fromSleep && this.powerOnSelfTest) {
+      // Each power-on self-test decides afresh; a failed SelfTest command is not its business.
+      if (this.faults.selfTestMask !== 0) this.selfTestFailed = true;
+      else if (this.powerOnSelfTestFailed) this.selfTestFailed = false;
+      this.powerOnSelfTestFailed = this.faults.selfTestMask !== 0;
+    }
+    // §9.1: the self-test-failed token is emitted as cryptoauthlib expects it, CRC and all. It
+    // reports the power-on self-test (§1.2, tWHIST); a failed SelfTest command leaves the wake
+    // token alone, or no host (cryptoauthlib's hal_check_wake, the addon, the kit links all refuse
+    // that token) could ever wake the chip to run the SelfTest that clears the failure mode.
+    this.lastOutput = (this.powerOnSelfTestFailed ? WAKE_SELFTEST_FAILED : WAKE_TOKEN).slice();
     return true;
   }
 

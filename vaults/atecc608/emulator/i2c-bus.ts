@@ -3,6 +3,26 @@ import { T_WLO_US } from './constants.js';
 
 export type WriteResult = 'ack' | 'nack';
 
+/** One bus transfer as the bus answered it, for the optional `trace` hook. */
+export interface I2cBusEvent {
+  readonly op: 'write' | 'read';
+  /** 7-bit address (0 = general call). */
+  readonly address: number;
+  /** Write: the bytes sent. Read: the bytes returned (empty when NACKed). */
+  readonly bytes: Uint8Array;
+  /** Read: the number of bytes asked for. Write: the number sent. */
+  readonly length: number;
+  readonly result: WriteResult;
+}
+
+export interface EmulatedI2cBusOptions {
+  /** Bus clock; decides whether the general-call wake is long enough (default 100 kHz). */
+  readonly busHz?: number;
+  readonly now?: () => number;
+  /** Called after every transfer (tests compare bus traffic with atecc608.md §1.8). */
+  readonly trace?: (event: I2cBusEvent) => void;
+}
+
 interface Attached {
   readonly chip: Atecc608Chip;
   /** Read pointer into the chip's output buffer; persists across read transactions (§1.8). */
@@ -32,10 +52,12 @@ export class EmulatedI2cBus {
   readonly busHz: number;
   private readonly now: () => number;
   private readonly chips: Attached[] = [];
+  private readonly trace: ((event: I2cBusEvent) => void) | undefined;
 
-  constructor(options: { busHz?: number; now?: () => number } = {}) {
+  constructor(options: EmulatedI2cBusOptions = {}) {
     this.busHz = options.busHz ?? 100_000;
     this.now = options.now ?? (() => performance.now());
+    this.trace = options.trace;
   }
 
   attach(chip: Atecc608Chip): void {
@@ -49,6 +71,24 @@ export class EmulatedI2cBus {
   }
 
   write(address7: number, bytes: Uint8Array): WriteResult {
+    const result = this.transferWrite(address7, bytes);
+    this.trace?.({ op: 'write', address: address7, bytes: bytes.slice(), length: bytes.length, result });
+    return result;
+  }
+
+  read(address7: number, length: number): Uint8Array | 'nack' {
+    const data = this.transferRead(address7, length);
+    this.trace?.({
+      op: 'read',
+      address: address7,
+      bytes: data === 'nack' ? new Uint8Array(0) : data.slice(),
+      length,
+      result: data === 'nack' ? 'nack' : 'ack',
+    });
+    return data;
+  }
+
+  private transferWrite(address7: number, bytes: Uint8Array): WriteResult {
     if (address7 === 0) {
       if (this.generalCallWakes) {
         for (const a of this.chips) {
@@ -76,9 +116,12 @@ export class EmulatedI2cBus {
         return 'ack';
       case 0x03: {
         if (bytes.length === 1) return 'ack';
+        // The chip's execution time runs from the end of the command write; the emulator's own
+        // computing (P-256 in JavaScript) happens inside it, as the chip's does, not after it.
+        const started = this.now();
         const { execMs } = a.chip.execute(bytes.subarray(1));
         a.pointer = 0;
-        a.busyUntil = this.now() + execMs;
+        a.busyUntil = started + execMs;
         return 'ack';
       }
       default:
@@ -86,7 +129,7 @@ export class EmulatedI2cBus {
     }
   }
 
-  read(address7: number, length: number): Uint8Array | 'nack' {
+  private transferRead(address7: number, length: number): Uint8Array | 'nack' {
     if (address7 === 0) return 'nack';
     const a = this.responder(address7);
     if (a === undefined) return 'nack';

@@ -63,6 +63,8 @@ export class I2cSocketServer {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await unlink(this.path).catch(() => {});
+    // The shim's per-bus flock files beside the socket (docs/protocols/i2c-emulator.md).
+    for (const bus of this.buses.keys()) await unlink(`${this.path}.bus${bus}.lock`).catch(() => {});
   }
 
   private accept(socket: Socket): void {
