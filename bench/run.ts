@@ -7,6 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { atecc608Benchmark } from './atecc608.js';
 import { channelBenchmark } from './channel.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
 import { linksBenchmark } from './links.js';
@@ -17,6 +18,7 @@ const benchmarks: Record<string, Benchmark> = {
   routing: routingBenchmark,
   channel: channelBenchmark,
   links: linksBenchmark,
+  atecc608: atecc608Benchmark,
 };
 
 function usage(): string {

@@ -16,6 +16,7 @@ import {
 import type { AteccLink } from '../../vaults/atecc608/link.js';
 import { openKitHid } from '../../vaults/atecc608/links/kit-hid.js';
 import { openKitSerial } from '../../vaults/atecc608/links/kit-serial.js';
+import { CRYPTOAUTHLIB_KIT_TRACE } from '../../vaults/atecc608/links/kit-test-support.js';
 import {
   genKeyPrivateCommand,
   infoCommand,
@@ -132,16 +133,7 @@ describe.skipIf(skipPty !== undefined)('ATECC608 kit protocol over a serial line
     await link.transact([step({ opcode: Opcode.READ, param1: 0x80, param2: 0 })]);
     const [rev] = await link.transact([step(infoCommand('revision'))]);
     expect([...(rev ?? [])]).toEqual([0x07, 0x00, 0x00, 0x60, 0x02, 0x80, 0x38]);
-    expect(kit.requests).toEqual([
-      'board:device(00)',
-      'E:physical:select(C0)',
-      'E:w()',
-      'E:t(070280000009AD)',
-      'E:i()',
-      'E:w()',
-      'E:t(0730000000035D)',
-      'E:i()',
-    ]);
+    expect(kit.requests).toEqual(CRYPTOAUTHLIB_KIT_TRACE);
     expect(link.kind).toBe('kit-serial');
   });
 

@@ -80,6 +80,21 @@ export async function buildI2cShim(): Promise<string> {
   return out;
 }
 
+/**
+ * One atcab_info() on /dev/i2c-N as cryptoauthlib does it, in the traces' notation (atecc608.md
+ * §1.8, recorded from the stock cryptoauth_test binary; here for a 608B): general-call wake, wake
+ * token, Info command, poll (W 00), count, rest, idle.
+ */
+export const ATCAB_INFO_TRACE: readonly string[] = [
+  'W 0x00 [01] NACK',
+  'R 0x60 len 4 -> 04 11 33 43',
+  'W 0x60 [03 07 30 00 00 00 03 5d]',
+  'W 0x60 [00]',
+  'R 0x60 len 1 -> 07',
+  'R 0x60 len 6 -> 00 00 60 03 83 bb',
+  'W 0x60 [02]',
+];
+
 export interface ShimEnv {
   /** The built shim (buildI2cShim()). */
   readonly shim: string;

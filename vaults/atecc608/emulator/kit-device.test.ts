@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { atAddress, testChip } from '../links/kit-test-support.js';
+import { atAddress, CRYPTOAUTHLIB_KIT_TRACE, testChip } from '../links/kit-test-support.js';
 import { encodeCommand } from '../protocol/packet.js';
 import { EmulatedKit } from './kit-device.js';
 
@@ -8,16 +8,7 @@ describe('EmulatedKit', () => {
   it('answers the cryptoauthlib trace', async () => {
     const kit = new EmulatedKit(testChip());
     const replies: string[] = [];
-    for (const line of [
-      'board:device(00)',
-      'E:physical:select(C0)',
-      'E:w()',
-      'E:t(070280000009AD)',
-      'E:i()',
-      'E:w()',
-      'E:t(0730000000035D)',
-      'E:i()',
-    ]) {
+    for (const line of CRYPTOAUTHLIB_KIT_TRACE) {
       replies.push(await kit.handleLine(line));
     }
     expect(replies[0]).toBe('ECC608 TWI 00(C0)');

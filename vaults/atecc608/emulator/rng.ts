@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 
 /**
  * The chip's random number generator, made deterministic for tests: HMAC_DRBG with SHA-256
@@ -55,20 +55,10 @@ export class ChipRng {
   }
 
   private update(data: Uint8Array): void {
-    this.k = hmac(sha256, this.k, concat(this.v, Uint8Array.of(0x00), data));
+    this.k = hmac(sha256, this.k, concatBytes(this.v, Uint8Array.of(0x00), data));
     this.v = hmac(sha256, this.k, this.v);
     if (data.length === 0) return;
-    this.k = hmac(sha256, this.k, concat(this.v, Uint8Array.of(0x01), data));
+    this.k = hmac(sha256, this.k, concatBytes(this.v, Uint8Array.of(0x01), data));
     this.v = hmac(sha256, this.k, this.v);
   }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -4,7 +4,7 @@ import { EmulatedKit, type KitLineHandler } from '../emulator/kit-device.js';
 import { encodeCommand, encodeStatus, WAKE_SELFTEST_FAILED } from '../protocol/packet.js';
 import { KitLink } from './kit-link.js';
 import { formatKitReply, toHex } from './kit-protocol.js';
-import { HandlerChannel, testChip } from './kit-test-support.js';
+import { CRYPTOAUTHLIB_KIT_TRACE, HandlerChannel, testChip } from './kit-test-support.js';
 
 const INFO = encodeCommand({ opcode: 0x30, param1: 0, param2: 0 });
 const READ_CONFIG_0 = encodeCommand({ opcode: 0x02, param1: 0x80, param2: 0 });
@@ -37,16 +37,7 @@ describe('KitLink', () => {
     const link = await pending;
     const [config] = await link.transact([{ packet: READ_CONFIG_0, maxExecMs: 5 }]);
     const [revision] = await link.transact([{ packet: INFO, maxExecMs: 5 }]);
-    expect(channel.written).toEqual([
-      'board:device(00)',
-      'E:physical:select(C0)',
-      'E:w()',
-      'E:t(070280000009AD)',
-      'E:i()',
-      'E:w()',
-      'E:t(0730000000035D)',
-      'E:i()',
-    ]);
+    expect(channel.written).toEqual(CRYPTOAUTHLIB_KIT_TRACE);
     expect(config?.length).toBe(35);
     expect([...(revision ?? [])]).toEqual(REVISION_608A);
     expect(link.kind).toBe('kit-test');

@@ -8,6 +8,21 @@ import type { KitLineChannel } from './kit-link.js';
  * emulated chips.
  */
 
+/**
+ * What cryptoauthlib sends for atcab_init() then atcab_info() over a kit (atecc608.md §4.6,
+ * recorded from the stock cryptoauth_test binary): config block 0, then Info(Revision).
+ */
+export const CRYPTOAUTHLIB_KIT_TRACE: readonly string[] = [
+  'board:device(00)',
+  'E:physical:select(C0)',
+  'E:w()',
+  'E:t(070280000009AD)',
+  'E:i()',
+  'E:w()',
+  'E:t(0730000000035D)',
+  'E:i()',
+];
+
 /** A KitLineChannel that hands each line to `handler` and queues its reply. */
 export class HandlerChannel implements KitLineChannel {
   private readonly replies: string[] = [];

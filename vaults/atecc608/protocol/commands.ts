@@ -1,3 +1,4 @@
+import { concatBytes } from '@noble/hashes/utils.js';
 import { type ErrorCode, ErrorCodes, KeyhopError } from '../../../runtime/errors.js';
 import {
   CounterMode,
@@ -77,16 +78,6 @@ function sourceBit(source: MessageSource, msgDigBufBit: number): number {
 
 const cmd = (opcode: number, param1: number, param2: number, data?: Uint8Array): Command =>
   data === undefined ? { opcode, param1, param2 } : { opcode, param1, param2, data: data.slice() };
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 // ---- response checks ----
 
@@ -231,7 +222,7 @@ export function verifyExternalCommand(
   checkLength('signature', signature, [SIGNATURE_SIZE]);
   checkLength('public key', publicKey, [PUBLIC_KEY_SIZE]);
   const mode = VerifyMode.EXTERNAL | sourceBit(source, VerifyMode.SOURCE_MSGDIGBUF);
-  return cmd(Opcode.VERIFY, mode, VerifyKeyType.P256, concat(signature, publicKey));
+  return cmd(Opcode.VERIFY, mode, VerifyKeyType.P256, concatBytes(signature, publicKey));
 }
 
 /** Verify stored (0x00, +0x20 MsgDigBuf): against the public key stored in `slot`. */
