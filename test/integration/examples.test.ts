@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseNodeConfig } from '../../runtime/node/config.js';
 import { bleRigSkipReason } from '../rig/ble.js';
+import { i2cRigSkipReason, repoRoot } from '../rig/i2c-shim.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '../..');
@@ -41,6 +42,26 @@ describe('examples run as written', () => {
       expect(stdout).toMatch(/reachable through this gateway at: 1#127\.0\.0\.1:4100 => forward_to_sensor-1/);
       expect(stdout).toContain('client got: hello over BLE');
       expect(stdout).toMatch(/device +sensor-1 +I[0-9a-f]{64}/);
+    },
+    70_000,
+  );
+
+  it.skipIf(
+    i2cRigSkipReason({ addon: join(repoRoot(), 'build/Release/keyhop_atecc608.node') }) !== undefined,
+  )(
+    'atecc608-identity/run.mjs (emulated chip behind /dev/i2c-1)',
+    async () => {
+      const { stdout } = await run(process.execPath, ['examples/atecc608-identity/run.mjs'], {
+        cwd: root,
+        timeout: 60_000,
+      });
+      expect(stdout).toMatch(/ATECC608B at \/dev\/i2c-1@0x60/);
+      expect(stdout).toContain('nothing was changed: run again with --yes to do this');
+      expect(stdout).toMatch(/identity sensor: I[0-9a-f]{64}/);
+      expect(stdout).toMatch(
+        /client: secure channel to I[0-9a-f]{64} in [\d.]+ ms \(the chip's identity: yes\)/,
+      );
+      expect(stdout).toContain('client got: hello, chip-held identity');
     },
     70_000,
   );
