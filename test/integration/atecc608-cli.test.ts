@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildI2cShim, i2cRigSkipReason, repoRoot, runWithI2cShim } from '../rig/i2c-shim.js';
+import { type SocatPair, socatSkipReason, startSocatPair } from '../rig/socat.js';
 
 /**
  * The whole ATECC608 story through the real syscall path: the emulator CLI serves a chip on a Unix
@@ -212,3 +213,88 @@ describe.skipIf(skip !== undefined)('keyhop with an ATECC608 on I2C (addon + shi
     expect(bad.code).toBe(2);
   });
 });
+
+const socatSkip = socatSkipReason();
+
+describe.skipIf(socatSkip !== undefined)(
+  'keyhop with an ATECC608 behind a serial kit (emulator --kit-serial)',
+  () => {
+    let dir: string;
+    let pty: SocatPair;
+    let emulator: ChildProcess;
+
+    const keyhop = (...args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [main, ...args], {
+          env: { ...process.env, KEYHOP_HOME: join(dir, 'home') },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout?.on('data', (d: Buffer) => {
+          stdout += d.toString();
+        });
+        child.stderr?.on('data', (d: Buffer) => {
+          stderr += d.toString();
+        });
+        child.once('close', (code) => resolve({ code, stdout, stderr }));
+      });
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'kh-kit-'));
+      pty = await startSocatPair();
+      emulator = spawn(
+        process.execPath,
+        [main, 'atecc608-emulator', '--kit-serial', pty.a, '--timing', 'zero'],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        emulator.stdout?.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('state:')) resolve();
+        });
+        emulator.once('exit', (code) => reject(new Error(`emulator exited ${code}: ${out}`)));
+      });
+    });
+
+    afterAll(async () => {
+      emulator?.kill('SIGTERM');
+      await pty?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('inspects, provisions and records the chip as a vault over the kit protocol', async () => {
+      const info = await keyhop('atecc608', 'info', '--kit-serial', pty.b, '--json');
+      expect(info.code, info.stderr).toBe(0);
+      expect(JSON.parse(info.stdout)).toMatchObject({ link: `serial kit ${pty.b}`, configLocked: false });
+      const early = await keyhop('vault', 'create', 'kit', '--backend', 'atecc608', '--kit-serial', pty.b);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/\[PROVISION_REFUSED\].*not provisioned for keyhop/);
+    const done = await keyhop('atecc608', 'provision', '--kit-serial', pty.b, '--yes', '--json');
+      expect(done.code, done.stderr).toBe(0);
+      expect(JSON.parse(done.stdout).applied).toBe(true);
+      const vault = await keyhop(
+        'vault',
+        'create',
+        'kit',
+        '--backend',
+        'atecc608',
+        '--kit-serial',
+        pty.b,
+        '--json',
+      );
+      expect(vault.code, vault.stderr).toBe(0);
+      const id = await keyhop('identity', 'create', 'kitted', '--vault', 'kit', '--json');
+      expect(id.code, id.stderr).toBe(0);
+      const shown = await keyhop('identity', 'show', 'kitted', '--json');
+      expect(JSON.parse(shown.stdout).changes[0].keyType).toBe('P256');
+      // Recording the same vault twice is refused.
+      const again = await keyhop('vault', 'create', 'kit', '--backend', 'atecc608', '--kit-serial', pty.b);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/already exists/);
+    });
+  },
+);
