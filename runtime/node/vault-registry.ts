@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AllocatedKey, KeyAllocations } from '../../vaults/atecc608/atecc608-vault.js';
 import { type AteccLinkSpec, checkLinkSpec } from '../../vaults/atecc608/link-spec.js';
 import { SoftwareVault } from '../../vaults/software/software-vault.js';
@@ -138,6 +139,7 @@ async function openAtecc608Vault(
       }
       await writeDescriptor(home, name, { ...d, keys });
     },
+    exclusive: (fn) => withDescriptorLock(home, name, fn),
   };
   const vault = new Atecc608Vault(new Atecc608(link), {
     allocations,
@@ -173,4 +175,57 @@ export async function createAtecc608Vault(home: string, name: string, link: Atec
     await opened.close().catch(() => undefined);
   }
   await writeDescriptor(home, name, { version: 1, backend: 'atecc608', link, keys: {} });
+}
+
+const LOCK_WAIT_MS = 30_000;
+
+/**
+ * Runs `fn` holding `vaults/<name>/vault.json.lock`, a directory (mkdir is atomic) holding the
+ * owner's pid. A lock whose owner is no longer running is taken over; one held longer than
+ * LOCK_WAIT_MS by a live process fails with TIMEOUT rather than waiting forever.
+ */
+export async function withDescriptorLock<T>(home: string, name: string, fn: () => Promise<T>): Promise<T> {
+  const lock = join(vaultDir(home, name), `${DESCRIPTOR_FILE}.lock`);
+  const owner = join(lock, 'pid');
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      await writeFile(owner, String(process.pid));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new KeyhopError(
+          ErrorCodes.KEY_STORE_IO,
+          `vault "${name}": cannot lock: ${(e as Error).message}`,
+        );
+      }
+    }
+    const pid = Number(await readFile(owner, 'utf8').catch(() => ''));
+    if (Number.isInteger(pid) && pid > 0 && !isRunning(pid)) {
+      await rm(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new KeyhopError(
+        ErrorCodes.TIMEOUT,
+        `vault "${name}" is locked by process ${pid || '?'} (${lock})`,
+      );
+    }
+    await sleep(20);
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -160,6 +160,14 @@ describe.skipIf(skip !== undefined)('keyhop with an ATECC608 on I2C (addon + shi
     expect(second.identifier).not.toBe(done.identifier);
     const vaultFile = JSON.parse(readFileSync(join(home, 'vaults', 'chip', 'vault.json'), 'utf8'));
     expect(Object.keys(vaultFile.keys)).toEqual(['slot0', 'slot1']);
+    // Two processes creating identities at once get different slots (vault.json is locked).
+    const [third, fourth] = await Promise.all([
+      json('identity', 'create', 'field3', '--vault', 'chip'),
+      json('identity', 'create', 'field4', '--vault', 'chip'),
+    ]);
+    expect(third.identifier).not.toBe(fourth.identifier);
+    const after4 = JSON.parse(readFileSync(join(home, 'vaults', 'chip', 'vault.json'), 'utf8'));
+    expect(Object.keys(after4.keys).sort()).toEqual(['slot0', 'slot1', 'slot2', 'slot3']);
 
     // A node whose identity lives in the chip, reached over a secure channel by a software node.
     const webPort = (web.address() as { port: number }).port;
@@ -271,9 +279,9 @@ describe.skipIf(socatSkip !== undefined)(
       expect(info.code, info.stderr).toBe(0);
       expect(JSON.parse(info.stdout)).toMatchObject({ link: `serial kit ${pty.b}`, configLocked: false });
       const early = await keyhop('vault', 'create', 'kit', '--backend', 'atecc608', '--kit-serial', pty.b);
-    expect(early.code).toBe(1);
-    expect(early.stderr).toMatch(/\[PROVISION_REFUSED\].*not provisioned for keyhop/);
-    const done = await keyhop('atecc608', 'provision', '--kit-serial', pty.b, '--yes', '--json');
+      expect(early.code).toBe(1);
+      expect(early.stderr).toMatch(/\[PROVISION_REFUSED\].*not provisioned for keyhop/);
+      const done = await keyhop('atecc608', 'provision', '--kit-serial', pty.b, '--yes', '--json');
       expect(done.code, done.stderr).toBe(0);
       expect(JSON.parse(done.stdout).applied).toBe(true);
       const vault = await keyhop(

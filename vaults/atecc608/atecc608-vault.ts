@@ -14,6 +14,12 @@ export interface AllocatedKey {
 export interface KeyAllocations {
   load(): Promise<Record<KeyId, AllocatedKey>>;
   save(keys: Record<KeyId, AllocatedKey>): Promise<void>;
+  /**
+   * Runs a read-modify-write of the allocations so that no other process changes them meanwhile
+   * (two `keyhop identity create` at once must not get the same slot). Optional: in-memory
+   * allocations only need the vault's own queue.
+   */
+  exclusive?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 export function memoryAllocations(initial: Record<KeyId, AllocatedKey> = {}): KeyAllocations {
@@ -181,7 +187,9 @@ export class Atecc608Vault implements SigningVault {
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
+    const exclusive = this.#allocations.exclusive?.bind(this.#allocations);
+    const guarded = exclusive ? () => exclusive(fn) : fn;
+    const run = this.#queue.then(guarded, guarded);
     this.#queue = run.catch(() => undefined);
     return run;
   }

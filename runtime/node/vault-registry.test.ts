@@ -1,0 +1,85 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { isKeyhopError } from '../errors.js';
+import { openVault, readDescriptor, withDescriptorLock, writeDescriptor } from './vault-registry.js';
+
+const dirs: string[] = [];
+function home(): string {
+  const d = mkdtempSync(join(tmpdir(), 'kh-vaults-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const KEY = { slot: 0, publicKey: 'ab'.repeat(64) };
+
+describe('vault descriptors', () => {
+  it('round-trips an ATECC608 descriptor and opens a software vault where there is none', async () => {
+    const h = home();
+    await writeDescriptor(h, 'chip', {
+      version: 1,
+      backend: 'atecc608',
+      link: { type: 'i2c', bus: 1, address: 0x60 },
+      keys: { slot0: KEY },
+    });
+    expect(await readDescriptor(h, 'chip')).toEqual({
+      version: 1,
+      backend: 'atecc608',
+      link: { type: 'i2c', bus: 1, address: 0x60 },
+      keys: { slot0: KEY },
+    });
+    expect(await readDescriptor(h, 'nothing')).toBeUndefined();
+    const soft = await openVault(h, 'default');
+    expect(soft.backend).toBe('software');
+  });
+
+  it.each([
+    ['not JSON', '{'],
+    ['no version', '{"backend":"atecc608"}'],
+    ['unknown backend', '{"version":1,"backend":"floppy"}'],
+    ['bad link', '{"version":1,"backend":"atecc608","link":{"type":"i2c","address":300},"keys":{}}'],
+    [
+      'bad key',
+      '{"version":1,"backend":"atecc608","link":{"type":"i2c"},"keys":{"slot1":{"slot":2,"publicKey":"00"}}}',
+    ],
+    ['bad slots', '{"version":1,"backend":"atecc608","link":{"type":"i2c"},"keys":{},"slots":[16]}'],
+  ])('refuses a descriptor with %s', async (_what, text) => {
+    const h = home();
+    mkdirSync(join(h, 'vaults', 'v'), { recursive: true });
+    writeFileSync(join(h, 'vaults', 'v', 'vault.json'), text);
+    const err = await readDescriptor(h, 'v').catch((e: unknown) => e);
+    expect(isKeyhopError(err, 'KEY_STORE_CORRUPT') || isKeyhopError(err, 'CONFIG_INVALID')).toBe(true);
+  });
+});
+
+describe('withDescriptorLock', () => {
+  it('never lets two holders overlap', async () => {
+    const h = home();
+    mkdirSync(join(h, 'vaults', 'v'), { recursive: true });
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        withDescriptorLock(h, 'v', async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await new Promise((r) => setTimeout(r, 10));
+          inside--;
+        }),
+      ),
+    );
+    expect(most).toBe(1);
+  });
+
+  it('takes over a lock left by a process that is gone', async () => {
+    const h = home();
+    const lock = join(h, 'vaults', 'v', 'vault.json.lock');
+    mkdirSync(lock, { recursive: true });
+    writeFileSync(join(lock, 'pid'), '2147483646');
+    expect(await withDescriptorLock(h, 'v', async () => 'got it')).toBe('got it');
+  });
+});
