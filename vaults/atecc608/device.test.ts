@@ -282,6 +282,26 @@ describe('Atecc608 over a scripted link', () => {
     ]);
   });
 
+  it('never resends SHA Updates that already ran: a CRC status mid-wake fails instead of a wrong digest', async () => {
+    // 16 blocks: Start + 16 Updates + End = 18 commands, in wakes of 12 and 6.
+    const input = fill(16 * 64, 2);
+    const okAll = (steps: readonly CommandStep[]) => steps.map(() => ok);
+    // The second wake: its first Update answers 0xFF (not run): safe to resend that wake.
+    const resent = device([
+      okAll,
+      (steps) => [status(0xff), ...steps.slice(1).map(() => ok)],
+      (steps) => [...steps.slice(0, -1).map(() => ok), data(fill(32, 9))],
+    ]);
+    expect(hex(await resent.dev.sha256(input))).toBe(hex(fill(32, 9)));
+    expect(resent.link.calls.map((c) => c.packets.length)).toEqual([12, 6, 6]);
+    // Its third command answers 0xFF: the two before it ran, so resending would hash them twice.
+    const midway = device([okAll, (steps) => [ok, ok, status(0xff), ...steps.slice(3).map(() => ok)]]);
+    const e = await rejection(midway.dev.sha256(input));
+    expect(e.code).toBe('HARDWARE_IO');
+    expect(midway.link.remaining).toBe(0);
+    expect(midway.link.calls).toHaveLength(2);
+  });
+
   it('reports self-test failures as a bitmap and real errors as errors', async () => {
     const { dev } = device([always(ok), always(status(0x02)), always(status(0x0f))]);
     expect(await dev.selfTest()).toBe(0);

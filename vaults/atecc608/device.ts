@@ -487,7 +487,12 @@ function check(steps: readonly Step[], raw: readonly Uint8Array[]): Outcome {
     }
     if (r.kind === 'status') {
       const answered = (step.expect === 'status' && r.status === Status.SUCCESS) || step.accept?.(r.status);
-      if (!answered) return statusFailure(r.status, step.context);
+      if (!answered) {
+        const failure = statusFailure(r.status, step.context);
+        // The steps before this one did run: resending the transaction repeats them, which only
+        // a caller whose commands are all repeatable ('always') may allow.
+        return i > 0 && failure.retry === 'unexecuted' ? { ...failure, retry: 'always' } : failure;
+      }
     } else if (step.expect !== r.data.length) {
       const expected = step.expect === 'status' ? 'a status' : `${step.expect} bytes`;
       const error = new KeyhopError(
@@ -501,7 +506,7 @@ function check(steps: readonly Step[], raw: readonly Uint8Array[]): Outcome {
   return { ok: true, responses };
 }
 
-function statusFailure(status: number, context: string): Outcome {
+function statusFailure(status: number, context: string): Extract<Outcome, { ok: false }> {
   const error: AteccStatusError = statusError(status, context);
   switch (status) {
     case Status.COMM_ERROR:
