@@ -168,6 +168,14 @@ describe.skipIf(skip !== undefined)('keyhop with an ATECC608 on I2C (addon + shi
     expect(third.identifier).not.toBe(fourth.identifier);
     const after4 = JSON.parse(readFileSync(join(home, 'vaults', 'chip', 'vault.json'), 'utf8'));
     expect(Object.keys(after4.keys).sort()).toEqual(['slot0', 'slot1', 'slot2', 'slot3']);
+    // Rotating a chip-held identity: a new key in the next free slot, signed by the old one too.
+    await json('identity', 'rotate', 'field2');
+    const rotated = await json('identity', 'show', 'field2');
+    expect(rotated.changes).toHaveLength(2);
+    expect(rotated.changes[1].keyType).toBe('P256');
+    expect(rotated.identifier).toBe(second.identifier);
+    const after5 = JSON.parse(readFileSync(join(home, 'vaults', 'chip', 'vault.json'), 'utf8'));
+    expect(Object.keys(after5.keys)).toHaveLength(5);
 
     // A node whose identity lives in the chip, reached over a secure channel by a software node.
     const webPort = (web.address() as { port: number }).port;
