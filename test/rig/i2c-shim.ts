@@ -189,17 +189,16 @@ process.send({ ready: true });
 `;
 
 /**
- * A child Node process that loads the addon under the shim and runs transactions sent over IPC.
- * `addon` adapts it to AteccI2cAddon, so an in-process I2cLink can drive the real addon through
- * the shim.
+ * A child Node process under the shim that answers IPC requests `{ id, ... }` with `{ id, ... }`
+ * (after one `{ ready: true }`), for the addon and device children below.
  */
-export class AddonChild {
+class IpcChild<Reply> {
   private nextId = 1;
-  private readonly pending = new Map<number, (r: ChildTransact) => void>();
+  private readonly pending = new Map<number, (r: Reply) => void>();
   private stderr = '';
 
   private constructor(private readonly child: ChildProcess) {
-    child.on('message', (m: { id?: number } & ChildTransact) => {
+    child.on('message', (m: { id?: number } & Reply) => {
       if (m.id === undefined) return;
       this.pending.get(m.id)?.(m);
       this.pending.delete(m.id);
@@ -209,16 +208,12 @@ export class AddonChild {
     });
   }
 
-  static async start(o: ShimEnv & { readonly addonPath: string }): Promise<AddonChild> {
-    const child = spawnWithI2cShim(process.execPath, ['-e', CHILD_SCRIPT], {
-      ...o,
-      env: { ...o.env, KEYHOP_ATECC608_ADDON: o.addonPath },
-      ipc: true,
-    });
-    const c = new AddonChild(child);
+  static async start<R>(what: string, args: readonly string[], o: ShimEnv): Promise<IpcChild<R>> {
+    const child = spawnWithI2cShim(process.execPath, args, { ...o, ipc: true });
+    const c = new IpcChild<R>(child);
     await new Promise<void>((resolve, reject) => {
       const onExit = (code: number | null) =>
-        reject(new Error(`addon child exited (${code}) before it was ready: ${c.stderr}`));
+        reject(new Error(`${what} child exited (${code}) before it was ready: ${c.stderr}`));
       child.once('exit', onExit);
       child.once('message', () => {
         child.off('exit', onExit);
@@ -228,14 +223,41 @@ export class AddonChild {
     return c;
   }
 
-  transact(options: AddonTransactOptions): Promise<ChildTransact> {
+  request(message: Record<string, unknown>): Promise<Reply> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, resolve);
-      this.child.send({ id, options }, (e) => {
+      this.child.send({ id, ...message }, (e) => {
         if (e) reject(e);
       });
     });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    if (this.child.connected) this.child.send({ op: 'exit' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A child Node process that loads the addon under the shim and runs transactions sent over IPC.
+ * `addon` adapts it to AteccI2cAddon, so an in-process I2cLink can drive the real addon through
+ * the shim.
+ */
+export class AddonChild {
+  private constructor(private readonly ipc: IpcChild<ChildTransact>) {}
+
+  static async start(o: ShimEnv & { readonly addonPath: string }): Promise<AddonChild> {
+    const env = { ...o.env, KEYHOP_ATECC608_ADDON: o.addonPath };
+    return new AddonChild(await IpcChild.start<ChildTransact>('addon', ['-e', CHILD_SCRIPT], { ...o, env }));
+  }
+
+  transact(options: AddonTransactOptions): Promise<ChildTransact> {
+    return this.ipc.request({ options: options as unknown as Record<string, unknown> });
   }
 
   /** The real addon in the child, as an AteccI2cAddon (rejections carry the addon's code). */
@@ -251,13 +273,8 @@ export class AddonChild {
     };
   }
 
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    if (this.child.connected) this.child.send({ op: 'exit' });
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.ipc.stop();
   }
 }
 
@@ -331,20 +348,7 @@ export function staleDistReason(): string | undefined {
  * the socket. `call('sign', 2, digest)` runs `device.sign(2, digest)` in the child.
  */
 export class DeviceChild {
-  private nextId = 1;
-  private readonly pending = new Map<number, (r: ChildCall) => void>();
-  private stderr = '';
-
-  private constructor(private readonly child: ChildProcess) {
-    child.on('message', (m: { id?: number } & ChildCall) => {
-      if (m.id === undefined) return;
-      this.pending.get(m.id)?.(m);
-      this.pending.delete(m.id);
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      this.stderr += d.toString();
-    });
-  }
+  private constructor(private readonly ipc: IpcChild<ChildCall>) {}
 
   static async start(
     o: ShimEnv & {
@@ -355,38 +359,19 @@ export class DeviceChild {
     },
   ): Promise<DeviceChild> {
     const modules = deviceChildModules();
-    const child = spawnWithI2cShim(process.execPath, ['--input-type=module', '-e', DEVICE_CHILD_SCRIPT], {
-      ...o,
-      env: {
-        ...o.env,
-        KEYHOP_CHILD_DEVICE_MODULE: pathToFileURL(modules.device).href,
-        KEYHOP_CHILD_LINK_MODULE: pathToFileURL(modules.link).href,
-        KEYHOP_CHILD_OPTIONS: JSON.stringify({ link: o.link ?? {}, device: o.device ?? {} }),
-      },
-      ipc: true,
-    });
-    const c = new DeviceChild(child);
-    await new Promise<void>((resolve, reject) => {
-      const onExit = (code: number | null) =>
-        reject(new Error(`device child exited (${code}) before it was ready: ${c.stderr}`));
-      child.once('exit', onExit);
-      child.once('message', () => {
-        child.off('exit', onExit);
-        resolve();
-      });
-    });
-    return c;
+    const env = {
+      ...o.env,
+      KEYHOP_CHILD_DEVICE_MODULE: pathToFileURL(modules.device).href,
+      KEYHOP_CHILD_LINK_MODULE: pathToFileURL(modules.link).href,
+      KEYHOP_CHILD_OPTIONS: JSON.stringify({ link: o.link ?? {}, device: o.device ?? {} }),
+    };
+    const args = ['--input-type=module', '-e', DEVICE_CHILD_SCRIPT];
+    return new DeviceChild(await IpcChild.start<ChildCall>('device', args, { ...o, env }));
   }
 
   /** Runs `device[method](...args)` in the child; resolves with its result or error, never rejects on it. */
   run<T = unknown>(method: string, ...args: unknown[]): Promise<ChildCall<T>> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, resolve as (r: ChildCall) => void);
-      this.child.send({ id, method, args }, (e) => {
-        if (e) reject(e);
-      });
-    });
+    return this.ipc.request({ method, args }) as Promise<ChildCall<T>>;
   }
 
   /** Like run(), but rejects with the child's error (its `code` kept). */
@@ -398,12 +383,7 @@ export class DeviceChild {
     throw e;
   }
 
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    if (this.child.connected) this.child.send({ op: 'exit' });
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.ipc.stop();
   }
 }
