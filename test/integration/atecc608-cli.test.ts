@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildI2cShim, i2cRigSkipReason, repoRoot, runWithI2cShim } from '../rig/i2c-shim.js';
 import { type SocatPair, socatSkipReason, startSocatPair } from '../rig/socat.js';
@@ -16,6 +17,7 @@ import { type SocatPair, socatSkipReason, startSocatPair } from '../rig/socat.js
  * emulator's state surviving a restart.
  */
 const main = join(import.meta.dirname, '../../dist/runtime/cli/main.js');
+const run = promisify(execFile);
 const addon = join(repoRoot(), 'build', 'Release', 'keyhop_atecc608.node');
 const skip = i2cRigSkipReason({ addon });
 
@@ -240,21 +242,13 @@ describe.skipIf(socatSkip !== undefined)(
     let emulator: ChildProcess;
 
     const keyhop = (...args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [main, ...args], {
-          env: { ...process.env, KEYHOP_HOME: join(dir, 'home') },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout?.on('data', (d: Buffer) => {
-          stdout += d.toString();
-        });
-        child.stderr?.on('data', (d: Buffer) => {
-          stderr += d.toString();
-        });
-        child.once('close', (code) => resolve({ code, stdout, stderr }));
-      });
+      run(process.execPath, [main, ...args], {
+        env: { ...process.env, KEYHOP_HOME: join(dir, 'home') },
+        timeout: 30_000,
+      }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'kh-kit-'));
