@@ -14,14 +14,42 @@ import { ErrorCodes, KeyhopError } from '../errors.js';
  */
 export type VaultDescriptor =
   | { readonly version: 1; readonly backend: 'software' }
-  | {
-      readonly version: 1;
-      readonly backend: 'atecc608';
-      readonly link: AteccLinkSpec;
-      /** Slots keyhop may generate keys in (default: every slot whose policy fits). */
-      readonly slots?: readonly number[];
-      readonly keys: Record<KeyId, AllocatedKey>;
-    };
+  | Atecc608Descriptor
+  | TpmDescriptor
+  | Pkcs11Descriptor;
+
+export interface Atecc608Descriptor {
+  readonly version: 1;
+  readonly backend: 'atecc608';
+  readonly link: AteccLinkSpec;
+  /** Slots keyhop may generate keys in (default: every slot whose policy fits). */
+  readonly slots?: readonly number[];
+  readonly keys: Record<KeyId, AllocatedKey>;
+}
+
+export interface TpmDescriptor {
+  readonly version: 1;
+  readonly backend: 'tpm';
+  /** TCTI configuration string: `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, … */
+  readonly tcti: string;
+  /** Make new keys persistent in the TPM (EvictControl) instead of reloading them from blobs. */
+  readonly persist?: boolean;
+  /** The vault's key records (public/private blobs, handles); checked by the TPM vault itself. */
+  readonly keys: Record<KeyId, unknown>;
+}
+
+export interface Pkcs11Descriptor {
+  readonly version: 1;
+  readonly backend: 'pkcs11';
+  readonly module: string;
+  /** Token label (never a slot number: slot numbers change). */
+  readonly token: string;
+  /** Where the user PIN comes from; the PIN itself is never stored here. */
+  readonly pin: { readonly env: string } | { readonly file: string };
+  readonly keyLabelPrefix?: string;
+}
+
+export const BACKENDS = ['software', 'atecc608', 'tpm', 'pkcs11'] as const;
 
 export const DESCRIPTOR_FILE = 'vault.json';
 const MAX_DESCRIPTOR = 64 * 1024;
@@ -64,6 +92,46 @@ function checkDescriptor(name: string, text: string): VaultDescriptor {
   }
   if (typeof v !== 'object' || v === null || v.version !== 1) throw corrupt('has no version 1');
   if (v.backend === 'software') return { version: 1, backend: 'software' };
+  if (v.backend === 'tpm') {
+    if (typeof v.tcti !== 'string' || v.tcti === '' || v.tcti.length > 512)
+      throw corrupt('has no TCTI string');
+    if (typeof v.keys !== 'object' || v.keys === null || Array.isArray(v.keys)) throw corrupt('has no keys');
+    return {
+      version: 1,
+      backend: 'tpm',
+      tcti: v.tcti,
+      ...(v.persist === true ? { persist: true } : {}),
+      keys: v.keys as Record<KeyId, unknown>,
+    };
+  }
+  if (v.backend === 'pkcs11') {
+    if (typeof v.module !== 'string' || !v.module.startsWith('/'))
+      throw corrupt('needs an absolute module path');
+    if (typeof v.token !== 'string' || v.token === '' || v.token.length > 32)
+      throw corrupt('needs a token label');
+    const pin = v.pin as Record<string, unknown> | undefined;
+    const pinSource =
+      typeof pin?.env === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(pin.env)
+        ? { env: pin.env }
+        : typeof pin?.file === 'string' && pin.file.startsWith('/')
+          ? { file: pin.file }
+          : undefined;
+    if (!pinSource) throw corrupt('needs pin.env (a variable name) or pin.file (an absolute path)');
+    if (
+      v.keyLabelPrefix !== undefined &&
+      (typeof v.keyLabelPrefix !== 'string' || v.keyLabelPrefix.length > 16)
+    ) {
+      throw corrupt('has a bad keyLabelPrefix');
+    }
+    return {
+      version: 1,
+      backend: 'pkcs11',
+      module: v.module,
+      token: v.token,
+      pin: pinSource,
+      ...(typeof v.keyLabelPrefix === 'string' ? { keyLabelPrefix: v.keyLabelPrefix } : {}),
+    };
+  }
   if (v.backend !== 'atecc608') throw corrupt(`names an unknown backend ${JSON.stringify(v.backend)}`);
   const link = checkLinkSpec(v.link);
   const keys: Record<KeyId, AllocatedKey> = {};
@@ -112,13 +180,103 @@ export async function openVault(home: string, name: string): Promise<OpenedVault
     });
     return { name, backend: 'software', vault, close: async () => {} };
   }
-  return openAtecc608Vault(home, name, descriptor);
+  const open = (): Promise<OpenedVault> => {
+    switch (descriptor.backend) {
+      case 'atecc608':
+        return openAtecc608Vault(home, name, descriptor);
+      case 'tpm':
+        return openTpmVault(home, name, descriptor);
+      case 'pkcs11':
+        return openPkcs11Vault(name, descriptor);
+    }
+  };
+  return lazily(name, descriptor.backend, open);
+}
+
+/**
+ * A hardware vault that reaches its device only when a key is used: showing an identity, or
+ * loading an authority's change history, must not need the chip (a TPM behind swtpm serves one
+ * client at a time; a token may sit in another process's session; a kit may be unplugged).
+ */
+function lazily(name: string, backend: string, open: () => Promise<OpenedVault>): OpenedVault {
+  let opened: Promise<OpenedVault> | undefined;
+  const device = (): Promise<SigningVault> => {
+    if (opened === undefined) {
+      const attempt = open();
+      opened = attempt;
+      // A failed open (device unplugged, wrong PIN) is tried again on the next use.
+      attempt.catch(() => {
+        if (opened === attempt) opened = undefined;
+      });
+    }
+    return opened.then((o) => o.vault);
+  };
+  const vault: SigningVault = {
+    backend,
+    generateSigningKey: async (type) => (await device()).generateSigningKey(type),
+    publicKey: async (keyId) => (await device()).publicKey(keyId),
+    sign: async (keyId, data) => (await device()).sign(keyId, data),
+    deleteKey: async (keyId) => (await device()).deleteKey(keyId),
+    listKeys: async () => (await device()).listKeys(),
+  };
+  return {
+    name,
+    backend,
+    vault,
+    close: async () => {
+      const o = opened;
+      opened = undefined;
+      if (o) await o.then((v) => v.close()).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Key records kept in the descriptor's `keys`, re-read on every load so processes see each other's
+ * keys, and changed under the descriptor lock.
+ */
+function descriptorRecords<T>(home: string, name: string, backend: 'atecc608' | 'tpm') {
+  return {
+    load: async (): Promise<Record<KeyId, T>> => {
+      const d = await readDescriptor(home, name);
+      return d?.backend === backend ? { ...(d.keys as Record<KeyId, T>) } : {};
+    },
+    save: async (keys: Record<KeyId, T>): Promise<void> => {
+      const d = await readDescriptor(home, name);
+      if (d?.backend !== backend) {
+        throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}" lost its ${DESCRIPTOR_FILE}`);
+      }
+      await writeDescriptor(home, name, { ...d, keys } as VaultDescriptor);
+    },
+    exclusive: <R>(fn: () => Promise<R>): Promise<R> => withDescriptorLock(home, name, fn),
+  };
+}
+
+async function openTpmVault(home: string, name: string, d: TpmDescriptor): Promise<OpenedVault> {
+  const { TpmVault } = await import('../../vaults/tpm/tpm-vault.js');
+  const vault = await TpmVault.open({
+    tcti: d.tcti,
+    records: descriptorRecords(home, name, 'tpm') as never,
+    ...(d.persist ? { persist: true } : {}),
+  });
+  return { name, backend: 'tpm', vault, close: () => vault.close() };
+}
+
+async function openPkcs11Vault(name: string, d: Pkcs11Descriptor): Promise<OpenedVault> {
+  const { Pkcs11Vault } = await import('../../vaults/pkcs11/pkcs11-vault.js');
+  const vault = await Pkcs11Vault.open({
+    module: d.module,
+    token: d.token,
+    pin: d.pin,
+    ...(d.keyLabelPrefix ? { keyLabelPrefix: d.keyLabelPrefix } : {}),
+  });
+  return { name, backend: 'pkcs11', vault, close: () => vault.close() };
 }
 
 async function openAtecc608Vault(
   home: string,
   name: string,
-  descriptor: Extract<VaultDescriptor, { backend: 'atecc608' }>,
+  descriptor: Atecc608Descriptor,
 ): Promise<OpenedVault> {
   const [{ Atecc608Vault }, { Atecc608 }, { openAteccLink }] = await Promise.all([
     import('../../vaults/atecc608/atecc608-vault.js'),
@@ -126,21 +284,7 @@ async function openAtecc608Vault(
     import('../../vaults/atecc608/link-spec.js'),
   ]);
   const link = await openAteccLink(descriptor.link);
-  // Allocations live in the descriptor, re-read on every load so two processes see each other's keys.
-  const allocations: KeyAllocations = {
-    load: async () => {
-      const d = await readDescriptor(home, name);
-      return d?.backend === 'atecc608' ? { ...d.keys } : {};
-    },
-    save: async (keys) => {
-      const d = await readDescriptor(home, name);
-      if (d?.backend !== 'atecc608') {
-        throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}" lost its ${DESCRIPTOR_FILE}`);
-      }
-      await writeDescriptor(home, name, { ...d, keys });
-    },
-    exclusive: (fn) => withDescriptorLock(home, name, fn),
-  };
+  const allocations: KeyAllocations = descriptorRecords<AllocatedKey>(home, name, 'atecc608');
   const vault = new Atecc608Vault(new Atecc608(link), {
     allocations,
     ...(descriptor.slots ? { slots: descriptor.slots } : {}),
@@ -228,4 +372,26 @@ function isRunning(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Records a TPM or a PKCS#11 token as vault `name` after opening it once (the TCTI answers; the
+ * module loads, the token exists and the PIN logs in), so a mistake shows up now rather than at
+ * the first signature. An existing vault of that name is never replaced.
+ */
+export async function createHardwareVault(
+  home: string,
+  name: string,
+  descriptor: TpmDescriptor | Pkcs11Descriptor,
+): Promise<void> {
+  const existing = await readDescriptor(home, name);
+  if (existing !== undefined) {
+    throw new KeyhopError(ErrorCodes.USAGE, `vault "${name}" already exists (${existing.backend})`);
+  }
+  const opened =
+    descriptor.backend === 'tpm'
+      ? await openTpmVault(home, name, descriptor)
+      : await openPkcs11Vault(name, descriptor);
+  await opened.close();
+  await writeDescriptor(home, name, descriptor);
 }

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { describeLinkSpec } from '../../../vaults/atecc608/link-spec.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
@@ -14,7 +15,7 @@ import {
 } from '../../identity/models.js';
 import { IdentityStore } from '../../node/identity-store.js';
 import { keyhopHome } from '../../node/paths.js';
-import { createAtecc608Vault } from '../../node/vault-registry.js';
+import { createAtecc608Vault, createHardwareVault } from '../../node/vault-registry.js';
 import { addLinkOptions, type LinkOptions, linkSpecFrom } from '../atecc608-link-options.js';
 import { print } from '../output.js';
 
@@ -85,32 +86,101 @@ export function registerIdentityCommands(program: Command): void {
     .description('vaults in KEYHOP_HOME: software key stores and hardware (docs/vaults/)');
   addLinkOptions(vault.command('create'))
     .description(
-      'create a vault: software (set KEYHOP_VAULT_PASSPHRASE to encrypt its keys at rest) or a provisioned ATECC608',
+      'create a vault: software (KEYHOP_VAULT_PASSPHRASE encrypts its keys at rest), a provisioned ATECC608, a TPM 2.0 or a PKCS#11 token',
     )
     .argument('[name]', 'vault name', 'default')
-    .option('--backend <backend>', 'software or atecc608', 'software')
+    .option('--backend <backend>', 'software, atecc608, tpm or pkcs11', 'software')
+    .option(
+      '--tcti <conf>',
+      'TPM: TCTI configuration (default device:/dev/tpmrm0; swtpm:host=…,port=… for swtpm)',
+    )
+    .option('--persist', 'TPM: make new keys persistent in the TPM (EvictControl) instead of reloading blobs')
+    .option('--module <path>', 'PKCS#11: the module (e.g. /usr/lib/softhsm/libsofthsm2.so)')
+    .option('--token <label>', 'PKCS#11: the token label (never a slot number)')
+    .option(
+      '--pin-env <variable>',
+      'PKCS#11: read the user PIN from this environment variable',
+      'KEYHOP_PKCS11_PIN',
+    )
+    .option('--pin-file <path>', 'PKCS#11: read the user PIN from this file instead')
     .option('--json', 'machine-readable output')
     .action(async (name: string, _o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<Common & LinkOptions & { backend: string }>();
-      if (o.backend === 'atecc608') {
-        const link = linkSpecFrom(o);
-        await createAtecc608Vault(keyhopHome(o.home), name, link);
-        print(
-          o,
-          { vault: name, backend: 'atecc608', link: describeLinkSpec(link) },
-          (d) => `vault ${d.vault} ready (ATECC608 at ${d.link})`,
-        );
-        return;
+      const o = cmd.optsWithGlobals<
+        Common &
+          LinkOptions & {
+            backend: string;
+            tcti?: string;
+            persist?: boolean;
+            module?: string;
+            token?: string;
+            pinEnv: string;
+            pinFile?: string;
+          }
+      >();
+      const home = keyhopHome(o.home);
+      switch (o.backend) {
+        case 'software': {
+          await store(o).vault(name);
+          print(
+            o,
+            { vault: name, backend: 'software', encrypted: Boolean(process.env.KEYHOP_VAULT_PASSPHRASE) },
+            (d) => `vault ${d.vault} ready${d.encrypted ? ' (keys encrypted at rest)' : ''}`,
+          );
+          return;
+        }
+        case 'atecc608': {
+          const link = linkSpecFrom(o);
+          await createAtecc608Vault(home, name, link);
+          print(
+            o,
+            { vault: name, backend: 'atecc608', link: describeLinkSpec(link) },
+            (d) => `vault ${d.vault} ready (ATECC608 at ${d.link})`,
+          );
+          return;
+        }
+        case 'tpm': {
+          const tcti = o.tcti ?? 'device:/dev/tpmrm0';
+          await createHardwareVault(home, name, {
+            version: 1,
+            backend: 'tpm',
+            tcti,
+            ...(o.persist ? { persist: true } : {}),
+            keys: {},
+          });
+          print(
+            o,
+            { vault: name, backend: 'tpm', tcti },
+            (d) => `vault ${d.vault} ready (TPM 2.0 via ${d.tcti})`,
+          );
+          return;
+        }
+        case 'pkcs11': {
+          if (!o.module || !o.token) {
+            throw new KeyhopError(
+              ErrorCodes.USAGE,
+              'a pkcs11 vault needs --module <path> and --token <label>',
+            );
+          }
+          if (!o.module.startsWith('/'))
+            throw new KeyhopError(ErrorCodes.USAGE, '--module must be an absolute path');
+          const pin = o.pinFile ? { file: resolve(o.pinFile) } : { env: o.pinEnv };
+          await createHardwareVault(home, name, {
+            version: 1,
+            backend: 'pkcs11',
+            module: o.module,
+            token: o.token,
+            pin,
+          });
+          print(
+            o,
+            { vault: name, backend: 'pkcs11', module: o.module, token: o.token },
+            (d) => `vault ${d.vault} ready (PKCS#11 token "${d.token}" of ${d.module})`,
+          );
+          return;
+        }
+        default:
+          throw new KeyhopError(ErrorCodes.USAGE, '--backend must be software, atecc608, tpm or pkcs11');
       }
-      if (o.backend !== 'software') {
-        throw new KeyhopError(ErrorCodes.USAGE, '--backend must be software or atecc608');
-      }
-      await store(o).vault(name);
-      print(
-        o,
-        { vault: name, backend: 'software', encrypted: Boolean(process.env.KEYHOP_VAULT_PASSPHRASE) },
-        (d) => `vault ${d.vault} ready${d.encrypted ? ' (keys encrypted at rest)' : ''}`,
-      );
     });
 
   const identity = program.command('identity').description('identities (Ockam change histories)');
