@@ -12,12 +12,14 @@ import { channelBenchmark } from './channel.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
 import { linksBenchmark } from './links.js';
 import { routingBenchmark } from './routing.js';
+import { vaultsBenchmark } from './vaults.js';
 
 /** Every benchmark, by the name used on the command line and for the results file. */
 const benchmarks: Record<string, Benchmark> = {
   routing: routingBenchmark,
   channel: channelBenchmark,
   links: linksBenchmark,
+  vaults: vaultsBenchmark,
   atecc608: atecc608Benchmark,
 };
 
