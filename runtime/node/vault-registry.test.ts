@@ -47,12 +47,61 @@ describe('vault descriptors', () => {
       '{"version":1,"backend":"atecc608","link":{"type":"i2c"},"keys":{"slot1":{"slot":2,"publicKey":"00"}}}',
     ],
     ['bad slots', '{"version":1,"backend":"atecc608","link":{"type":"i2c"},"keys":{},"slots":[16]}'],
+    ['a TPM without TCTI', '{"version":1,"backend":"tpm","keys":{}}'],
+    [
+      'a relative PKCS#11 module',
+      '{"version":1,"backend":"pkcs11","module":"lib.so","token":"t","pin":{"env":"P"}}',
+    ],
+    [
+      'a PKCS#11 PIN in the file',
+      '{"version":1,"backend":"pkcs11","module":"/l.so","token":"t","pin":"1234"}',
+    ],
+    [
+      'a PKCS#11 token label too long',
+      `{"version":1,"backend":"pkcs11","module":"/l.so","token":"${'x'.repeat(33)}","pin":{"env":"P"}}`,
+    ],
   ])('refuses a descriptor with %s', async (_what, text) => {
     const h = home();
     mkdirSync(join(h, 'vaults', 'v'), { recursive: true });
     writeFileSync(join(h, 'vaults', 'v', 'vault.json'), text);
     const err = await readDescriptor(h, 'v').catch((e: unknown) => e);
     expect(isKeyhopError(err, 'KEY_STORE_CORRUPT') || isKeyhopError(err, 'CONFIG_INVALID')).toBe(true);
+  });
+});
+
+describe('hardware vaults open lazily', () => {
+  it('round-trips TPM and PKCS#11 descriptors', async () => {
+    const h = home();
+    const tpm = { version: 1, backend: 'tpm', tcti: 'swtpm:host=127.0.0.1,port=1', keys: {} } as const;
+    const hsm = {
+      version: 1,
+      backend: 'pkcs11',
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      token: 'keyhop',
+      pin: { env: 'KEYHOP_PKCS11_PIN' },
+    } as const;
+    await writeDescriptor(h, 'tpm', tpm);
+    await writeDescriptor(h, 'hsm', hsm);
+    expect(await readDescriptor(h, 'tpm')).toEqual(tpm);
+    expect(await readDescriptor(h, 'hsm')).toEqual(hsm);
+  });
+
+  it('opens a vault whose device is unreachable, and fails only when a key is used (then again, not cached)', async () => {
+    const h = home();
+    await writeDescriptor(h, 'tpm', {
+      version: 1,
+      backend: 'tpm',
+      tcti: 'swtpm:host=127.0.0.1,port=1',
+      keys: {},
+    });
+    const opened = await openVault(h, 'tpm');
+    expect(opened.backend).toBe('tpm');
+    expect(opened.vault.backend).toBe('tpm');
+    for (let i = 0; i < 2; i++) {
+      const err = await opened.vault.generateSigningKey('P256').catch((e: unknown) => e);
+      expect(isKeyhopError(err, 'HARDWARE_UNAVAILABLE')).toBe(true);
+    }
+    await opened.close();
   });
 });
 
