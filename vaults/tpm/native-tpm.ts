@@ -1,8 +1,4 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
-import { packageRoot } from '../atecc608/links/native-addon.js';
+import { loadNativeAddon, type NativeAddonSpec, nativeAddonPath } from '../native-addon.js';
 
 /**
  * The native TPM 2.0 addon (`native/tpm2/`, tpm2-tss ESAPI), built by `binding.gyp` into
@@ -96,57 +92,30 @@ export function isTpm2AddonError(e: unknown): e is Tpm2AddonError {
 
 /** Environment variable naming the addon file explicitly (a cmake-js build, a cross-built copy). */
 export const TPM2_ADDON_ENV = 'KEYHOP_TPM2_ADDON';
-const ADDON_FILE = join('build', 'Release', 'keyhop_tpm2.node');
+
+const SPEC: NativeAddonSpec = {
+  file: 'keyhop_tpm2.node',
+  env: TPM2_ADDON_ENV,
+  what: 'the TPM 2.0 addon',
+  howToBuild:
+    'install tpm2-tss (apt-get install libtss2-dev pkg-config) and build it with `npm run build:native` ' +
+    '(node-gyp) or `npm run build:native:cmake` (cmake-js, then set ' +
+    `${TPM2_ADDON_ENV}=build-cmake/Release/keyhop_tpm2.node)`,
+  entry: 'open',
+};
 
 /** Where the addon is loaded from: `$KEYHOP_TPM2_ADDON`, else `<package root>/build/Release/…`. */
 export function tpm2AddonPath(): string {
-  const explicit = process.env[TPM2_ADDON_ENV];
-  if (explicit !== undefined && explicit !== '') return resolve(explicit);
-  return join(packageRoot(), ADDON_FILE);
+  return nativeAddonPath(SPEC);
 }
 
-const cache = new Map<string, Tpm2Addon>();
-
 /**
- * Loads (once per path) and returns the addon. Throws HARDWARE_UNAVAILABLE, saying how to build it,
- * when the file is missing or does not load.
- *
- * tpm2-tss logs every failed command to stderr by default; unless TSS2_LOG is set, its logging is
- * switched off here (errors reach the caller as KeyhopErrors instead). Set TSS2_LOG=all+debug to
- * see the library's own trace.
+ * Loads (once per path) and returns the addon; HARDWARE_UNAVAILABLE saying how to build it if it
+ * cannot. tpm2-tss logs every failed command to stderr by default; unless TSS2_LOG is set, its
+ * logging is switched off first (errors reach the caller as KeyhopErrors instead). Set
+ * TSS2_LOG=all+debug to see the library's own trace.
  */
 export function loadTpm2Addon(): Tpm2Addon {
-  const path = tpm2AddonPath();
-  const cached = cache.get(path);
-  if (cached !== undefined) return cached;
-  const howTo =
-    'install tpm2-tss (apt-get install libtss2-dev) and build it with `npm run build:native` ' +
-    '(node-gyp) or `npm run build:native:cmake` (cmake-js, then set ' +
-    `${TPM2_ADDON_ENV}=build-cmake/Release/keyhop_tpm2.node)`;
-  if (!existsSync(path)) {
-    throw new KeyhopError(
-      ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the TPM 2.0 addon is not built (${path} is missing): ${howTo}`,
-    );
-  }
   if (process.env.TSS2_LOG === undefined) process.env.TSS2_LOG = 'all+NONE';
-  let loaded: unknown;
-  try {
-    loaded = createRequire(import.meta.url)(path);
-  } catch (e) {
-    throw new KeyhopError(
-      ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the TPM 2.0 addon ${path} does not load (${e instanceof Error ? e.message : String(e)}); rebuild it: ${howTo}`,
-      { cause: e },
-    );
-  }
-  if (typeof (loaded as { open?: unknown } | null)?.open !== 'function') {
-    throw new KeyhopError(
-      ErrorCodes.HARDWARE_UNAVAILABLE,
-      `${path} is not the keyhop TPM 2.0 addon: ${howTo}`,
-    );
-  }
-  const addon = loaded as Tpm2Addon;
-  cache.set(path, addon);
-  return addon;
+  return loadNativeAddon<Tpm2Addon>(SPEC);
 }

@@ -1,8 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ErrorCodes, KeyhopError } from '../../../runtime/errors.js';
+import { loadNativeAddon, type NativeAddonSpec, nativeAddonPath } from '../../native-addon.js';
 
 /**
  * The native ATECC608 I2C addon (`native/atecc608/`, built by `binding.gyp` into
@@ -71,75 +67,23 @@ export interface AteccI2cAddon {
 
 /** Environment variable naming the addon file explicitly (a cmake-js build, a cross-built copy). */
 export const ADDON_ENV = 'KEYHOP_ATECC608_ADDON';
-const ADDON_FILE = join('build', 'Release', 'keyhop_atecc608.node');
 
-let packageRootCache: string | undefined;
-
-/** The keyhop checkout or installed package (found from this file, so it works from dist/ too). */
-export function packageRoot(): string {
-  if (packageRootCache !== undefined) return packageRootCache;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'keyhop') {
-          packageRootCache = dir;
-          return dir;
-        }
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json of keyhop not found above vaults/atecc608/links');
-    dir = up;
-  }
-}
+const SPEC: NativeAddonSpec = {
+  file: 'keyhop_atecc608.node',
+  env: ADDON_ENV,
+  what: 'the ATECC608 I2C addon',
+  howToBuild:
+    'build it with `npm run build:native` (node-gyp; needs make, g++ and python3) or ' +
+    '`npm run build:native:cmake` (cmake-js) and set KEYHOP_ATECC608_ADDON=build-cmake/Release/keyhop_atecc608.node',
+  entry: 'transact',
+};
 
 /** Where the addon is loaded from: `$KEYHOP_ATECC608_ADDON`, else `<package root>/build/Release/…`. */
 export function addonPath(): string {
-  const explicit = process.env[ADDON_ENV];
-  if (explicit !== undefined && explicit !== '') return resolve(explicit);
-  return join(packageRoot(), ADDON_FILE);
+  return nativeAddonPath(SPEC);
 }
 
-const cache = new Map<string, AteccI2cAddon>();
-
-/**
- * Loads (once per path) and returns the addon. Throws HARDWARE_UNAVAILABLE, saying how to build it,
- * when the file is missing or does not load.
- */
+/** Loads (once per path) and returns the addon; HARDWARE_UNAVAILABLE saying how to build it if it cannot. */
 export function loadAteccAddon(): AteccI2cAddon {
-  const path = addonPath();
-  const cached = cache.get(path);
-  if (cached !== undefined) return cached;
-  const howTo =
-    'build it with `npm run build:native` (node-gyp; needs make, g++ and python3) or ' +
-    '`npm run build:native:cmake` (cmake-js) and set KEYHOP_ATECC608_ADDON=build-cmake/Release/keyhop_atecc608.node';
-  if (!existsSync(path)) {
-    throw new KeyhopError(
-      ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the ATECC608 I2C addon is not built (${path} is missing): ${howTo}`,
-    );
-  }
-  let loaded: unknown;
-  try {
-    loaded = createRequire(import.meta.url)(path);
-  } catch (e) {
-    throw new KeyhopError(
-      ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the ATECC608 I2C addon ${path} does not load (${e instanceof Error ? e.message : String(e)}); rebuild it: ${howTo}`,
-      { cause: e },
-    );
-  }
-  if (typeof (loaded as { transact?: unknown } | null)?.transact !== 'function') {
-    throw new KeyhopError(
-      ErrorCodes.HARDWARE_UNAVAILABLE,
-      `${path} is not the keyhop ATECC608 addon: ${howTo}`,
-    );
-  }
-  const addon = loaded as AteccI2cAddon;
-  cache.set(path, addon);
-  return addon;
+  return loadNativeAddon<AteccI2cAddon>(SPEC);
 }
