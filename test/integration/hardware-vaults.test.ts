@@ -104,7 +104,8 @@ describe.skipIf(skip !== undefined)('TPM and PKCS#11 vaults through the CLI', ()
       '--policy',
       '(= subject.role "gateway")',
     );
-    await json('node', 'start', 'snode');
+    const sPort = await freePort();
+    await json('node', 'start', 'snode', '--tcp-listener', `127.0.0.1:${sPort}`);
 
     // TPM → token: the token side's policy admits the TPM identity by its token-signed credential.
     const th = await json(
