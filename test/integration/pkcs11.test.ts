@@ -4,7 +4,7 @@
  * @noble/curves and node:crypto; the PIN paths (wrong, locked, unset, from a file) each give one
  * error and cost at most one login attempt.
  */
-import { createHash, createPublicKey, verify as nodeVerify, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -32,6 +32,7 @@ import {
 } from '../../vaults/pkcs11/constants.js';
 import { Pkcs11Vault, type Pkcs11VaultOptions, pkcs11Internals } from '../../vaults/pkcs11/pkcs11-vault.js';
 import { type SoftHsm, softhsmSkipReason, startSoftHsm } from '../rig/softhsm.js';
+import { verifyP256Both } from '../support/p256.js';
 
 const skip = softhsmSkipReason();
 const PIN = '97531864';
@@ -57,18 +58,7 @@ async function failure(p: Promise<unknown>): Promise<KeyhopError> {
 }
 
 function verifyP256(pub: Uint8Array, data: Uint8Array, sig: Uint8Array): boolean {
-  const digest = createHash('sha256').update(data).digest();
-  const noble = p256.verify(sig, digest, pub, { prehash: false, lowS: false });
-  const key = createPublicKey({
-    key: {
-      kty: 'EC',
-      crv: 'P-256',
-      x: Buffer.from(pub.subarray(1, 33)).toString('base64url'),
-      y: Buffer.from(pub.subarray(33)).toString('base64url'),
-    },
-    format: 'jwk',
-  });
-  const node = nodeVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig);
+  const { noble, node } = verifyP256Both(pub, data, sig);
   return noble && node;
 }
 

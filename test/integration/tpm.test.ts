@@ -4,7 +4,7 @@
  * addon (native/tpm2). swtpm serves one client connection at a time, so every test closes its
  * vault before the next one opens a context.
  */
-import { createHash, createPublicKey, verify as nodeVerify, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { p256 } from '@noble/curves/nist.js';
@@ -21,6 +21,7 @@ import {
 } from '../../vaults/tpm/tpm-vault.js';
 import { repoRoot } from '../rig/i2c-shim.js';
 import { type Swtpm, startSwtpm, swtpmSkipReason } from '../rig/swtpm.js';
+import { verifyP256Both } from '../support/p256.js';
 
 const skip = swtpmSkipReason();
 
@@ -44,23 +45,8 @@ describe('TPM addon build files', () => {
 });
 
 const message = new TextEncoder().encode('keyhop on a TPM');
-const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 
-function verifies(pub: Uint8Array, data: Uint8Array, sig: Uint8Array): { noble: boolean; node: boolean } {
-  const digest = sha256(data);
-  const noble = p256.verify(sig, digest, pub, { prehash: false, lowS: false });
-  const key = createPublicKey({
-    key: {
-      kty: 'EC',
-      crv: 'P-256',
-      x: Buffer.from(pub.subarray(1, 33)).toString('base64url'),
-      y: Buffer.from(pub.subarray(33)).toString('base64url'),
-    },
-    format: 'jwk',
-  });
-  const node = nodeVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig);
-  return { noble, node };
-}
+const verifies = verifyP256Both;
 
 describe.skipIf(skip !== undefined)('TPM vault against swtpm', () => {
   let tpm: Swtpm;
