@@ -8,10 +8,13 @@ export const MAJOR_BYTES = 2;
 export const MAJOR_ARRAY = 4;
 
 export function headerSize(n: number): number {
-  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
 }
 
-/** Writes a head of major type `major` with argument `n` (< 2^32) at `pos`; returns the next position. */
+/**
+ * Writes a head of major type `major` with argument `n` (an unsigned safe integer: up to 2^53 - 1)
+ * at `pos`; returns the next position.
+ */
 export function writeHeader(out: Uint8Array, pos: number, major: number, n: number): number {
   const m = major << 5;
   if (n < 24) {
@@ -29,12 +32,26 @@ export function writeHeader(out: Uint8Array, pos: number, major: number, n: numb
     out[pos + 2] = n & 0xff;
     return pos + 3;
   }
-  out[pos] = m | 26;
-  out[pos + 1] = n >>> 24;
-  out[pos + 2] = (n >>> 16) & 0xff;
-  out[pos + 3] = (n >>> 8) & 0xff;
-  out[pos + 4] = n & 0xff;
-  return pos + 5;
+  if (n < 0x1_0000_0000) {
+    out[pos] = m | 26;
+    out[pos + 1] = n >>> 24;
+    out[pos + 2] = (n >>> 16) & 0xff;
+    out[pos + 3] = (n >>> 8) & 0xff;
+    out[pos + 4] = n & 0xff;
+    return pos + 5;
+  }
+  const hi = Math.floor(n / 0x1_0000_0000);
+  const lo = n >>> 0;
+  out[pos] = m | 27;
+  out[pos + 1] = hi >>> 24;
+  out[pos + 2] = (hi >>> 16) & 0xff;
+  out[pos + 3] = (hi >>> 8) & 0xff;
+  out[pos + 4] = hi & 0xff;
+  out[pos + 5] = lo >>> 24;
+  out[pos + 6] = (lo >>> 16) & 0xff;
+  out[pos + 7] = (lo >>> 8) & 0xff;
+  out[pos + 8] = lo & 0xff;
+  return pos + 9;
 }
 
 /** A byte string: head and bytes. */

@@ -1,10 +1,12 @@
+import { writeHeader } from '../codec/cbor-write.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 
 /**
  * Minimal canonical CBOR writer for the identity structures: shortest-form heads, definite
  * lengths, and maps written in the order the caller gives (minicbor writes a BTreeMap in the
  * keys' byte order, which is not RFC 8949's length-first order, so cborg's sorted maps would not
- * be byte-exact). Integers are unsigned and at most Number.MAX_SAFE_INTEGER.
+ * be byte-exact). Integers are unsigned and at most Number.MAX_SAFE_INTEGER. Heads are written by
+ * the same shortest-form writer as the hot-path codecs (codec/cbor-write.ts).
  */
 export class CborWriter {
   private buf = new Uint8Array(256);
@@ -26,38 +28,8 @@ export class CborWriter {
         `CBOR: ${n} is not an unsigned integer keyhop can encode`,
       );
     }
-    const m = major << 5;
     this.reserve(9);
-    const b = this.buf;
-    let p = this.len;
-    if (n < 24) b[p++] = m | n;
-    else if (n < 0x100) {
-      b[p++] = m | 24;
-      b[p++] = n;
-    } else if (n < 0x10000) {
-      b[p++] = m | 25;
-      b[p++] = n >>> 8;
-      b[p++] = n & 0xff;
-    } else if (n < 0x1_0000_0000) {
-      b[p++] = m | 26;
-      b[p++] = n >>> 24;
-      b[p++] = (n >>> 16) & 0xff;
-      b[p++] = (n >>> 8) & 0xff;
-      b[p++] = n & 0xff;
-    } else {
-      const hi = Math.floor(n / 0x1_0000_0000);
-      const lo = n >>> 0;
-      b[p++] = m | 27;
-      b[p++] = hi >>> 24;
-      b[p++] = (hi >>> 16) & 0xff;
-      b[p++] = (hi >>> 8) & 0xff;
-      b[p++] = hi & 0xff;
-      b[p++] = lo >>> 24;
-      b[p++] = (lo >>> 16) & 0xff;
-      b[p++] = (lo >>> 8) & 0xff;
-      b[p++] = lo & 0xff;
-    }
-    this.len = p;
+    this.len = writeHeader(this.buf, this.len, major, n);
     return this;
   }
 
