@@ -26,6 +26,9 @@ import { round } from './support.js';
 
 const run = promisify(execFile);
 
+const OPS = ['sign', 'ecdh', 'random'] as const;
+type Op = (typeof OPS)[number];
+
 interface Rate {
   opsPerSec: number;
   medianMs: number;
@@ -201,58 +204,49 @@ export const vaultsBenchmark: Benchmark = {
     const toolIterations = intFlag(flags, 'tool-iterations', 20);
     const tpm = await tpmRates(iterations, toolIterations);
     const pkcs11 = await pkcs11Rates(iterations);
-    const ops = ['sign', 'ecdh', 'random'] as const;
-    const rows: (string | number)[][] = [];
-    for (const op of ops) {
-      rows.push([
-        'TPM',
+    // Each keyhop vault against what it is compared with, one table row per operation.
+    const comparisons = [
+      { vault: 'TPM', key: 'tpm', ours: tpm.keyhop, against: 'tpm2-tools', theirs: tpm.tools },
+      {
+        vault: 'TPM, no param. encryption',
+        key: 'tpm_plain',
+        ours: tpm.keyhopPlain,
+        against: 'tpm2-tools',
+        theirs: tpm.tools,
+      },
+      {
+        vault: 'PKCS#11',
+        key: 'pkcs11',
+        ours: pkcs11.token,
+        against: 'software vault',
+        theirs: pkcs11.software,
+      },
+    ];
+    const ratio = (c: (typeof comparisons)[number], op: Op) => c.ours[op].opsPerSec / c.theirs[op].opsPerSec;
+    const rows = comparisons.flatMap((c) =>
+      OPS.map((op) => [
+        c.vault,
         op,
-        round(tpm.keyhop[op].opsPerSec, 1),
-        round(tpm.keyhop[op].medianMs, 3),
-        'tpm2-tools',
-        round(tpm.tools[op].opsPerSec, 1),
-        round(tpm.tools[op].medianMs, 2),
-        `${round(tpm.keyhop[op].opsPerSec / tpm.tools[op].opsPerSec, 1)}x`,
-      ]);
-    }
-    for (const op of ops) {
-      rows.push([
-        'TPM, no param. encryption',
-        op,
-        round(tpm.keyhopPlain[op].opsPerSec, 1),
-        round(tpm.keyhopPlain[op].medianMs, 3),
-        'tpm2-tools',
-        round(tpm.tools[op].opsPerSec, 1),
-        round(tpm.tools[op].medianMs, 2),
-        `${round(tpm.keyhopPlain[op].opsPerSec / tpm.tools[op].opsPerSec, 1)}x`,
-      ]);
-    }
-    for (const op of ops) {
-      rows.push([
-        'PKCS#11',
-        op,
-        round(pkcs11.token[op].opsPerSec, 1),
-        round(pkcs11.token[op].medianMs, 3),
-        'software vault',
-        round(pkcs11.software[op].opsPerSec, 1),
-        round(pkcs11.software[op].medianMs, 4),
-        `${round(pkcs11.token[op].opsPerSec / pkcs11.software[op].opsPerSec, 3)}x`,
-      ]);
-    }
+        round(c.ours[op].opsPerSec, 1),
+        round(c.ours[op].medianMs, 3),
+        c.against,
+        round(c.theirs[op].opsPerSec, 1),
+        round(c.theirs[op].medianMs, 4),
+        `${round(ratio(c, op), ratio(c, op) >= 1 ? 1 : 3)}x`,
+      ]),
+    );
     return {
       parameters: { iterations, toolIterations },
       results: { tpm, pkcs11 },
       summary: {
-        ratios: Object.fromEntries([
-          ...ops.map((op) => [
-            `tpm_${op}_vs_tpm2tools`,
-            round(tpm.keyhop[op].opsPerSec / tpm.tools[op].opsPerSec, 2),
-          ]),
-          ...ops.map((op) => [
-            `pkcs11_${op}_vs_software`,
-            round(pkcs11.token[op].opsPerSec / pkcs11.software[op].opsPerSec, 4),
-          ]),
-        ]),
+        ratios: Object.fromEntries(
+          comparisons.flatMap((c) =>
+            OPS.map((op) => [
+              `${c.key}_${op}_vs_${c.against === 'tpm2-tools' ? 'tpm2tools' : 'software'}`,
+              round(ratio(c, op), 4),
+            ]),
+          ),
+        ),
       },
       table: {
         columns: [
