@@ -1,3 +1,4 @@
+import { concatBytes } from '@noble/hashes/utils.js';
 import { atcaCrc } from '../protocol/crc.js';
 import { encodeCommand } from '../protocol/packet.js';
 import type { Atecc608Chip } from './chip.js';
@@ -85,13 +86,7 @@ export function dataZoneCrc(slots: Map<number, Uint8Array>, otp: Uint8Array): nu
     parts.push(content);
   }
   parts.push(otp);
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return atcaCrc(all);
+  return atcaCrc(concatBytes(...parts));
 }
 
 /** Manual clock for tests. */

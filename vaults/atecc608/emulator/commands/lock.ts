@@ -1,3 +1,4 @@
+import { concatBytes } from '@noble/hashes/utils.js';
 import { atcaCrc } from '../../protocol/crc.js';
 import { Cfg, LOCKED, Status } from '../constants.js';
 import { type ChipCommand, type ChipContext, type CommandResult, status } from '../context.js';
@@ -44,11 +45,5 @@ export function lock(ctx: ChipContext, cmd: ChipCommand): CommandResult {
 /** The summary CRC a host passes to lock data+OTP: slots 0-15 in order, then OTP. */
 export function dataZoneCrc(ctx: Pick<ChipContext, 'mem'>): number {
   const parts = [...ctx.mem.slots, ctx.mem.otp];
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return atcaCrc(all);
+  return atcaCrc(concatBytes(...parts));
 }
