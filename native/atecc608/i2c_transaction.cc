@@ -225,16 +225,22 @@ bool Wake(Bus& bus, const Request& req, Result* out) {
   for (;;) {
     if (!bus.SetAddress(0, out)) return false;
     int ignored = 0;
-    const uint64_t pulseAt = NowUs();
     (void)bus.Write(&kGeneralCallWake, 1, &ignored);
+    // tWHI/tWHIST run from the end of the wake pulse, i.e. once the general-call write has
+    // returned (the kernel's transfer is synchronous). Taking the time before the write would
+    // count the bus transfer itself (and, through the test shim, its round trip) as waiting.
+    const uint64_t pulseEnd = NowUs();
     if (!bus.SetAddress(req.address, out)) return false;
     SleepUs(req.wakeDelayUs);
     uint8_t tok[4] = {0, 0, 0, 0};
     int e = 0;
+    uint64_t readAt = NowUs();
     Io r = bus.Read(tok, sizeof tok, &e);
-    // A chip still in its power-on self-test NACKs until tWHIST: keep reading before pulsing again.
-    while (r == Io::Nack && NowUs() < pulseAt + kWakeSelfTestUs) {
+    // A chip still in its power-on self-test NACKs until tWHIST: keep reading before pulsing
+    // again, until a read that started after tWHIST was NACKed too.
+    while (r == Io::Nack && readAt < pulseEnd + kWakeSelfTestUs) {
       SleepUs(kRetryGapUs);
+      readAt = NowUs();
       r = bus.Read(tok, sizeof tok, &e);
     }
     if (r == Io::Nack) {

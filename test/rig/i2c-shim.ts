@@ -196,10 +196,15 @@ class IpcChild<Reply> {
   private nextId = 1;
   private readonly pending = new Map<number, (r: Reply) => void>();
   private stderr = '';
+  /** Messages the child sent without being asked (events such as ticks). */
+  unsolicited = 0;
 
   private constructor(private readonly child: ChildProcess) {
     child.on('message', (m: { id?: number } & Reply) => {
-      if (m.id === undefined) return;
+      if (m.id === undefined) {
+        this.unsolicited++;
+        return;
+      }
       this.pending.get(m.id)?.(m);
       this.pending.delete(m.id);
     });
@@ -295,17 +300,22 @@ const { Atecc608 } = await import(process.env.KEYHOP_CHILD_DEVICE_MODULE);
 const { I2cLink } = await import(process.env.KEYHOP_CHILD_LINK_MODULE);
 const options = JSON.parse(process.env.KEYHOP_CHILD_OPTIONS);
 const device = new Atecc608(I2cLink.open(options.link), options.device);
-let ticks = 0;
-const iv = setInterval(() => { ticks++; }, 5);
+let ticks = 0, pending = 0;
+// While a call is pending every tick is also reported, so a test can hold the chip busy until it
+// has seen the child's event loop run (DeviceChild.ticksReported).
+const iv = setInterval(() => { ticks++; if (pending > 0) process.send({ tick: ticks }); }, 5);
 process.on('message', async (m) => {
   if (m.op === 'exit') { clearInterval(iv); await device.link.close(); process.disconnect(); return; }
   const t0 = ticks, s0 = Date.now();
+  pending++;
   try {
     const result = await device[m.method](...m.args);
     process.send({ id: m.id, result, ticks: ticks - t0, ms: Date.now() - s0 });
   } catch (e) {
     const error = { message: String(e && e.message), code: e && e.code, name: e && e.name };
     process.send({ id: m.id, error, ticks: ticks - t0, ms: Date.now() - s0 });
+  } finally {
+    pending--;
   }
 });
 process.send({ ready: true });
@@ -367,6 +377,11 @@ export class DeviceChild {
     };
     const args = ['--input-type=module', '-e', DEVICE_CHILD_SCRIPT];
     return new DeviceChild(await IpcChild.start<ChildCall>('device', args, { ...o, env }));
+  }
+
+  /** Event-loop ticks the child reported while a call was pending, since it started. */
+  get ticksReported(): number {
+    return this.ipc.unsolicited;
   }
 
   /** Runs `device[method](...args)` in the child; resolves with its result or error, never rejects on it. */

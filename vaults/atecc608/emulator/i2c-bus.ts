@@ -21,6 +21,12 @@ export interface EmulatedI2cBusOptions {
   readonly now?: () => number;
   /** Called after every transfer (tests compare bus traffic with atecc608.md §1.8). */
   readonly trace?: (event: I2cBusEvent) => void;
+  /**
+   * Test hook: after a command's execution time is over, the chip keeps NACKing while this returns
+   * true (it gets how many transfers were NACKed since the command). Tests use it to make a trace
+   * depend on events they control, never on how soon a loaded machine lets the host poll.
+   */
+  readonly holdBusy?: (nackedSinceCommand: number) => boolean;
 }
 
 interface Attached {
@@ -29,6 +35,9 @@ interface Attached {
   pointer: number;
   /** The chip NACKs until then: tWHI after a wake, or the end of command execution. */
   busyUntil: number;
+  /** A command was written and nothing has been ACKed since (`holdBusy` applies). */
+  commandPending: boolean;
+  nackedSinceCommand: number;
 }
 
 /**
@@ -53,16 +62,18 @@ export class EmulatedI2cBus {
   private readonly now: () => number;
   private readonly chips: Attached[] = [];
   private readonly trace: ((event: I2cBusEvent) => void) | undefined;
+  private readonly holdBusy: ((nackedSinceCommand: number) => boolean) | undefined;
 
   constructor(options: EmulatedI2cBusOptions = {}) {
     this.busHz = options.busHz ?? 100_000;
     this.now = options.now ?? (() => performance.now());
     this.trace = options.trace;
+    this.holdBusy = options.holdBusy;
   }
 
   attach(chip: Atecc608Chip): void {
     if (this.chips.some((a) => a.chip === chip)) return;
-    this.chips.push({ chip, pointer: 0, busyUntil: 0 });
+    this.chips.push({ chip, pointer: 0, busyUntil: 0, commandPending: false, nackedSinceCommand: 0 });
   }
 
   /** True when a general-call write at this bus clock holds SDA low long enough to wake a chip. */
@@ -122,6 +133,8 @@ export class EmulatedI2cBus {
         const { execMs } = a.chip.execute(bytes.subarray(1));
         a.pointer = 0;
         a.busyUntil = started + execMs;
+        a.commandPending = true;
+        a.nackedSinceCommand = 0;
         return 'ack';
       }
       default:
@@ -149,7 +162,13 @@ export class EmulatedI2cBus {
     for (const a of this.chips) {
       a.chip.checkWatchdog();
       if (a.chip.i2cAddress !== address7) continue;
-      if (!a.chip.awake || this.now() < a.busyUntil) return undefined;
+      if (!a.chip.awake) return undefined;
+      const held = a.commandPending && this.holdBusy?.(a.nackedSinceCommand) === true;
+      if (this.now() < a.busyUntil || held) {
+        if (a.commandPending) a.nackedSinceCommand++;
+        return undefined;
+      }
+      a.commandPending = false;
       return a;
     }
     return undefined;
