@@ -7,6 +7,7 @@
  * one JSON object (ChildReport) on stdout. Progress goes to stderr.
  */
 import { createECDH, createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
+import { describeError } from '../runtime/errors.js';
 import { Atecc608 } from '../vaults/atecc608/device.js';
 import type { CommandStep } from '../vaults/atecc608/link.js';
 import { I2cLink } from '../vaults/atecc608/links/i2c-link.js';
@@ -330,7 +331,7 @@ if (raw === undefined) {
     },
     (e: unknown) => {
       process.stderr.write(
-        `atecc608 bench child failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+        `atecc608 bench child failed: ${e instanceof Error ? (e.stack ?? e.message) : describeError(e)}\n`,
       );
       process.exitCode = 1;
     },

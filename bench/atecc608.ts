@@ -24,6 +24,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describeError } from '../runtime/errors.js';
 import { buildI2cShim, i2cRigSkipReason, shimEnv } from '../test/rig/i2c-shim.js';
 import { Atecc608 } from '../vaults/atecc608/device.js';
 import { Atecc608Chip, type ChipImage } from '../vaults/atecc608/emulator/chip.js';
@@ -175,7 +176,9 @@ function runChild(shim: string, socket: string, params: ChildParams): Promise<Ch
         resolve(JSON.parse(last) as ChildReport);
       } catch (e) {
         reject(
-          new Error(`atecc608 bench child printed no JSON report (${String(e)}): ${last.slice(0, 200)}`),
+          new Error(
+            `atecc608 bench child printed no JSON report (${describeError(e)}): ${last.slice(0, 200)}`,
+          ),
         );
       }
     });

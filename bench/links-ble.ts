@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { describeError } from '../runtime/errors.js';
 import { encodeCborFrame } from '../runtime/routing/codec/cbor-frame.js';
 import { Message } from '../runtime/routing/message.js';
 import { Route } from '../runtime/routing/route.js';
@@ -310,7 +311,7 @@ async function stacksSkipReason(): Promise<string | undefined> {
     await Promise.all([loadNoble(), loadBleno()]);
     return undefined;
   } catch (e) {
-    return `BLE stacks unavailable (${e instanceof Error ? e.message : String(e)}): BLE links skipped`;
+    return `BLE stacks unavailable (${describeError(e)}): BLE links skipped`;
   }
 }
 
@@ -882,7 +883,7 @@ async function handshakes(
       // A message of the handshake lost with a dropped link: count it, close what comes late.
       gaveUp = true;
       failed++;
-      process.stderr.write(`links: handshake ${i} failed: ${String(e)}; ${rig.describe()}\n`);
+      process.stderr.write(`links: handshake ${i} failed: ${describeError(e)}; ${rig.describe()}\n`);
       if (failed > 5) throw new Error('BLE bench: more than 5 handshakes failed');
     } finally {
       const w = rig.verified.waiters.indexOf(waiter!);

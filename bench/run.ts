@@ -7,6 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { describeError } from '../runtime/errors.js';
 import { atecc608Benchmark } from './atecc608.js';
 import { channelBenchmark } from './channel.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
@@ -77,7 +78,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`benchmark failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `benchmark failed: ${e instanceof Error ? (e.stack ?? e.message) : describeError(e)}\n`,
+    );
     process.exitCode = 1;
   },
 );

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OckamChannelIdentity } from '../runtime/channel/ockam-identity.js';
 import { SecureChannels } from '../runtime/channel/secure-channels.js';
+import { describeError } from '../runtime/errors.js';
 import { systemClock } from '../runtime/identity/clock.js';
 import { createIdentity } from '../runtime/identity/identity.js';
 import { Router } from '../runtime/routing/router.js';
@@ -261,7 +262,7 @@ export async function measureRig(
   const rssPeakBytes = rss.reset();
   let drainError: string | undefined;
   await pipeline.drain(replyTimeoutMs).catch((e: unknown) => {
-    drainError = e instanceof Error ? e.message : String(e);
+    drainError = describeError(e);
   });
   const problems = rig.problems();
   if (drainError !== undefined) problems.unansweredAtEnd = pipeline.inFlight;

@@ -86,13 +86,61 @@ export class KeyhopError extends Error {
   }
 }
 
+/** `e instanceof KeyhopError` (optionally with this code) that never throws, even for a hostile proxy. */
 export function isKeyhopError(e: unknown, code?: ErrorCode): e is KeyhopError {
-  return e instanceof KeyhopError && (code === undefined || e.code === code);
+  try {
+    return e instanceof KeyhopError && (code === undefined || e.code === code);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One line describing anything that was thrown: an Error's message, or the value as text. Never
+ * throws itself: a thrown value can be anything, including objects whose `toString` is not a
+ * function (`{ toString: [] }`), objects without a prototype, proxies whose traps throw, or errors
+ * whose `message` getter throws.
+ */
+export function describeError(e: unknown): string {
+  try {
+    if (e instanceof Error) {
+      const { message } = e;
+      if (typeof message === 'string' && message !== '') return message;
+      const { name } = e;
+      if (typeof name === 'string' && name !== '') return name;
+    }
+  } catch {
+    // fall through to the generic descriptions
+  }
+  try {
+    if (typeof e === 'symbol') return e.toString();
+    const text = String(e);
+    if (typeof text === 'string') return text;
+  } catch {
+    // String() called a toString/valueOf/Symbol.toPrimitive that threw or was not callable
+  }
+  try {
+    return Object.prototype.toString.call(e);
+  } catch {
+    return 'an indescribable thrown value';
+  }
+}
+
+/**
+ * A property of a thrown value (`code`, `errno`, …), or undefined. Never throws: the value may be
+ * null, a primitive, or a proxy whose traps throw.
+ */
+export function thrownProperty(e: unknown, name: string): unknown {
+  try {
+    if ((typeof e !== 'object' && typeof e !== 'function') || e === null) return undefined;
+    return (e as Record<string, unknown>)[name];
+  } catch {
+    return undefined;
+  }
 }
 
 /** Wrap anything thrown by third-party code so callers only ever see KeyhopError. */
 export function asKeyhopError(e: unknown, code: ErrorCode, context: string): KeyhopError {
-  if (e instanceof KeyhopError) return e;
-  const detail = e instanceof Error ? e.message : String(e);
-  return new KeyhopError(code, `${context}: ${detail}`, { cause: e });
+  if (isKeyhopError(e)) return e;
+  return new KeyhopError(code, `${context}: ${describeError(e)}`, { cause: e });
 }

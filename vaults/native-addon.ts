@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, KeyhopError } from '../runtime/errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../runtime/errors.js';
 
 /**
  * Loading keyhop's native addons (`build/Release/*.node`, built by binding.gyp or cmake-js): one
@@ -72,7 +72,7 @@ export function loadNativeAddon<T>(spec: NativeAddonSpec): T {
   } catch (e) {
     throw new KeyhopError(
       ErrorCodes.HARDWARE_UNAVAILABLE,
-      `${spec.what} ${path} does not load (${e instanceof Error ? e.message : String(e)}); rebuild it: ${spec.howToBuild}`,
+      `${spec.what} ${path} does not load (${describeError(e)}); rebuild it: ${spec.howToBuild}`,
       { cause: e },
     );
   }

@@ -2,6 +2,7 @@ import { encode } from 'cborg';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hex, unhex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { encodeBareString } from '../codec/bare.js';
 import { KeyhopError } from '../errors.js';
 import { Route } from '../routing/route.js';
@@ -73,7 +74,7 @@ describe('secure channel plaintext messages', () => {
           expect(e).toBeInstanceOf(KeyhopError);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 
@@ -100,7 +101,7 @@ describe('secure channel plaintext messages', () => {
           ).toBe(true);
         },
       ),
-      { numRuns: 200 },
+      { numRuns: propertyRuns(200) },
     );
   });
 });

@@ -1,6 +1,6 @@
 import type { DhKey, SecureChannelVault, SignatureVerifier } from '../../vaults/vault.js';
 import { CborReader } from '../codec/cbor.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { CborWriter } from '../identity/cbor-writer.js';
 import type { Clock } from '../identity/clock.js';
 import { type VerifiedCredential, verifyCredential } from '../identity/credentials.js';
@@ -131,7 +131,7 @@ export class OckamChannelIdentity implements ChannelIdentity {
       } catch (e) {
         // As in Ockam: a credential that does not verify is logged, and the peer simply has no attributes from it.
         this.log.info(
-          { peer: identity.identifier.toString(), err: String(e) },
+          { peer: identity.identifier.toString(), err: describeError(e) },
           'peer credential not accepted',
         );
       }

@@ -1,5 +1,5 @@
 import type { Bytes, CryptoProvider } from '../../vaults/provider.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { flowControlled } from '../routing/access-control.js';
 import { Address } from '../routing/address.js';
@@ -162,7 +162,7 @@ export class SecureChannelEnd implements Worker {
       await this.handshakeStep(ctx, message);
     } catch (e) {
       this.fail(
-        e instanceof KeyhopError ? e : new KeyhopError(ErrorCodes.HANDSHAKE_FAILED, String(e), { cause: e }),
+        isKeyhopError(e) ? e : new KeyhopError(ErrorCodes.HANDSHAKE_FAILED, describeError(e), { cause: e }),
       );
     }
   }
@@ -261,7 +261,7 @@ export class SecureChannelEnd implements Worker {
           this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
         } catch (e) {
           this.settings.log.warn(
-            { peer: this.peer?.identifier, err: String(e) },
+            { peer: this.peer?.identifier, err: describeError(e) },
             'refreshed credentials rejected',
           );
         }
@@ -331,7 +331,7 @@ export class SecureChannelEnd implements Worker {
   private drop(reason: ChannelDropReason, e?: unknown): void {
     this.stats.dropped[reason]++;
     this.settings.log.debug(
-      { encryptor: this.encryptor.toString(), reason, err: e === undefined ? undefined : String(e) },
+      { encryptor: this.encryptor.toString(), reason, err: e === undefined ? undefined : describeError(e) },
       'secure channel message dropped',
     );
   }
@@ -352,7 +352,7 @@ export class SecureChannelEnd implements Worker {
       try {
         await this.sendEncrypted(encodeChannelMessage({ kind: 'close' }));
       } catch (e) {
-        this.settings.log.debug({ err: String(e) }, 'could not send Close');
+        this.settings.log.debug({ err: describeError(e) }, 'could not send Close');
       }
     }
     await this.stop();

@@ -5,7 +5,7 @@ import {
   DEFAULT_I2C_ADDRESS,
   DEFAULT_I2C_BUS,
 } from '../../vaults/atecc608/link-spec.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 
 export interface LinkOptions {
   i2cBus?: string;
@@ -61,7 +61,7 @@ export function linkSpecFrom(o: LinkOptions): AteccLinkSpec {
       ...(o.address !== undefined ? { address: number(o.address, '--address') } : {}),
     });
   } catch (e) {
-    if (e instanceof KeyhopError && e.code === ErrorCodes.CONFIG_INVALID) {
+    if (isKeyhopError(e, ErrorCodes.CONFIG_INVALID)) {
       throw new KeyhopError(ErrorCodes.USAGE, e.message);
     }
     throw e;

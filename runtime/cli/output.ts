@@ -1,4 +1,4 @@
-import { KeyhopError } from '../errors.js';
+import { describeError, isKeyhopError } from '../errors.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -11,10 +11,10 @@ export function print<T>(options: OutputOptions, data: T, text: (d: T) => string
 
 /** One clear line on stderr and a non-zero exit code: 2 for usage errors, 1 for everything else. */
 export function reportError(e: unknown): never {
-  if (e instanceof KeyhopError) {
+  if (isKeyhopError(e)) {
     process.stderr.write(`keyhop: error [${e.code}]: ${e.message}\n`);
     process.exit(e.code === 'USAGE' ? 2 : 1);
   }
-  process.stderr.write(`keyhop: unexpected error: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`keyhop: unexpected error: ${describeError(e)}\n`);
   process.exit(1);
 }

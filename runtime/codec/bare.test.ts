@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { BareReader, BareWriter, decodeBareString, encodeBareString } from './bare.js';
 
@@ -134,7 +135,7 @@ describe('ULEB128 reader', () => {
         expect(r.ulebBig()).toBe(v);
         expect(r.remaining).toBe(0);
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 
@@ -148,7 +149,7 @@ describe('ULEB128 reader', () => {
           expect(e).toBeInstanceOf(KeyhopError);
         }
       }),
-      { numRuns: 1000 },
+      { numRuns: propertyRuns(1000) },
     );
   });
 });
@@ -274,7 +275,7 @@ describe('BARE strings', () => {
           expect(enc.length - Buffer.byteLength(s, 'utf8')).toBe(Buffer.byteLength(s, 'utf8') < 128 ? 1 : 2);
         },
       ),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 });

@@ -1,5 +1,5 @@
 import { type DecodeOptions, encode, type Token, Tokenizer, Type } from 'cborg';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 
 /**
  * cborg in its strictest mode: shortest-form integers only, no indefinite lengths, no undefined,
@@ -57,7 +57,7 @@ export class CborReader {
     try {
       return this.tokens.next();
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
+      const msg = describeError(e);
       this.fail(msg, /not enough data/.test(msg) ? 'DECODE_TRUNCATED' : 'DECODE_INVALID');
     }
   }

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { Address } from '../routing/address.js';
 import { Message } from '../routing/message.js';
@@ -306,7 +307,7 @@ describe('properties', () => {
         }
         expect(typeof policy.evaluate({ identifier: ID, attributes: { a: 'true' } })).toBe('boolean');
       }),
-      { numRuns: 3000 },
+      { numRuns: propertyRuns(3000) },
     );
   });
 
@@ -340,7 +341,7 @@ describe('properties', () => {
         fc.pre(text.length <= MAX_POLICY_LENGTH);
         expect(parseExpression(text)).toEqual(e);
       }),
-      { numRuns: 1000 },
+      { numRuns: propertyRuns(1000) },
     );
   });
 });

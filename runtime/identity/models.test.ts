@@ -3,6 +3,7 @@ import { encode } from 'cborg';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { CborWriter } from './cbor-writer.js';
 import { Identifier } from './identifier.js';
@@ -313,7 +314,7 @@ describe('strict decoding', () => {
       fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
         for (const d of decoders) decodesOrRejects(d, b);
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 
@@ -332,7 +333,7 @@ describe('strict decoding', () => {
         decodesOrRejects(decode, b);
         decodesOrRejects(decode, b.subarray(0, at % b.length));
       }),
-      { numRuns: 1000 },
+      { numRuns: propertyRuns(1000) },
     );
   });
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { encodeDeviceAdvertisement, parseDeviceAdvertisement } from '../pairing/advertisement.js';
 import { DevicePairing } from '../pairing/device.js';
@@ -133,7 +133,7 @@ export class NodeBle {
       onPairableChange: (pairable) => {
         this.peripheral
           ?.advertise(advertising(pairable))
-          .catch((e: unknown) => this.log.warn({ err: String(e) }, 'advertising update failed'));
+          .catch((e: unknown) => this.log.warn({ err: describeError(e) }, 'advertising update failed'));
       },
     });
     await this.node.channels.createListener(PAIRING_LISTENER, { expose: [PAIRING_SERVICE] });
@@ -290,7 +290,7 @@ export class NodeBle {
       this.transport.dial(device.bleAddress!).then(
         (peer) => forwarder.setLink(peer.sender),
         (e: unknown) => {
-          this.log.debug({ device: device.name, err: String(e) }, 'paired device not reachable yet');
+          this.log.debug({ device: device.name, err: describeError(e) }, 'paired device not reachable yet');
           this.keepLinked(device, forwarder, Math.min(30_000, Math.max(1000, delay * 2)));
         },
       );

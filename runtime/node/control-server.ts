@@ -1,6 +1,6 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 import type { NodeBle } from './ble-node.js';
 import { type ControlRequest, type ControlResponse, MAX_CONTROL_LINE } from './control-protocol.js';
 import type { KeyhopNode } from './node.js';
@@ -177,8 +177,8 @@ export class ControlServer {
       const params = typeof req.params === 'object' && req.params !== null ? req.params : {};
       return { id, ok: true, result: await handler(params) };
     } catch (e) {
-      const code = e instanceof KeyhopError ? e.code : ErrorCodes.CONTROL_FAILED;
-      const message = e instanceof Error ? e.message : String(e);
+      const code = isKeyhopError(e) ? e.code : ErrorCodes.CONTROL_FAILED;
+      const message = describeError(e);
       this.node.log.debug({ code, err: message }, 'control request failed');
       return { id, ok: false, error: { code, message } };
     }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { SigningKeyType } from '../../vaults/provider.js';
 import { SoftwareVerifier } from '../../vaults/software/software-vault.js';
 import type { SigningVault } from '../../vaults/vault.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { type CredentialIssuer, createCredentialIssuer, issueCredential } from '../identity/credentials.js';
 import { createIdentity, Identity, type LocalIdentity, rotateIdentity } from '../identity/identity.js';
@@ -159,7 +159,7 @@ export class IdentityStore {
           `no identity "${name}" (create it with: keyhop identity create ${name})`,
         );
       }
-      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `identity "${name}": ${(e as Error).message}`);
+      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `identity "${name}": ${describeError(e)}`);
     }
     let file: IdentityFile;
     try {
@@ -170,7 +170,7 @@ export class IdentityStore {
     } catch (e) {
       throw new KeyhopError(
         ErrorCodes.KEY_STORE_CORRUPT,
-        `identity file of "${name}" is damaged: ${(e as Error).message}`,
+        `identity file of "${name}" is damaged: ${describeError(e)}`,
       );
     }
     const vault = await this.vault(file.vault);

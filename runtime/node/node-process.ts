@@ -1,4 +1,5 @@
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NodeConfig } from './config.js';
 import { ControlServer } from './control-server.js';
@@ -45,7 +46,7 @@ export async function runNodeProcess(
         onReady?.(node);
       })
       .catch((e: unknown) => {
-        log.error({ err: String(e) }, 'control socket failed');
+        log.error({ err: describeError(e) }, 'control socket failed');
         void stop('control socket failed').then(resolve);
         process.exitCode = 1;
       });

@@ -3,7 +3,7 @@ import { channelPolicy } from '../channel/access.js';
 import { OckamChannelIdentity } from '../channel/ockam-identity.js';
 import type { SecureChannelEnd } from '../channel/secure-channel.js';
 import { type SecureChannelListener, SecureChannels } from '../channel/secure-channels.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { systemClock } from '../identity/clock.js';
 import { createIdentity, Identity, type LocalIdentity } from '../identity/identity.js';
 import type { CredentialAndPurposeKey } from '../identity/models.js';
@@ -359,7 +359,7 @@ export class KeyhopNode {
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       this.register(m).catch((e: unknown) => {
-        m.lastError = e instanceof Error ? e.message : String(e);
+        m.lastError = describeError(e);
         this.log.debug({ relay: m.config.alias, err: m.lastError }, 'relay registration failed; will retry');
         this.retry(m, Math.min(delay * 2, RETRY_MAX_MS));
       });

@@ -5,7 +5,7 @@ import type { AllocatedKey, KeyAllocations } from '../../vaults/atecc608/atecc60
 import { type AteccLinkSpec, checkLinkSpec } from '../../vaults/atecc608/link-spec.js';
 import { SoftwareVault } from '../../vaults/software/software-vault.js';
 import type { KeyId, SigningVault } from '../../vaults/vault.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 
 /**
  * Vaults under KEYHOP_HOME/vaults/<name>/. A software vault is a key directory; a hardware vault
@@ -73,7 +73,7 @@ export async function readDescriptor(home: string, name: string): Promise<VaultD
     buf = await readFile(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}": ${(e as Error).message}`);
+    throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}": ${describeError(e)}`);
   }
   if (buf.length > MAX_DESCRIPTOR) {
     throw new KeyhopError(ErrorCodes.KEY_STORE_CORRUPT, `vault "${name}": ${DESCRIPTOR_FILE} is too large`);
@@ -339,10 +339,7 @@ export async function withDescriptorLock<T>(home: string, name: string, fn: () =
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new KeyhopError(
-          ErrorCodes.KEY_STORE_IO,
-          `vault "${name}": cannot lock: ${(e as Error).message}`,
-        );
+        throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `vault "${name}": cannot lock: ${describeError(e)}`);
       }
     }
     const pid = Number(await readFile(owner, 'utf8').catch(() => ''));

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { SECURE_CHANNEL_INFO, type SecureChannelInfo } from '../channel/channel-identity.js';
+import { describeError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { AccessControl } from '../routing/access-control.js';
 import type { Context } from '../routing/context.js';
@@ -121,7 +122,7 @@ export class DevicePairing {
     try {
       m = decodePairingMessage(message.payload);
     } catch (e) {
-      this.log.debug({ err: String(e) }, 'undecodable pairing message dropped');
+      this.log.debug({ err: describeError(e) }, 'undecodable pairing message dropped');
       return;
     }
     const s = this.session;
@@ -214,7 +215,7 @@ export class DevicePairing {
       this.log.info({ gateway: peer.identifier }, 'paired with gateway');
       this.options.onPaired?.(peer);
     } catch (e) {
-      this.log.warn({ err: String(e) }, 'pairing could not be completed');
+      this.log.warn({ err: describeError(e) }, 'pairing could not be completed');
       await this.end(s, 'aborted', 'device error');
     } finally {
       await ctx.stop();
@@ -239,7 +240,7 @@ export class DevicePairing {
 
   private async send(ctx: Context, to: Route, m: PairingMessage): Promise<void> {
     await ctx.send(to, encodePairingMessage(m)).catch((e: unknown) => {
-      this.log.debug({ err: String(e) }, 'pairing message not sent');
+      this.log.debug({ err: describeError(e) }, 'pairing message not sent');
     });
   }
 }

@@ -1,6 +1,6 @@
 import type { SecureChannelEnd } from '../channel/secure-channel.js';
 import type { SecureChannels } from '../channel/secure-channels.js';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { Route, type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
@@ -88,8 +88,8 @@ export async function pairDevice(
           throw new KeyhopError(ErrorCodes.TRUST_REFUSED, `device aborted: ${m.reason}`);
         return m;
       } catch (e) {
-        if (e instanceof KeyhopError && e.code === ErrorCodes.TRUST_REFUSED) throw e;
-        log.debug({ err: String(e) }, 'undecodable pairing answer dropped');
+        if (isKeyhopError(e, ErrorCodes.TRUST_REFUSED)) throw e;
+        log.debug({ err: describeError(e) }, 'undecodable pairing answer dropped');
       }
     }
   };
@@ -133,8 +133,8 @@ export async function pairDevice(
     log.info({ device: identifier, name }, 'paired with device');
     return { paired: true, identifier, name, sas, peer };
   } catch (e) {
-    await send({ type: 'abort', reason: e instanceof KeyhopError ? e.code : 'error' }).catch(() => undefined);
-    if (e instanceof KeyhopError && (e.code === ErrorCodes.TIMEOUT || e.code === ErrorCodes.TRUST_REFUSED)) {
+    await send({ type: 'abort', reason: isKeyhopError(e) ? e.code : 'error' }).catch(() => undefined);
+    if (isKeyhopError(e) && (e.code === ErrorCodes.TIMEOUT || e.code === ErrorCodes.TRUST_REFUSED)) {
       return { paired: false, identifier, name, sas, reason: e.message };
     }
     throw e;

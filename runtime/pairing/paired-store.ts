@@ -1,6 +1,6 @@
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 
 /** One peer this side paired with: a device (on a gateway) or a gateway (on a device). */
 export interface PairedPeer {
@@ -49,8 +49,8 @@ export class PairedStore {
       text = await readFile(path, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return store;
-      if (e instanceof KeyhopError) throw e;
-      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `paired store ${path}: ${(e as Error).message}`);
+      if (isKeyhopError(e)) throw e;
+      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `paired store ${path}: ${describeError(e)}`);
     }
     let parsed: unknown;
     try {
@@ -134,7 +134,7 @@ export class PairedStore {
       await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
       await rename(tmp, path);
     } catch (e) {
-      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `paired store ${path}: ${(e as Error).message}`);
+      throw new KeyhopError(ErrorCodes.KEY_STORE_IO, `paired store ${path}: ${describeError(e)}`);
     }
   }
 }

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { ErrorCodes } from '../errors.js';
 import { Address, MAX_ADDRESS_VALUE_BYTES, TransportType } from './address.js';
 
@@ -181,7 +182,7 @@ describe('Address.key and equals', () => {
         expect(a.key === b.key).toBe(same);
         expect(a.equals(b)).toBe(same);
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
     // biased towards near-collisions: same type, one-byte values
     fc.assert(

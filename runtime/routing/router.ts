@@ -1,4 +1,4 @@
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import { type AccessControl, allowAll } from './access-control.js';
 import { Address, type AddressLike } from './address.js';
@@ -156,7 +156,10 @@ export class Router {
     try {
       await mailbox.worker.shutdown?.(mailbox.ctx);
     } catch (e) {
-      this.log.warn({ worker: mailbox.ctx.address.toString(), err: String(e) }, 'worker shutdown failed');
+      this.log.warn(
+        { worker: mailbox.ctx.address.toString(), err: describeError(e) },
+        'worker shutdown failed',
+      );
     }
   }
 
@@ -303,7 +306,11 @@ export class Router {
       } catch (e) {
         this.metrics.workerErrors++;
         this.log.warn(
-          { worker: mailbox.ctx.address.toString(), code: (e as { code?: string }).code, err: String(e) },
+          {
+            worker: mailbox.ctx.address.toString(),
+            code: (e as { code?: string }).code,
+            err: describeError(e),
+          },
           'worker failed to handle a message',
         );
       }
@@ -332,7 +339,7 @@ export class Router {
       try {
         await t.shutdown();
       } catch (e) {
-        this.log.warn({ transport: t.name, err: String(e) }, 'transport shutdown failed');
+        this.log.warn({ transport: t.name, err: describeError(e) }, 'transport shutdown failed');
       }
     }
     for (const a of this.workers()) await this.stopWorker(a);

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, isKeyhopError, type KeyhopError } from '../../runtime/errors.js';
+import { describeError, ErrorCodes, isKeyhopError, type KeyhopError } from '../../runtime/errors.js';
 import { Atecc608, isTestPattern } from './device.js';
 import { Atecc608Chip, type ChipOptions } from './emulator/chip.js';
 import { EmulatorLink } from './emulator/emulator-link.js';
@@ -98,7 +98,7 @@ async function rejection(p: Promise<unknown>): Promise<KeyhopError> {
     () => undefined,
     (x: unknown) => x,
   );
-  if (!isKeyhopError(e)) throw new Error(`expected a KeyhopError, got ${String(e)}`);
+  if (!isKeyhopError(e)) throw new Error(`expected a KeyhopError, got ${describeError(e)}`);
   return e;
 }
 

@@ -1,4 +1,4 @@
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../../runtime/errors.js';
 import { type Logger, silentLogger } from '../../runtime/log.js';
 import type { AfterTransaction, AteccLink, CommandStep } from './link.js';
 import {
@@ -478,7 +478,7 @@ function check(steps: readonly Step[], raw: readonly Uint8Array[]): Outcome {
     try {
       r = decodeResponse(raw[i]!);
     } catch (e) {
-      const error = e instanceof KeyhopError ? e : new KeyhopError(ErrorCodes.HARDWARE_IO, String(e));
+      const error = isKeyhopError(e) ? e : new KeyhopError(ErrorCodes.HARDWARE_IO, describeError(e));
       return {
         ok: false,
         error: new KeyhopError(error.code, `${step.context}: ${error.message}`, { cause: e }),

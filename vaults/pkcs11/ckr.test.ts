@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KeyhopError } from '../../runtime/errors.js';
+import { hostileThrownValues } from '../../test/support/thrown-values.js';
 import { CKR, CKR_NAMES, ckrName, ckrOf, errorCodeFor, isPinError, pkcs11Error, recoveryFor } from './ckr.js';
 import * as constants from './constants.js';
 
@@ -130,6 +131,10 @@ describe('classification', () => {
     expect(other.code).toBe('HARDWARE_IO');
     const same = new KeyhopError('KEY_NOT_FOUND', 'gone');
     expect(pkcs11Error(same, 'x')).toBe(same);
-    fc.assert(fc.property(fc.anything(), (x) => pkcs11Error(x, 'ctx') instanceof KeyhopError));
+    fc.assert(
+      fc.property(fc.anything(), (x) => pkcs11Error(x, 'ctx') instanceof KeyhopError),
+      // Found by a random seed: String({ toString: [] }) throws a TypeError.
+      { examples: hostileThrownValues.map((x) => [x]) },
+    );
   });
 });

@@ -1,4 +1,11 @@
-import { type ErrorCode, ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import {
+  describeError,
+  type ErrorCode,
+  ErrorCodes,
+  isKeyhopError,
+  KeyhopError,
+  thrownProperty,
+} from '../../runtime/errors.js';
 
 /**
  * PKCS#11 return values (CK_RV): their names, and how the vault treats each one. Pure tables and
@@ -145,8 +152,8 @@ export function ckrName(rv: number): string {
  * (a TypeError from a bad argument, a failed dlopen).
  */
 export function ckrOf(e: unknown): number | undefined {
-  if (typeof e !== 'object' || e === null) return undefined;
-  const { message, code } = e as { message?: unknown; code?: unknown };
+  const message = thrownProperty(e, 'message');
+  const code = thrownProperty(e, 'code');
   if (typeof message !== 'string') return undefined;
   const m = /(CKR_[A-Z0-9_]+)(?::(\d+))?/.exec(message);
   if (m === null) return undefined;
@@ -252,10 +259,10 @@ export function errorCodeFor(rv: number): ErrorCode {
  * name and our own context go into the message: never call arguments (a PIN).
  */
 export function pkcs11Error(e: unknown, context: string): KeyhopError {
-  if (e instanceof KeyhopError) return e;
+  if (isKeyhopError(e)) return e;
   const rv = ckrOf(e);
   if (rv === undefined) {
-    const detail = e instanceof Error ? e.message : String(e);
+    const detail = describeError(e);
     return new KeyhopError(ErrorCodes.HARDWARE_IO, `${context}: ${detail}`, { cause: e });
   }
   return new KeyhopError(errorCodeFor(rv), `${context}: ${ckrName(rv)}${hintFor(rv)}`, { cause: e });

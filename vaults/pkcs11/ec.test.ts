@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KeyhopError } from '../../runtime/errors.js';
 import { codeOf, hex, unhex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { CKK_EC, CKK_EC_EDWARDS } from './constants.js';
 import { checkPoint, ecParamsFor, keyTypeOf, MAX_EC_DER, publicKeyFromEcPoint, readTlv } from './ec.js';
 
@@ -100,7 +101,7 @@ describe('CKA_EC_POINT', () => {
         const pub = ed25519.getPublicKey(seed);
         return hex(publicKeyFromEcPoint('Ed25519', Uint8Array.of(0x04, 0x20, ...pub))) === hex(pub);
       }),
-      { numRuns: 50 },
+      { numRuns: propertyRuns(50) },
     );
   });
 });
@@ -158,7 +159,7 @@ describe('decoders on random bytes throw nothing but KeyhopError', () => {
         (t, b) =>
           onlyKeyhopErrors(() => publicKeyFromEcPoint(t, b)) && onlyKeyhopErrors(() => checkPoint(t, b)),
       ),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 });

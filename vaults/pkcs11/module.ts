@@ -1,7 +1,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { PKCS11 } from 'pkcs11js';
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../runtime/errors.js';
 import { CKR, ckrName, ckrOf } from './ckr.js';
 import { CKF_OS_LOCKING_OK } from './constants.js';
 
@@ -40,7 +40,7 @@ function loadLib(): Pkcs11Lib {
   } catch (e) {
     throw new KeyhopError(
       ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the pkcs11js addon cannot be loaded (${e instanceof Error ? e.message.split('\n')[0] : String(e)}): rebuild it (npm rebuild pkcs11js) with a C++ toolchain`,
+      `the pkcs11js addon cannot be loaded (${e instanceof Error ? e.message.split('\n')[0] : describeError(e)}): rebuild it (npm rebuild pkcs11js) with a C++ toolchain`,
       { cause: e },
     );
   }
@@ -65,7 +65,7 @@ export function acquireModule(path: string): LoadedModule {
   try {
     pkcs11.load(path);
   } catch (e) {
-    const detail = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    const detail = e instanceof Error ? e.message.split('\n')[0] : describeError(e);
     throw new KeyhopError(ErrorCodes.HARDWARE_UNAVAILABLE, `cannot load PKCS#11 module ${path}: ${detail}`, {
       cause: e,
     });
@@ -79,7 +79,7 @@ export function acquireModule(path: string): LoadedModule {
       ownsInit = false;
     } else {
       closeQuietly(pkcs11);
-      const why = rv === undefined ? (e instanceof Error ? e.message : String(e)) : ckrName(rv);
+      const why = rv === undefined ? describeError(e) : ckrName(rv);
       throw new KeyhopError(
         ErrorCodes.HARDWARE_UNAVAILABLE,
         `PKCS#11 module ${path} failed to initialise (${why})${initHint(path)}`,

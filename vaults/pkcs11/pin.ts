@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../runtime/errors.js';
 import { CKR, ckrName } from './ckr.js';
 import { CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY } from './constants.js';
 
@@ -53,7 +53,7 @@ export async function readPin(source: PinSource, env: NodeJS.ProcessEnv = proces
       if (st.size > MAX_PIN_FILE) throw new Error(`${st.size} bytes, more than ${MAX_PIN_FILE}`);
       raw = await readFile(source.file, 'utf8');
     } catch (e) {
-      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      const why = (e as NodeJS.ErrnoException).code ?? describeError(e);
       throw new KeyhopError(
         ErrorCodes.CONFIG_INVALID,
         `cannot read the PKCS#11 user PIN from ${where}: ${why}`,

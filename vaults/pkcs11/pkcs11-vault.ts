@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
 import type { Attribute, PKCS11, Template } from 'pkcs11js';
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import { ErrorCodes, isKeyhopError, KeyhopError } from '../../runtime/errors.js';
 import type { SigningKeyType } from '../provider.js';
 import type { KeyId, SigningPublicKey, SigningVault } from '../vault.js';
 import { CKR, ckrName, ckrOf, isPinError, pkcs11Error, type Recovery, recoveryFor } from './ckr.js';
@@ -520,7 +520,7 @@ export class Pkcs11Vault implements SigningVault {
         this.#login(session);
         return;
       } catch (e) {
-        if (recoveryFor(ckrOf(e) ?? -1) !== 'session' || e instanceof KeyhopError) throw e;
+        if (recoveryFor(ckrOf(e) ?? -1) !== 'session' || isKeyhopError(e)) throw e;
       }
     }
     if (session !== undefined) {
@@ -568,7 +568,7 @@ export class Pkcs11Vault implements SigningVault {
       try {
         return await fn(p, this.#session!);
       } catch (e) {
-        if (e instanceof KeyhopError) throw e;
+        if (isKeyhopError(e)) throw e;
         const recovery = recoveryFor(ckrOf(e) ?? -1);
         if (recovery === undefined || recovered) throw pkcs11Error(e, what);
         this.#recover(recovery);

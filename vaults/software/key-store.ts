@@ -1,7 +1,13 @@
 import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import {
+  describeError,
+  ErrorCodes,
+  isKeyhopError,
+  KeyhopError,
+  thrownProperty,
+} from '../../runtime/errors.js';
 import type { SigningKeyType } from '../provider.js';
 import type { KeyId } from '../vault.js';
 import { nodeCrypto } from './node-provider.js';
@@ -532,7 +538,7 @@ async function readBounded(path: string): Promise<string | undefined> {
       buffer.fill(0);
     }
   } catch (e) {
-    if (e instanceof KeyhopError) throw e;
+    if (isKeyhopError(e)) throw e;
     throw ioError(e, `cannot read key file ${path}`);
   } finally {
     await handle.close();
@@ -605,10 +611,14 @@ function wrongPassphrase(where: string): KeyhopError {
 
 /** File-system failures (permissions, read-only or full disk): KEY_STORE_IO. */
 function ioError(e: unknown, context: string): KeyhopError {
-  if (e instanceof KeyhopError) return e;
-  const errno = (e as NodeJS.ErrnoException).code;
-  const detail = e instanceof Error ? e.message : String(e);
-  return new KeyhopError(ErrorCodes.KEY_STORE_IO, `${context}: ${errno ?? detail}`, { cause: e });
+  if (isKeyhopError(e)) return e;
+  const errno = thrownProperty(e, 'code');
+  const detail = describeError(e);
+  return new KeyhopError(
+    ErrorCodes.KEY_STORE_IO,
+    `${context}: ${typeof errno === 'string' ? errno : detail}`,
+    { cause: e },
+  );
 }
 
 /** Makes a rename or unlink durable. Some platforms cannot fsync a directory: that is not an error. */

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KeyhopError } from '../../runtime/errors.js';
 import { codeOf, hex, unhex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import type { CryptoProvider, DhName, HashName } from '../provider.js';
 import { bigintToBytes, bytesToBigint, P256_ORDER } from './common.js';
 import { nobleCrypto } from './noble-provider.js';
@@ -432,7 +433,7 @@ describe('node and noble providers agree (fast-check)', () => {
   const bytes = (max: number) => fc.uint8Array({ maxLength: max });
   const exact = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
   const parts = fc.array(bytes(200), { maxLength: 5 });
-  const runs = { numRuns: 100 };
+  const runs = { numRuns: propertyRuns(100) };
 
   it('hash: same digest, whole or in parts', () => {
     fc.assert(
@@ -467,7 +468,7 @@ describe('node and noble providers agree (fast-check)', () => {
           expect(hex(a.hkdfSha256(salt, ikm, info, length))).toBe(hex(b.hkdfSha256(salt, ikm, info, length)));
         },
       ),
-      { numRuns: 60 },
+      { numRuns: propertyRuns(60) },
     );
   });
 
@@ -484,7 +485,7 @@ describe('node and noble providers agree (fast-check)', () => {
         expect(hex(b.dh(name, x, ya))).toBe(shared);
         expect(hex(b.dh(name, y, xa))).toBe(shared);
       }),
-      { numRuns: 50 },
+      { numRuns: propertyRuns(50) },
     );
   });
 
@@ -510,7 +511,7 @@ describe('node and noble providers agree (fast-check)', () => {
         expect(b.verify('Ed25519', pub, msg, sig)).toBe(true);
         expect(a.verify('Ed25519', pub, msg, b.sign('Ed25519', seed, msg))).toBe(true);
       }),
-      { numRuns: 50 },
+      { numRuns: propertyRuns(50) },
     );
   });
 
@@ -532,7 +533,7 @@ describe('node and noble providers agree (fast-check)', () => {
           expect(verifier.verify('P256', compressed, msg, flipS(sig))).toBe(true);
         }
       }),
-      { numRuns: 30 },
+      { numRuns: propertyRuns(30) },
     );
   });
 

@@ -1,3 +1,4 @@
+import { thrownProperty } from '../../runtime/errors.js';
 import { loadNativeAddon, type NativeAddonSpec, nativeAddonPath } from '../native-addon.js';
 
 /**
@@ -86,8 +87,12 @@ export interface Tpm2AddonError extends Error {
 }
 
 export function isTpm2AddonError(e: unknown): e is Tpm2AddonError {
-  const code = (e as { code?: unknown } | null)?.code;
-  return e instanceof Error && (code === 'TPM2' || code === 'CLOSED' || code === 'EINVAL');
+  const code = thrownProperty(e, 'code');
+  try {
+    return e instanceof Error && (code === 'TPM2' || code === 'CLOSED' || code === 'EINVAL');
+  } catch {
+    return false;
+  }
 }
 
 /** Environment variable naming the addon file explicitly (a cmake-js build, a cross-built copy). */

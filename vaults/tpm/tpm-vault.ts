@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../../runtime/errors.js';
 import type { SigningKeyType } from '../provider.js';
 import type { KeyId, SigningPublicKey, SigningVault } from '../vault.js';
 import {
@@ -361,7 +361,7 @@ export class TpmVault implements SigningVault {
           return p;
         } catch (e) {
           // Another process took it since we looked: try the next one.
-          if (e instanceof KeyhopError && /TPM_RC_NV_DEFINED/.test(e.message)) continue;
+          if (isKeyhopError(e) && /TPM_RC_NV_DEFINED/.test(e.message)) continue;
           throw e;
         }
       }
@@ -394,7 +394,7 @@ export class TpmVault implements SigningVault {
     try {
       tr = await this.#call('ReadPublic', () => this.#ctx.fromPersistent(p));
     } catch (e) {
-      if (e instanceof KeyhopError && e.code === ErrorCodes.KEY_NOT_FOUND) return undefined;
+      if (isKeyhopError(e, ErrorCodes.KEY_NOT_FOUND)) return undefined;
       throw e;
     }
     const pub = await this.#call('ReadPublic', () => this.#ctx.readPublic(tr));
@@ -502,7 +502,7 @@ function rcOf(e: unknown): number | undefined {
 }
 
 function callError(what: string, e: unknown): KeyhopError {
-  if (e instanceof KeyhopError) return e;
+  if (isKeyhopError(e)) return e;
   if (isTpm2AddonError(e)) {
     if (e.code === 'CLOSED')
       return new KeyhopError(ErrorCodes.HARDWARE_UNAVAILABLE, 'the TPM vault is closed');
@@ -510,15 +510,11 @@ function callError(what: string, e: unknown): KeyhopError {
       return new KeyhopError(ErrorCodes.USAGE, `TPM ${what}: ${e.message}`, { cause: e });
     if (typeof e.rc === 'number') return tpmError(what, e.rc, e.decoded, e);
   }
-  return new KeyhopError(
-    ErrorCodes.HARDWARE_IO,
-    `TPM ${what} failed: ${e instanceof Error ? e.message : String(e)}`,
-    { cause: e },
-  );
+  return new KeyhopError(ErrorCodes.HARDWARE_IO, `TPM ${what} failed: ${describeError(e)}`, { cause: e });
 }
 
 function openError(tcti: string, e: unknown): KeyhopError {
-  if (e instanceof KeyhopError) return e;
+  if (isKeyhopError(e)) return e;
   if (isTpm2AddonError(e) && typeof e.rc === 'number') {
     const d = decodeRc(e.rc);
     if (e.where === 'Tss2_TctiLdr_Initialize' || e.where === 'Esys_Initialize' || d.layer === 'tcti') {

@@ -1,6 +1,6 @@
 import type { CryptoProvider } from '../../../vaults/provider.js';
 import type { DhKey } from '../../../vaults/vault.js';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../../errors.js';
 import { isAllZero, KEY_LENGTH, NOISE_MAX_MESSAGE_LENGTH, TAG_LENGTH } from './algorithms.js';
 import type { CipherState, CipherStateOptions } from './cipher-state.js';
 import { generateDhKey, SoftwareDhKey } from './dh-key.js';
@@ -431,8 +431,8 @@ export class HandshakeState {
   /** Poisons the state and returns the HANDSHAKE_FAILED error to throw. */
   #fail(context: string, cause: unknown): KeyhopError {
     this.#poison();
-    if (cause instanceof KeyhopError && cause.code === ErrorCodes.HANDSHAKE_FAILED) return cause;
-    const detail = cause instanceof Error ? cause.message : String(cause);
+    if (isKeyhopError(cause, ErrorCodes.HANDSHAKE_FAILED)) return cause;
+    const detail = describeError(cause);
     return handshakeFailed(`${context}: ${detail}`, cause);
   }
 }

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import type { HandshakeState } from './handshake-state.js';
 import { BASE_PATTERN_NAMES, parsePattern } from './patterns.js';
 import { hex, PROVIDERS, pair, run } from './test-support.js';
@@ -32,7 +33,7 @@ function expectOnlyKeyhopErrors(f: () => unknown): 'ok' | KeyhopError {
     f();
     return 'ok';
   } catch (e) {
-    if (!(e instanceof KeyhopError)) throw new Error(`not a KeyhopError: ${String(e)}`, { cause: e });
+    if (!(e instanceof KeyhopError)) throw new Error(`not a KeyhopError: ${describeError(e)}`, { cause: e });
     return e;
   }
 }
@@ -96,7 +97,7 @@ describe.each(PROVIDERS.map((p) => [p.name, p] as const))('Noise properties, %s 
           }
         },
       ),
-      { numRuns: runs(200) },
+      { numRuns: propertyRuns(runs(200)) },
     );
   });
 
@@ -126,7 +127,7 @@ describe.each(PROVIDERS.map((p) => [p.name, p] as const))('Noise properties, %s 
           }
         },
       ),
-      { numRuns: runs(120) },
+      { numRuns: propertyRuns(runs(120)) },
     );
   });
 });

@@ -5,7 +5,7 @@ import { EmulatedI2cBus } from '../../../vaults/atecc608/emulator/i2c-bus.js';
 import { I2cSocketServer } from '../../../vaults/atecc608/emulator/i2c-socket-server.js';
 import { EmulatedKit, serveKitOnSerial } from '../../../vaults/atecc608/emulator/kit-device.js';
 import { loadChipImage, saveChipImage } from '../../../vaults/atecc608/emulator/state-file.js';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 
 interface EmulatorOptions {
   socket?: string;
@@ -118,7 +118,5 @@ export function registerAtecc608EmulatorCommand(program: Command): void {
 }
 
 function reportSaveError(e: unknown): void {
-  process.stderr.write(
-    `keyhop: could not save the emulator state: ${e instanceof Error ? e.message : String(e)}\n`,
-  );
+  process.stderr.write(`keyhop: could not save the emulator state: ${describeError(e)}\n`);
 }

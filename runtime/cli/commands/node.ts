@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { type NodeConfig, parseNodeConfig } from '../../node/config.js';
 import { controlCall } from '../../node/control-client.js';
 import { runNodeProcess } from '../../node/node-process.js';
@@ -35,15 +35,12 @@ async function readConfigFile(path: string): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `cannot read config ${path}: ${(e as Error).message}`);
+    throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `cannot read config ${path}: ${describeError(e)}`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new KeyhopError(
-      ErrorCodes.CONFIG_INVALID,
-      `config ${path} is not valid JSON: ${(e as Error).message}`,
-    );
+    throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `config ${path} is not valid JSON: ${describeError(e)}`);
   }
 }
 

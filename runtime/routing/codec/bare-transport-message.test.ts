@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { Address } from '../address.js';
 import { Message } from '../message.js';
@@ -267,7 +268,7 @@ describe('decodeBareTransportMessage', () => {
           expect(e).toBeInstanceOf(KeyhopError);
         }
       }),
-      { numRuns: 3000 },
+      { numRuns: propertyRuns(3000) },
     );
   });
 
@@ -287,7 +288,7 @@ describe('decodeBareTransportMessage', () => {
           }
         },
       ),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 });
@@ -358,7 +359,7 @@ describe('encodeBareTransportMessage', () => {
           expect(hex(bytes)).toBe(`${hex(encodeBareTransportMessage(m))}00`);
         }
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { Address } from '../address.js';
 import { Message } from '../message.js';
@@ -231,7 +232,7 @@ describe('decodeCborFrame', () => {
           expect(e).toBeInstanceOf(KeyhopError);
         }
       }),
-      { numRuns: 3000 },
+      { numRuns: propertyRuns(3000) },
     );
   });
 
@@ -246,7 +247,7 @@ describe('decodeCborFrame', () => {
           expect(e).toBeInstanceOf(KeyhopError);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 });
@@ -272,7 +273,7 @@ describe('CBOR frame round trip', () => {
         expect(hex(d.payload)).toBe(hex(m.payload));
         expect(hex(encodeCborFrame(d))).toBe(hex(out));
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 });

@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { denyAll } from '../../routing/access-control.js';
 import { Address } from '../../routing/address.js';
@@ -116,7 +116,7 @@ export class TcpInlet {
       .start()
       .then(() => conn.ping(socket, this.outletRoute, pongTimeoutMs))
       .catch((e: unknown) => {
-        this.log.warn({ err: String(e) }, 'could not start a portal connection');
+        this.log.warn({ err: describeError(e) }, 'could not start a portal connection');
         socket.destroy();
         void conn.abort('start failed');
       });

@@ -1,5 +1,5 @@
 import { createConnection, type Socket } from 'node:net';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { Address, type AddressLike } from '../../routing/address.js';
 import type { Context } from '../../routing/context.js';
@@ -83,7 +83,7 @@ export class TcpOutlet implements Worker {
     try {
       m = decodePortalMessage(message.payload, 0);
     } catch (e) {
-      this.log.debug({ err: String(e) }, 'undecodable message to the outlet ignored');
+      this.log.debug({ err: describeError(e) }, 'undecodable message to the outlet ignored');
       return;
     }
     if (m.type !== 'ping') {
@@ -123,7 +123,7 @@ export class TcpOutlet implements Worker {
         if (conn.isOpen && !this.closed) conn.accept(socket);
         else socket.destroy();
       },
-      (e: unknown) => conn.refuse(e instanceof Error ? e.message : String(e)),
+      (e: unknown) => conn.refuse(describeError(e)),
     );
   }
 

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { isKeyhopError } from '../../errors.js';
+import { describeError, isKeyhopError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { type AccessControl, type AccessRequest, allowAll } from '../../routing/access-control.js';
 import { Address } from '../../routing/address.js';
@@ -211,7 +211,7 @@ export class PortalConnection implements Worker {
       await this.router.send(this.address, new Message(outletRoute, Route.of(this.address), encode(PING)));
     } catch (e) {
       this.log.warn(
-        { worker: this.address.toString(), route: outletRoute.toString(), err: String(e) },
+        { worker: this.address.toString(), route: outletRoute.toString(), err: describeError(e) },
         'cannot send Ping to the portal outlet; closing the client connection',
       );
       this.fail();
@@ -236,7 +236,7 @@ export class PortalConnection implements Worker {
     if (this.route !== undefined && !this.sentDisconnect) {
       this.sentDisconnect = true;
       await this.send(encode({ type: 'disconnect' })).catch((e: unknown) =>
-        this.log.debug({ worker: this.address.toString(), err: String(e) }, 'cannot send Disconnect'),
+        this.log.debug({ worker: this.address.toString(), err: describeError(e) }, 'cannot send Disconnect'),
       );
     }
     this.fail();
@@ -258,7 +258,7 @@ export class PortalConnection implements Worker {
     try {
       m = decodePortalMessage(message.payload, this.tuning.maxReceivedPayload);
     } catch (e) {
-      this.log.warn({ worker: this.address.toString(), err: String(e) }, 'undecodable portal message');
+      this.log.warn({ worker: this.address.toString(), err: describeError(e) }, 'undecodable portal message');
       return;
     }
     if (this.state === 'handshake') {
@@ -506,7 +506,7 @@ export class PortalConnection implements Worker {
         {
           worker: this.address.toString(),
           code: isKeyhopError(e) ? e.code : undefined,
-          err: String(e),
+          err: describeError(e),
         },
         'portal peer unreachable; closing the connection',
       );

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { BareWriter } from '../../codec/bare.js';
 import { KeyhopError } from '../../errors.js';
 import {
@@ -185,7 +186,7 @@ describe('portal message encoder', () => {
           expect(hex(encodePayload(data, counter, { counterField }))).toBe(hex(w.finish()));
         },
       ),
-      { numRuns: 200 },
+      { numRuns: propertyRuns(200) },
     );
   });
 
@@ -230,7 +231,7 @@ describe('portal message properties', () => {
           expect((e as KeyhopError).code).toMatch(/^DECODE_/);
         }
       }),
-      { numRuns: 5000 },
+      { numRuns: propertyRuns(5000) },
     );
   });
 
@@ -243,7 +244,7 @@ describe('portal message properties', () => {
           expect((e as KeyhopError).code).toMatch(/^DECODE_(TRUNCATED|LIMIT)$/);
         }
       }),
-      { numRuns: 3000 },
+      { numRuns: propertyRuns(3000) },
     );
   });
 
@@ -252,7 +253,7 @@ describe('portal message properties', () => {
       fc.property(arbMessage, (m) => {
         expect(plain(decodePortalMessage(encodePortalMessage(m, { counterField: true })))).toEqual(plain(m));
       }),
-      { numRuns: 1000 },
+      { numRuns: propertyRuns(1000) },
     );
   });
 
@@ -262,7 +263,7 @@ describe('portal message properties', () => {
         const expected = m.type === 'payload' ? { type: 'payload', data: hex(m.data) } : plain(m);
         expect(plain(decodePortalMessage(encodePortalMessage(m)))).toEqual(expected);
       }),
-      { numRuns: 1000 },
+      { numRuns: propertyRuns(1000) },
     );
   });
 });

@@ -1,4 +1,4 @@
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import {
   BLE_FRAMING_VERSION,
@@ -224,7 +224,7 @@ export class FramedBleLink {
       message = this.reassembler.push(f);
     } catch (e) {
       this.disconnectWith(
-        e instanceof KeyhopError ? e : new KeyhopError(ErrorCodes.DECODE_INVALID, String(e)),
+        isKeyhopError(e) ? e : new KeyhopError(ErrorCodes.DECODE_INVALID, describeError(e)),
       );
       return;
     }
@@ -305,9 +305,9 @@ export class FramedBleLink {
     this.counts.valueBytesOut += value.length;
     this.gatt.send(value).catch((e: unknown) => {
       this.disconnectWith(
-        e instanceof KeyhopError
+        isKeyhopError(e)
           ? e
-          : new KeyhopError(ErrorCodes.SEND_FAILED, `BLE send failed: ${String(e)}`),
+          : new KeyhopError(ErrorCodes.SEND_FAILED, `BLE send failed: ${describeError(e)}`),
       );
     });
   }

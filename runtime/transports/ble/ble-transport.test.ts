@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { codeOf } from '../../../test/support/bytes.js';
 import { MemoryRadio } from '../../../test/support/memory-gatt.js';
 import { until } from '../../../test/support/wait.js';
-import { ErrorCodes } from '../../errors.js';
+import { describeError, ErrorCodes } from '../../errors.js';
 import { Address } from '../../routing/address.js';
 import { Route } from '../../routing/route.js';
 import { Router } from '../../routing/router.js';
@@ -47,7 +47,7 @@ describe('BleTransport (in-memory radio)', () => {
         await ctx.send(Route.of(Address.parse(`4#${target}`), 'echo'), body);
         const reply = await ctx.receive(5000).catch((e: unknown) => {
           throw new Error(
-            `${target} ${size}: ${String(e)} ${JSON.stringify([...gatewayBle.peers(), ...deviceBle.peers()].map((p) => p.stats()))}`,
+            `${target} ${size}: ${describeError(e)} ${JSON.stringify([...gatewayBle.peers(), ...deviceBle.peers()].map((p) => p.stats()))}`,
           );
         });
         expect(reply.payload).toEqual(body);

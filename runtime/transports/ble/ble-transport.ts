@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { denyAll, flowControlled } from '../../routing/access-control.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
@@ -223,7 +223,9 @@ export class BleTransport extends EventEmitter<TransportEvents> implements Trans
       const attach = (p: BlePeer) =>
         p
           .attach(gatt)
-          .catch((e: unknown) => this.log.debug({ peer: gatt.peer, err: String(e) }, 'BLE link failed'));
+          .catch((e: unknown) =>
+            this.log.debug({ peer: gatt.peer, err: describeError(e) }, 'BLE link failed'),
+          );
       if (peer === undefined) {
         this.evictIncoming();
         const p = new BlePeer(this, gatt.peer, 'incoming', this.settings, undefined, flow);
@@ -231,7 +233,7 @@ export class BleTransport extends EventEmitter<TransportEvents> implements Trans
         peer = p;
         p.start().then(
           () => attach(p),
-          (e: unknown) => this.log.warn({ err: String(e) }, 'BLE peer could not start'),
+          (e: unknown) => this.log.warn({ err: describeError(e) }, 'BLE peer could not start'),
         );
       } else {
         void attach(peer);
@@ -440,7 +442,7 @@ export class BlePeer {
       this.reconnectTimer = undefined;
       if (this.closed) return;
       this.redial().catch((e: unknown) => {
-        this.log.debug({ err: String(e), retryMs: this.reconnectDelay }, 'BLE redial failed');
+        this.log.debug({ err: describeError(e), retryMs: this.reconnectDelay }, 'BLE redial failed');
         this.scheduleRedial();
       });
     }, delay);
@@ -490,7 +492,7 @@ export class BlePeer {
       routed = receivedMessage(bytes, 'BLE routing message', this.sender, this.localInfo);
     } catch (e) {
       this.counts.undecodable++;
-      this.log.debug({ err: String(e) }, 'undecodable BLE message dropped');
+      this.log.debug({ err: describeError(e) }, 'undecodable BLE message dropped');
       return;
     }
     if (routed === undefined) return;
@@ -500,7 +502,7 @@ export class BlePeer {
     if (++this.inflight === 64) link?.pauseGrants();
     this.transport.router
       .send(this.receiver, routed)
-      .catch((e: unknown) => this.log.debug({ err: String(e) }, 'message from BLE peer not delivered'))
+      .catch((e: unknown) => this.log.debug({ err: describeError(e) }, 'message from BLE peer not delivered'))
       .finally(() => {
         if (--this.inflight === 16) link?.resumeGrants();
       });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes } from '../../errors.js';
 import { cobsDecode, cobsDecodeInto, cobsEncode, cobsMaxEncodedLength } from './cobs.js';
 
@@ -97,7 +98,7 @@ describe('COBS properties', () => {
         expect(enc.length).toBeLessThanOrEqual(data.length + Math.max(1, Math.ceil(data.length / 254)));
         expect(hex(cobsDecode(enc))).toBe(hex(data));
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 
@@ -111,7 +112,7 @@ describe('COBS properties', () => {
       fc.property(runs, (data) => {
         expect(hex(cobsDecode(cobsEncode(data)))).toBe(hex(data));
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 
@@ -128,7 +129,7 @@ describe('COBS properties', () => {
         const again = hex(cobsEncode(data));
         expect([hex(bytes), hex(bytes.subarray(0, -1))]).toContain(again);
       }),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 });

@@ -1,6 +1,7 @@
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { crc32, crc32Update } from './crc32.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -45,7 +46,7 @@ describe('CRC-32 properties', () => {
       fc.property(fc.uint8Array({ maxLength: 4096 }), (data) => {
         expect(crc32(data)).toBe(zlibCrc32(data));
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes } from '../../errors.js';
 import { decodeCborFrame, encodeCborFrame } from '../../routing/codec/cbor-frame.js';
 import { Message } from '../../routing/message.js';
@@ -112,7 +113,7 @@ describe('frame format', () => {
         expect(frameKey(decodeFrame(wire))).toBe(frameKey(f));
         expect(frameKey(decodeFrame(wire.subarray(1, -1)))).toBe(frameKey(f));
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 
@@ -184,7 +185,7 @@ describe('SerialFrameReader', () => {
         expect(pushAll(reader, chunked(stream, cuts)).map(frameKey)).toEqual(frames.map(frameKey));
         expect(totalDrops(reader)).toBe(0);
       }),
-      { numRuns: 200 },
+      { numRuns: propertyRuns(200) },
     );
   });
 
@@ -348,7 +349,7 @@ describe('SerialFrameReader under line noise', () => {
           }
         },
       ),
-      { numRuns: 1000 },
+      { numRuns: propertyRuns(1000) },
     );
   });
 
@@ -440,7 +441,7 @@ describe('SerialFrameReader under line noise', () => {
           for (const key of Object.keys(stats) as SerialDropReason[]) stats[key] += r.drops[key];
         },
       ),
-      { numRuns: 3000 },
+      { numRuns: propertyRuns(3000) },
     );
     expect(falseAccepts).toBe(0);
     expect(corruptedRuns).toBe(3000);

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes } from '../../errors.js';
 import { decodeFrame, encodeFrame, FrameType, type SerialFrame, SerialFrameReader } from './frame.js';
 import {
@@ -522,7 +523,7 @@ describe('ReliableLink over a lossy, duplicating, reordering line', () => {
           }
         },
       ),
-      { numRuns: 150 },
+      { numRuns: propertyRuns(150) },
     );
     // The line really was bad.
     expect(totalRetransmits).toBeGreaterThan(100);

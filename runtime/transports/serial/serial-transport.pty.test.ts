@@ -19,6 +19,7 @@ import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SocatPair, socatSkipReason, startSocatPair } from '../../../test/rig/socat.js';
+import { describeError } from '../../errors.js';
 import { Address } from '../../routing/address.js';
 import { Route } from '../../routing/route.js';
 import { Router } from '../../routing/router.js';
@@ -98,7 +99,7 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
       for (let i = 0; i < all.length; i++) {
         const reply = await ctx.receive(10_000).catch((e: unknown) => {
           throw new Error(
-            `reply ${i}: ${String(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
+            `reply ${i}: ${describeError(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
           );
         });
         expect(reply.payload.length).toBe(all[i]);
@@ -131,7 +132,7 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
         const reply = await ctx.receive(3000).catch(async (e: unknown) => {
           const [linkA] = await serialA.linkList();
           throw new Error(
-            `reply ${i}: ${String(e)}\nA ${JSON.stringify(linkA?.stats())}\nB ${JSON.stringify(linkB.stats())}`,
+            `reply ${i}: ${describeError(e)}\nA ${JSON.stringify(linkA?.stats())}\nB ${JSON.stringify(linkB.stats())}`,
           );
         });
         expect(Buffer.from(reply.payload).equals(Buffer.from(payload(all[i]!, i)))).toBe(true);
@@ -202,7 +203,7 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
     await ctx.send(route, payload(200, 2));
     const reply = await ctx.receive(5000).catch((e: unknown) => {
       throw new Error(
-        `after reopen: ${String(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
+        `after reopen: ${describeError(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
       );
     });
     expect(reply.payload).toEqual(payload(200, 2));

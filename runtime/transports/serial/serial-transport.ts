@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { denyAll, flowControlled } from '../../routing/access-control.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
@@ -391,7 +391,7 @@ export class SerialPortLink {
         (e: unknown) => {
           if (this.closed) return;
           this.log.debug(
-            { path: this.path, err: String(e), retryMs: this.reopenDelay },
+            { path: this.path, err: describeError(e), retryMs: this.reopenDelay },
             'serial reopen failed',
           );
           this.scheduleReopen();
@@ -491,7 +491,7 @@ export class SerialPortLink {
       frames = this.reader.push(chunk);
     } catch (e) {
       // The reader never throws by design; never let line noise take the node down.
-      this.log.warn({ path: this.path, err: String(e) }, 'serial read failed');
+      this.log.warn({ path: this.path, err: describeError(e) }, 'serial read failed');
       return;
     }
     for (const f of frames) {
@@ -508,13 +508,13 @@ export class SerialPortLink {
       routed = receivedMessage(payload, 'serial routing message', this.sender, this.localInfo);
     } catch (e) {
       this.counts.undecodable++;
-      this.log.debug({ path: this.path, err: String(e) }, 'undecodable serial payload dropped');
+      this.log.debug({ path: this.path, err: describeError(e) }, 'undecodable serial payload dropped');
       return;
     }
     if (routed === undefined) return;
     this.counts.messagesIn++;
     this.router.send(this.receiver, routed).catch((e: unknown) => {
-      this.log.debug({ path: this.path, err: String(e) }, 'message from serial peer not delivered');
+      this.log.debug({ path: this.path, err: describeError(e) }, 'message from serial peer not delivered');
     });
   }
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { FrameReader, TCP_PROTOCOL_VERSION } from './frame-reader.js';
 
@@ -154,7 +155,7 @@ describe('framing', () => {
           expect(r.versionReceived).toBe(true);
         },
       ),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 });

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { flowControlled } from '../../routing/access-control.js';
 import { Address } from '../../routing/address.js';
@@ -129,7 +129,7 @@ export class TcpConnection {
     try {
       this.reader.push(chunk, frames);
     } catch (e) {
-      violation = e instanceof KeyhopError ? e.message : String(e);
+      violation = isKeyhopError(e) ? e.message : describeError(e);
     }
     if (!hadVersion && this.reader.versionReceived) this.readyResolve();
     // Frames that were complete before a violation are still delivered.
@@ -146,7 +146,7 @@ export class TcpConnection {
     try {
       message = decodeCborFrame(frame);
     } catch (e) {
-      this.close(`undecodable frame: ${e instanceof Error ? e.message : String(e)}`, 'warn');
+      this.close(`undecodable frame: ${describeError(e)}`, 'warn');
       return;
     }
     if (message.onward.isEmpty) return; // Ockam's old heartbeat: silently ignored.
@@ -164,7 +164,7 @@ export class TcpConnection {
     this.router
       .send(this.receiver, routed, () => this.handled())
       .catch((e: unknown) => {
-        this.log.debug({ peer: this.peer, err: String(e) }, 'message from TCP peer not delivered');
+        this.log.debug({ peer: this.peer, err: describeError(e) }, 'message from TCP peer not delivered');
       });
   }
 

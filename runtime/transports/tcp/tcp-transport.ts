@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
 import { MAX_MESSAGE_BYTES } from '../../routing/codec/limits.js';
@@ -166,7 +166,7 @@ export class TcpTransport
     const server = createServer((socket) => {
       const peer = formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
       this.adopt(socket, peer, 'incoming', flows.create(flow)).catch((e: unknown) => {
-        this.log.warn({ peer, err: String(e) }, 'could not accept TCP connection');
+        this.log.warn({ peer, err: describeError(e) }, 'could not accept TCP connection');
         socket.destroy();
       });
     });

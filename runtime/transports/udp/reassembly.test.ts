@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes } from '../../errors.js';
 import { Reassembler, type ReassemblyDropReason } from './reassembly.js';
 import { type Datagram, decodeDatagram, encodeDatagram, segment } from './segmentation.js';
@@ -311,7 +312,7 @@ describe('Reassembler: properties', () => {
           expect(r.bufferedBytes).toBe(0);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: propertyRuns(60) },
     );
   });
 

@@ -1,4 +1,4 @@
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { MAX_MESSAGE_BYTES } from '../../routing/codec/limits.js';
 import { type Datagram, decodeDatagram, isNewerRoutingNumber, MAX_PAYLOAD_SIZE } from './segmentation.js';
 
@@ -129,7 +129,7 @@ export class Reassembler {
     try {
       d = decodeDatagram(bytes);
     } catch (e) {
-      this.drop('malformed', peer, e instanceof Error ? e.message : String(e));
+      this.drop('malformed', peer, describeError(e));
       return undefined;
     }
     return this.push(peer, d);

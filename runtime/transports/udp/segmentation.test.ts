@@ -3,6 +3,7 @@ import { encode } from 'cborg';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import {
   decodeDatagram,
@@ -161,7 +162,7 @@ describe('decodeDatagram', () => {
           expect(e).toBeInstanceOf(KeyhopError);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 
@@ -186,7 +187,7 @@ describe('decodeDatagram', () => {
           }
         },
       ),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 });

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket, type SocketType } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { denyAll, flowControlled } from '../../routing/access-control.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
@@ -204,7 +204,7 @@ export class UdpTransport implements Transport {
         bindHost = r.address;
         type = r.family === 6 ? 'udp6' : 'udp4';
       } catch (e) {
-        throw new KeyhopError(ErrorCodes.LISTEN_FAILED, `cannot resolve ${host}: ${(e as Error).message}`, {
+        throw new KeyhopError(ErrorCodes.LISTEN_FAILED, `cannot resolve ${host}: ${describeError(e)}`, {
           cause: e,
         });
       }
@@ -287,7 +287,7 @@ export class UdpTransport implements Transport {
         ip = r.address;
         family = r.family;
       } catch (e) {
-        throw new KeyhopError(ErrorCodes.CONNECT_FAILED, `cannot resolve ${host}: ${(e as Error).message}`, {
+        throw new KeyhopError(ErrorCodes.CONNECT_FAILED, `cannot resolve ${host}: ${describeError(e)}`, {
           cause: e,
         });
       }
@@ -327,7 +327,7 @@ export class UdpTransport implements Transport {
     };
     peer.ready = this.startPeer(peer);
     peer.ready.catch((e: unknown) => {
-      this.log.warn({ peer: key, err: String(e) }, 'could not start UDP peer workers');
+      this.log.warn({ peer: key, err: describeError(e) }, 'could not start UDP peer workers');
       void this.closePeer(peer);
     });
     this.peers.set(key, peer);
@@ -396,11 +396,15 @@ export class UdpTransport implements Transport {
     return new Promise((resolve, reject) => {
       const failed = (e: unknown) => {
         this.ownDrops.send_failed++;
-        this.log.debug({ peer: peer.key, err: String(e) }, 'UDP send failed');
+        this.log.debug({ peer: peer.key, err: describeError(e) }, 'UDP send failed');
         reject(
-          new KeyhopError(ErrorCodes.SEND_FAILED, `cannot send to UDP peer ${peer.key}: ${String(e)}`, {
-            cause: e,
-          }),
+          new KeyhopError(
+            ErrorCodes.SEND_FAILED,
+            `cannot send to UDP peer ${peer.key}: ${describeError(e)}`,
+            {
+              cause: e,
+            },
+          ),
         );
       };
       try {
@@ -426,7 +430,7 @@ export class UdpTransport implements Transport {
       if (bytes !== undefined) this.onMessage(key, rinfo, bytes);
     } catch (e) {
       // Nothing above throws by design; never let a datagram take the node down.
-      this.log.warn({ peer: key, err: String(e) }, 'UDP datagram handling failed');
+      this.log.warn({ peer: key, err: describeError(e) }, 'UDP datagram handling failed');
     }
   }
 
@@ -435,7 +439,7 @@ export class UdpTransport implements Transport {
     try {
       message = decodeCborFrame(bytes, 'UDP routing message');
     } catch (e) {
-      this.drop('undecodable', key, e instanceof Error ? e.message : String(e));
+      this.drop('undecodable', key, describeError(e));
       return;
     }
     const next = message.onward.next;
@@ -465,7 +469,7 @@ export class UdpTransport implements Transport {
         .withReturn(message.returnRoute.prepend(peer.sender))
         .withLocalInfo({ type: TRANSPORT_INFO, data: info });
     } catch (e) {
-      this.drop('undecodable', key, e instanceof Error ? e.message : String(e));
+      this.drop('undecodable', key, describeError(e));
       return;
     }
     this.counters.messagesIn++;
@@ -485,7 +489,7 @@ export class UdpTransport implements Transport {
       })
       .catch((e: unknown) => {
         done();
-        this.log.debug({ peer: key, err: String(e) }, 'message from UDP peer not delivered');
+        this.log.debug({ peer: key, err: describeError(e) }, 'message from UDP peer not delivered');
       });
   }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { crcMatches } from '../protocol/crc.js';
 import { encodeCommand } from '../protocol/packet.js';
 import { Atecc608Chip } from './chip.js';
@@ -85,7 +86,7 @@ describe('property: the emulator never throws or hangs', () => {
           expect(execMs).toBe(0);
         }
       }),
-      { numRuns: 150 },
+      { numRuns: propertyRuns(150) },
     );
   });
 
@@ -97,7 +98,7 @@ describe('property: the emulator never throws or hangs', () => {
         chip.wake();
         expectFrame(chip.execute(bytes).response);
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 
@@ -131,7 +132,7 @@ describe('property: the emulator never throws or hangs', () => {
           }
         }
       }),
-      { numRuns: 100 },
+      { numRuns: propertyRuns(100) },
     );
   });
 
@@ -170,7 +171,7 @@ describe('property: the emulator never throws or hangs', () => {
           }
           expect(at).toBe(received.length);
         }),
-        { numRuns: 60 },
+        { numRuns: propertyRuns(60) },
       );
       const probe = connect(path);
       await new Promise<void>((resolve) => probe.once('connect', () => resolve()));

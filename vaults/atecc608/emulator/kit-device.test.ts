@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { atAddress, CRYPTOAUTHLIB_KIT_TRACE, testChip } from '../links/kit-test-support.js';
 import { encodeCommand } from '../protocol/packet.js';
 import { EmulatedKit } from './kit-device.js';
@@ -87,7 +88,7 @@ describe('EmulatedKit', () => {
         expect(reply).not.toContain('\n');
         expect(reply).toMatch(/^(ECC608 TWI )?[0-9A-F]{2}\([0-9A-F]*\)$/);
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 });

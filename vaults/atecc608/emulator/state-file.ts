@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ErrorCodes, KeyhopError } from '../../../runtime/errors.js';
+import {
+  describeError,
+  ErrorCodes,
+  isKeyhopError,
+  KeyhopError,
+  thrownProperty,
+} from '../../../runtime/errors.js';
 import { type ChipImage, parseChipImage } from './image.js';
 
 /** A chip image is about 3 KiB of JSON; anything far larger is not one. */
@@ -70,8 +76,10 @@ export async function saveChipImage(path: string, image: ChipImage): Promise<voi
 }
 
 function ioError(e: unknown, context: string): KeyhopError {
-  if (e instanceof KeyhopError) return e;
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  const detail = e instanceof Error ? e.message : String(e);
-  return new KeyhopError(ErrorCodes.KEY_STORE_IO, `${context}: ${code ?? detail}`, { cause: e });
+  if (isKeyhopError(e)) return e;
+  const code = thrownProperty(e, 'code');
+  const detail = describeError(e);
+  return new KeyhopError(ErrorCodes.KEY_STORE_IO, `${context}: ${typeof code === 'string' ? code : detail}`, {
+    cause: e,
+  });
 }

@@ -1,4 +1,11 @@
-import { type ErrorCode, ErrorCodes, KeyhopError } from '../../../runtime/errors.js';
+import {
+  describeError,
+  type ErrorCode,
+  ErrorCodes,
+  isKeyhopError,
+  KeyhopError,
+  thrownProperty,
+} from '../../../runtime/errors.js';
 import type { AteccLink, CommandStep, TransactOptions } from '../link.js';
 import { COMMAND_MAX, COMMAND_MIN } from '../protocol/packet.js';
 import {
@@ -149,9 +156,9 @@ export class I2cLink implements AteccLink {
  * own message (device, address, errno text) is kept; the original error is the `cause`.
  */
 export function mapAddonError(e: unknown, location: string): KeyhopError {
-  if (e instanceof KeyhopError) return e;
-  const code = (e as { code?: unknown } | null)?.code;
-  const message = e instanceof Error ? e.message : String(e);
+  if (isKeyhopError(e)) return e;
+  const code = thrownProperty(e, 'code');
+  const message = describeError(e);
   const make = (c: ErrorCode, hint?: string) =>
     new KeyhopError(c, hint === undefined ? message : `${message}. ${hint}`, { cause: e });
   const dev = location.split('@')[0] ?? location;

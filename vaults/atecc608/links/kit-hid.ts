@@ -1,4 +1,4 @@
-import { asKeyhopError, ErrorCodes, KeyhopError } from '../../../runtime/errors.js';
+import { asKeyhopError, describeError, ErrorCodes, KeyhopError } from '../../../runtime/errors.js';
 import { KitLineBuffer } from './kit-lines.js';
 import { type KitLineChannel, KitLink } from './kit-link.js';
 import { KIT_MAX_LINE } from './kit-protocol.js';
@@ -195,9 +195,9 @@ export async function loadNodeHid(
   } catch (e) {
     throw new KeyhopError(
       ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the kit's USB HID link needs the optional package node-hid, which could not be loaded (npm install node-hid): ${
-        e instanceof Error ? e.message : String(e)
-      }`,
+      `the kit's USB HID link needs the optional package node-hid, which could not be loaded (npm install node-hid): ${describeError(
+        e,
+      )}`,
       { cause: e },
     );
   }
@@ -248,7 +248,7 @@ async function openDevice(hid: NodeHidApi, path: string): Promise<HidDeviceLike>
   try {
     return await hid.HIDAsync.open(path);
   } catch (e) {
-    const detail = e instanceof Error ? e.message : String(e);
+    const detail = describeError(e);
     // hidapi does not pass errno on; a device that enumerates but will not open is nearly always
     // a permission problem, and EACCES says so outright.
     const denied = /EACCES|permission/i.test(detail) || (await accessDenied(path));

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, isKeyhopError, KeyhopError } from '../../../runtime/errors.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { COMMAND_MAX } from '../protocol/packet.js';
 import { KitLineBuffer } from './kit-lines.js';
 import {
@@ -196,7 +197,7 @@ describe('parsers on arbitrary input', () => {
         valueOrKeyhopError(() => parseKitRequest(s));
         valueOrKeyhopError(() => fromHex(s, 'x'));
       }),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { codeOf, hex, unhex } from '../../../test/support/bytes.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import { writeCommand } from './commands.js';
 import {
   buildConfigZone,
@@ -288,7 +289,7 @@ describe('configWritePlan', () => {
         for (let i = 0; i < 16; i++) expect(touched.has(i)).toBe(false);
         for (let i = 84; i < 88; i++) expect(touched.has(i)).toBe(false);
       }),
-      { numRuns: 50 },
+      { numRuns: propertyRuns(50) },
     );
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KeyhopError } from '../../../runtime/errors.js';
+import { propertyRuns } from '../../../test/support/property-runs.js';
 import {
   parseCounter,
   parseEcdhEncrypted,
@@ -52,7 +53,7 @@ describe('parsers on arbitrary bytes (property)', () => {
   it('decodeResponse returns or throws KeyhopError', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 120 }), (bytes) => total(() => decodeResponse(bytes))),
-      { numRuns: 2000 },
+      { numRuns: propertyRuns(2000) },
     );
   });
 
@@ -111,7 +112,7 @@ describe('parsers on arbitrary bytes (property)', () => {
         expect(Buffer.from(buildConfigZone(cfg)).equals(Buffer.from(zone))).toBe(true);
         for (let slot = 0; slot < 16; slot++) expect(describeSlot(cfg, slot)).toMatch(/^[^:]+: \S/);
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 

@@ -6,7 +6,7 @@
  * a single connection handle).
  */
 import { EventEmitter } from 'node:events';
-import { ErrorCodes, KeyhopError } from '../../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../../errors.js';
 import { type Logger, silentLogger } from '../../../log.js';
 import {
   type AdvertiseOptions,
@@ -111,7 +111,7 @@ export class BlenoPeripheral implements BlePeripheral {
         );
       });
     } catch (e) {
-      await this.end(e instanceof Error ? e.message : String(e));
+      await this.end(describeError(e));
       bindings.removeAllListeners();
       throw e;
     }

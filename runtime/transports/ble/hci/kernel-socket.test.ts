@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isKeyhopError } from '../../../errors.js';
+import { describeError, isKeyhopError } from '../../../errors.js';
 import { KEYHOP_PROFILE } from '../gatt-link.js';
 import type { FailureListener } from './attach.js';
 import { createCentral, createPeripheral } from './index.js';
@@ -175,7 +175,7 @@ async function kernelWithoutBluetooth(): Promise<string | undefined> {
     probe.isDevUp(); // creates the socket, or emits why it cannot
     return errno === 97 ? undefined : 'this kernel has AF_BLUETOOTH';
   } catch (e) {
-    return `BLE stacks or the native addon unavailable: ${String(e)}`;
+    return `BLE stacks or the native addon unavailable: ${describeError(e)}`;
   }
 }
 

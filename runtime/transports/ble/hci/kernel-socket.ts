@@ -18,7 +18,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
-import { type ErrorCode, ErrorCodes } from '../../../errors.js';
+import { describeError, type ErrorCode, ErrorCodes } from '../../../errors.js';
 import { type AttachedController, FailureSignal, installSocket } from './attach.js';
 import type { NativeHciSocket, NativeHciSocketClass, StackHci, StackSocket } from './stack-types.js';
 
@@ -191,7 +191,7 @@ interface Explained {
 function details(error: unknown): { message: string; errno?: number; syscall?: string } {
   const e = error as { message?: unknown; errno?: unknown; syscall?: unknown } | null;
   return {
-    message: typeof e?.message === 'string' ? e.message : String(error),
+    message: typeof e?.message === 'string' ? e.message : describeError(error),
     ...(typeof e?.errno === 'number' ? { errno: e.errno } : {}),
     ...(typeof e?.syscall === 'string' ? { syscall: e.syscall } : {}),
   };

@@ -9,7 +9,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ErrorCodes, KeyhopError } from '../../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../../errors.js';
 import type {
   BlenoBindings,
   BlenoBindingsClass,
@@ -105,7 +105,7 @@ function loadDrivers(fromEntry: string): HciDrivers {
   try {
     mod = withEnv('BLUETOOTH_HCI_SOCKET_FORCE_UART', '1', () => require(HCI_SOCKET) as SocketPackage);
   } catch (e) {
-    throw new KeyhopError(ErrorCodes.UNSUPPORTED, `BLE: cannot load ${HCI_SOCKET}: ${String(e)}`, {
+    throw new KeyhopError(ErrorCodes.UNSUPPORTED, `BLE: cannot load ${HCI_SOCKET}: ${describeError(e)}`, {
       cause: e,
     });
   }
@@ -126,7 +126,7 @@ function loadDrivers(fromEntry: string): HciDrivers {
       } catch (e) {
         throw new KeyhopError(
           ErrorCodes.UNSUPPORTED,
-          `BLE on a kernel adapter needs the native addon of ${HCI_SOCKET}, which does not load here (${e instanceof Error ? e.message : String(e)}); a controller with HCI UART firmware works without it`,
+          `BLE on a kernel adapter needs the native addon of ${HCI_SOCKET}, which does not load here (${describeError(e)}); a controller with HCI UART firmware works without it`,
           { cause: e },
         );
       }
@@ -162,6 +162,8 @@ async function importDefault<T>(path: string): Promise<T> {
     const mod = (await import(pathToFileURL(path).href)) as { default: T };
     return mod.default;
   } catch (e) {
-    throw new KeyhopError(ErrorCodes.UNSUPPORTED, `BLE: cannot load ${path}: ${String(e)}`, { cause: e });
+    throw new KeyhopError(ErrorCodes.UNSUPPORTED, `BLE: cannot load ${path}: ${describeError(e)}`, {
+      cause: e,
+    });
   }
 }

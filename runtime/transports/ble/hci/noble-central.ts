@@ -2,7 +2,7 @@
  * BleCentral on @abandonware/noble: one noble instance with its own bindings and its own
  * controller per NobleCentral, on an HCI UART or a kernel adapter (see controller.ts).
  */
-import { asKeyhopError, ErrorCodes, KeyhopError } from '../../../errors.js';
+import { asKeyhopError, describeError, ErrorCodes, KeyhopError } from '../../../errors.js';
 import { type Logger, silentLogger } from '../../../log.js';
 import {
   ATT_MIN_MTU,
@@ -118,7 +118,7 @@ export class NobleCentral implements BleCentral {
     } catch (e) {
       await controller?.close();
       noble.removeAllListeners();
-      this.ended = e instanceof Error ? e.message : String(e);
+      this.ended = describeError(e);
       throw e;
     }
     const ready = controller!;
@@ -234,7 +234,7 @@ export class NobleCentral implements BleCentral {
                 ? reject(
                     new KeyhopError(
                       ErrorCodes.CONNECT_FAILED,
-                      `BLE ${profile.name} service: ${String(error)}`,
+                      `BLE ${profile.name} service: ${describeError(error)}`,
                     ),
                   )
                 : resolve(chars ?? []),
