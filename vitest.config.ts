@@ -8,5 +8,7 @@ export default defineConfig({
     pool: 'forks',
     // One virtual BLE controller host (btvirt) for the whole run, stopped by pid at the end.
     globalSetup: ['./test/rig/ble-global-setup.ts'],
+    // fast-check's seed: fixed under CI, fresh locally, fresh and more runs in `npm run test:fuzz`.
+    setupFiles: ['./test/setup/fast-check.ts'],
   },
 });

@@ -13,7 +13,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import type { PKCS11 } from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyhopError } from '../../runtime/errors.js';
+import { describeError, KeyhopError } from '../../runtime/errors.js';
 import {
   CKA_CLASS,
   CKA_EC_PARAMS,
@@ -42,7 +42,7 @@ const P256_OID = Buffer.from('06082a8648ce3d030107', 'hex');
 
 /** Everything an error can show: message, JSON, inspect (with its cause and stack). */
 function everything(e: unknown): string {
-  return `${String(e)}\n${JSON.stringify(e)}\n${inspect(e, { depth: 5 })}`;
+  return `${describeError(e)}\n${JSON.stringify(e)}\n${inspect(e, { depth: 5 })}`;
 }
 
 async function failure(p: Promise<unknown>): Promise<KeyhopError> {

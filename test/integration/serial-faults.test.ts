@@ -3,6 +3,7 @@
  * bits, drops, duplicates and inserts bytes (test/rig/serial-fault-relay.ts), seeded.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { describeError } from '../../runtime/errors.js';
 import type { Message } from '../../runtime/routing/message.js';
 import { Route } from '../../runtime/routing/route.js';
 import { Router } from '../../runtime/routing/router.js';
@@ -105,7 +106,7 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
     await Promise.all([stream(a, b, 0, COUNT, 32), stream(b, a, 1, COUNT, 32)]);
     await until(() => a.inbox.length >= COUNT && b.inbox.length >= COUNT, 12_000).catch((e: unknown) => {
       throw new Error(
-        `${String(e)}: A got ${a.inbox.length}, B got ${b.inbox.length}${describeLinks(a.link, b.link)}`,
+        `${describeError(e)}: A got ${a.inbox.length}, B got ${b.inbox.length}${describeLinks(a.link, b.link)}`,
       );
     });
     // Anything delivered twice would show up by now.
@@ -155,7 +156,7 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
     await b.ctx.send(Route.of(b.link.sender, 'inbox'), payloadOf(COUNT, 1));
     const last = (end: End) => end.inbox.length > 0 && seqOf(end.inbox.at(-1)!.payload) === COUNT;
     await until(() => last(a) && last(b), 10_000).catch((e: unknown) => {
-      throw new Error(`${String(e)}${describeLinks(a.link, b.link)}`);
+      throw new Error(`${describeError(e)}${describeLinks(a.link, b.link)}`);
     });
     for (const [end, dir] of [
       [b, 0],
@@ -189,7 +190,7 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
       await a.ctx.send(Route.of(a.link.sender, 'inbox'), payloadOf(seq, 2).subarray(0, 64));
     }
     await until(() => b.inbox.length >= n, 10_000).catch((e: unknown) => {
-      throw new Error(`${String(e)}: B got ${b.inbox.length}${describeLinks(a.link, b.link)}`);
+      throw new Error(`${describeError(e)}: B got ${b.inbox.length}${describeLinks(a.link, b.link)}`);
     });
     expect(b.inbox.map((m) => seqOf(m.payload))).toEqual([...Array(n).keys()]);
     expect(a.router.metrics.workerErrors).toBe(0);

@@ -19,6 +19,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describeError } from '../../runtime/errors.js';
 import { startSocat } from './socat-process.js';
 
 /**
@@ -472,7 +473,7 @@ export async function bleSkipReason(): Promise<string | undefined> {
     await Promise.all([loadNoble(), loadBleno()]);
     return undefined;
   } catch (e) {
-    const reason = `BLE stacks unavailable (${e instanceof Error ? e.message : String(e)}): tests skipped`;
+    const reason = `BLE stacks unavailable (${describeError(e)}): tests skipped`;
     if (process.env.KEYHOP_REQUIRE_RIG === '1') throw new Error(`KEYHOP_REQUIRE_RIG=1 but ${reason}`);
     return reason;
   }
