@@ -5,9 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { describeError, ErrorCodes, KeyhopError } from '../runtime/errors.js';
 
 /**
- * Loading keyhop's native addons (`build/Release/*.node`, built by binding.gyp or cmake-js): one
- * place for where they are found, the environment variable that points at another build, and the
- * HARDWARE_UNAVAILABLE error that says how to build one.
+ * Loading keyhop's native addons (`build/Release/*.node`, built by binding.gyp or cmake-js, or the
+ * prebuilt ones of a packed keyhop in `prebuilds/`): one place for where they are found, the
+ * environment variable that points at another build, and the HARDWARE_UNAVAILABLE error that says
+ * how to build one.
  */
 export interface NativeAddonSpec {
   /** File name in build/Release, e.g. `keyhop_tpm2.node`. */
@@ -46,11 +47,24 @@ export function packageRoot(): string {
   }
 }
 
-/** Where the addon is loaded from: `$<env>`, else `<package root>/build/Release/<file>`. */
+/** `prebuilds/<platform>-<arch>/`: where a packed keyhop ships addons built for that platform. */
+export function prebuildDir(): string {
+  return join(packageRoot(), 'prebuilds', `${process.platform}-${process.arch}`);
+}
+
+/**
+ * Where the addon is loaded from: `$<env>` when set; else `build/Release/<file>` (built on this
+ * machine by `npm install` or `npm run build:native`); else the prebuilt one shipped for this
+ * platform in `prebuilds/<platform>-<arch>/<file>` (Node-API, so one binary serves every Node ≥ 20).
+ * When none exists, the build path (what the error names).
+ */
 export function nativeAddonPath(spec: NativeAddonSpec): string {
   const explicit = process.env[spec.env];
   if (explicit !== undefined && explicit !== '') return resolve(explicit);
-  return join(packageRoot(), 'build', 'Release', spec.file);
+  const built = join(packageRoot(), 'build', 'Release', spec.file);
+  if (existsSync(built)) return built;
+  const prebuilt = join(prebuildDir(), spec.file);
+  return existsSync(prebuilt) ? prebuilt : built;
 }
 
 const cache = new Map<string, unknown>();
@@ -63,7 +77,7 @@ export function loadNativeAddon<T>(spec: NativeAddonSpec): T {
   if (!existsSync(path)) {
     throw new KeyhopError(
       ErrorCodes.HARDWARE_UNAVAILABLE,
-      `${spec.what} is not built (${path} is missing): ${spec.howToBuild}`,
+      `${spec.what} is not built (${path} is missing, and no prebuilt one for ${process.platform}-${process.arch} ships in ${prebuildDir()}): ${spec.howToBuild}`,
     );
   }
   let loaded: unknown;

@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
-import type { PKCS11 } from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeError, KeyhopError } from '../../runtime/errors.js';
 import {
@@ -31,6 +30,7 @@ import {
   CKO_PUBLIC_KEY,
 } from '../../vaults/pkcs11/constants.js';
 import { Pkcs11Vault, type Pkcs11VaultOptions, pkcs11Internals } from '../../vaults/pkcs11/pkcs11-vault.js';
+import type { PKCS11 } from '../../vaults/pkcs11/pkcs11js-api.js';
 import { type SoftHsm, softhsmSkipReason, startSoftHsm } from '../rig/softhsm.js';
 import { verifyP256Both } from '../support/p256.js';
 
@@ -352,7 +352,9 @@ describe.skipIf(skip !== undefined)('PKCS#11 vault on SoftHSM2', () => {
       flagged.restore();
       login.restore();
     }
-    const { Pkcs11Error } = createRequire(import.meta.url)('pkcs11js') as typeof import('pkcs11js');
+    const { Pkcs11Error } = createRequire(import.meta.url)(
+      'pkcs11js',
+    ) as import('../../vaults/pkcs11/pkcs11js-api.js').Pkcs11Lib;
     login = intercept(pkcs11, 'C_Login', () => {
       throw new Pkcs11Error('CKR_PIN_LOCKED', 0xa4, 'C_Login');
     });

@@ -1,11 +1,9 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { PKCS11 } from 'pkcs11js';
-import { describeError, ErrorCodes, KeyhopError } from '../../runtime/errors.js';
+import { describeError, ErrorCodes, KeyhopError, thrownProperty } from '../../runtime/errors.js';
 import { CKR, ckrName, ckrOf } from './ckr.js';
 import { CKF_OS_LOCKING_OK } from './constants.js';
-
-export type Pkcs11Lib = typeof import('pkcs11js');
+import type { PKCS11, Pkcs11Lib } from './pkcs11js-api.js';
 
 /**
  * One loaded, initialised PKCS#11 module, shared by every vault of this process that names it.
@@ -38,12 +36,21 @@ function loadLib(): Pkcs11Lib {
     lib = createRequire(import.meta.url)('pkcs11js') as Pkcs11Lib;
     return lib;
   } catch (e) {
+    // npm leaves out an optional dependency whose native build fails (no C++ toolchain).
+    const absent = thrownProperty(e, 'code') === 'MODULE_NOT_FOUND';
+    const why = absent
+      ? 'pkcs11js, the optional dependency that reaches PKCS#11 modules, is not installed: npm leaves it out where it cannot build its addon'
+      : `the pkcs11js addon does not load (${firstLine(e)})`;
     throw new KeyhopError(
       ErrorCodes.HARDWARE_UNAVAILABLE,
-      `the pkcs11js addon cannot be loaded (${e instanceof Error ? e.message.split('\n')[0] : describeError(e)}): rebuild it (npm rebuild pkcs11js) with a C++ toolchain`,
+      `${why}; install a C++ toolchain (sudo apt-get install build-essential python3) and run npm install (or npm rebuild pkcs11js) again`,
       { cause: e },
     );
   }
+}
+
+function firstLine(e: unknown): string {
+  return describeError(e).split('\n')[0] ?? '';
 }
 
 /**
@@ -65,10 +72,13 @@ export function acquireModule(path: string): LoadedModule {
   try {
     pkcs11.load(path);
   } catch (e) {
-    const detail = e instanceof Error ? e.message.split('\n')[0] : describeError(e);
-    throw new KeyhopError(ErrorCodes.HARDWARE_UNAVAILABLE, `cannot load PKCS#11 module ${path}: ${detail}`, {
-      cause: e,
-    });
+    throw new KeyhopError(
+      ErrorCodes.HARDWARE_UNAVAILABLE,
+      `cannot load PKCS#11 module ${path}: ${firstLine(e)}`,
+      {
+        cause: e,
+      },
+    );
   }
   let ownsInit = true;
   try {

@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
-import type { Attribute, PKCS11, Template } from 'pkcs11js';
 import { ErrorCodes, isKeyhopError, KeyhopError } from '../../runtime/errors.js';
 import type { SigningKeyType } from '../provider.js';
 import type { KeyId, SigningPublicKey, SigningVault } from '../vault.js';
@@ -45,6 +44,7 @@ import {
 import { checkPoint, ecParamsFor, keyTypeOf, publicKeyFromEcPoint } from './ec.js';
 import { acquireModule, type LoadedModule, releaseModule } from './module.js';
 import { checkPinSource, type PinSource, pinError, pinLocked, readPin } from './pin.js';
+import type { Attribute, PKCS11, Template } from './pkcs11js-api.js';
 
 export type { PinSource } from './pin.js';
 

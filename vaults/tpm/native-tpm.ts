@@ -103,13 +103,13 @@ const SPEC: NativeAddonSpec = {
   env: TPM2_ADDON_ENV,
   what: 'the TPM 2.0 addon',
   howToBuild:
-    'install tpm2-tss (apt-get install libtss2-dev pkg-config) and build it with `npm run build:native` ' +
+    'install tpm2-tss and a C++ toolchain (sudo apt-get install libtss2-dev pkg-config build-essential python3) and build it with `npm run build:native` ' +
     '(node-gyp) or `npm run build:native:cmake` (cmake-js, then set ' +
     `${TPM2_ADDON_ENV}=build-cmake/Release/keyhop_tpm2.node)`,
   entry: 'open',
 };
 
-/** Where the addon is loaded from: `$KEYHOP_TPM2_ADDON`, else `<package root>/build/Release/…`. */
+/** Where the addon is loaded from: `$KEYHOP_TPM2_ADDON`, `build/Release/…` or `prebuilds/<platform>-<arch>/…`. */
 export function tpm2AddonPath(): string {
   return nativeAddonPath(SPEC);
 }

@@ -73,12 +73,12 @@ const SPEC: NativeAddonSpec = {
   env: ADDON_ENV,
   what: 'the ATECC608 I2C addon',
   howToBuild:
-    'build it with `npm run build:native` (node-gyp; needs make, g++ and python3) or ' +
+    'build it with `npm run build:native` (node-gyp; needs a C++ toolchain: sudo apt-get install build-essential python3) or ' +
     '`npm run build:native:cmake` (cmake-js) and set KEYHOP_ATECC608_ADDON=build-cmake/Release/keyhop_atecc608.node',
   entry: 'transact',
 };
 
-/** Where the addon is loaded from: `$KEYHOP_ATECC608_ADDON`, else `<package root>/build/Release/…`. */
+/** Where the addon is loaded from: `$KEYHOP_ATECC608_ADDON`, `build/Release/…` or `prebuilds/<platform>-<arch>/…`. */
 export function addonPath(): string {
   return nativeAddonPath(SPEC);
 }
