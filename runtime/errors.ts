@@ -40,6 +40,9 @@ export const ErrorCodes = {
   KEY_STORE_CORRUPT: 'KEY_STORE_CORRUPT',
   KEY_STORE_LOCKED: 'KEY_STORE_LOCKED',
   KEY_STORE_IO: 'KEY_STORE_IO',
+  /** No vault (key store or hardware vault descriptor) of that name: create it explicitly. */
+  VAULT_NOT_FOUND: 'VAULT_NOT_FOUND',
+  VAULT_EXISTS: 'VAULT_EXISTS',
   SIGNATURE_INVALID: 'SIGNATURE_INVALID',
   UNSUPPORTED: 'UNSUPPORTED',
   // Identities, credentials, policies

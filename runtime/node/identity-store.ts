@@ -15,7 +15,7 @@ import {
   encodePurposeKeyAttestation,
   openPurposeKeyAttestationData,
 } from '../identity/models.js';
-import { type OpenedVault, openVault } from './vault-registry.js';
+import { DEFAULT_VAULT, type OpenedVault, type OpenVaultOptions, openVault } from './vault-registry.js';
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_FILE = 256 * 1024;
@@ -68,6 +68,7 @@ export class IdentityStore {
   constructor(
     readonly home: string,
     readonly clock: Clock = systemClock,
+    private readonly vaultOptions: OpenVaultOptions = {},
   ) {}
 
   private identityPath(name: string): string {
@@ -75,10 +76,10 @@ export class IdentityStore {
   }
 
   /**
-   * Opens vault `name`: a hardware vault when it has a descriptor (vault-registry.ts), otherwise the
-   * software key store, created if needed.
+   * Opens vault `name`: a hardware vault when it has a descriptor (vault-registry.ts), otherwise its
+   * software key store. Only the default vault is created on first use; any other must exist.
    */
-  async vault(name = 'default'): Promise<SigningVault> {
+  async vault(name = DEFAULT_VAULT): Promise<SigningVault> {
     return (await this.openedVault(name)).vault;
   }
 
@@ -86,7 +87,7 @@ export class IdentityStore {
     checkName('vault', name);
     let v = this.vaults.get(name);
     if (!v) {
-      v = openVault(this.home, name);
+      v = openVault(this.home, name, this.vaultOptions);
       this.vaults.set(name, v);
       v.catch(() => this.vaults.delete(name));
     }
@@ -107,7 +108,7 @@ export class IdentityStore {
     checkName('identity', name);
     if (await this.exists(name))
       throw new KeyhopError(ErrorCodes.IDENTITY_EXISTS, `identity "${name}" exists`);
-    const vaultName = options.vault ?? 'default';
+    const vaultName = options.vault ?? DEFAULT_VAULT;
     const vault = await this.vault(vaultName);
     const local = await createIdentity({
       vault,

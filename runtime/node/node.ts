@@ -146,7 +146,15 @@ export class KeyhopNode {
     const verifier = new SoftwareVerifier();
     let credentials: CredentialAndPurposeKey[] = [];
     if (typeof this.config.identity === 'string' && home) {
-      const store = new IdentityStore(home);
+      const store = new IdentityStore(home, systemClock, {
+        onCreated: ({ name, encrypted }) =>
+          this.log.warn(
+            { vault: name, encryptedAtRest: encrypted },
+            encrypted
+              ? 'created the default vault'
+              : 'created the default vault: private keys in clear on disk',
+          ),
+      });
       this.identityStore = store;
       const stored = (await store.exists(this.config.identity))
         ? await store.load(this.config.identity)

@@ -1,11 +1,11 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AllocatedKey, KeyAllocations } from '../../vaults/atecc608/atecc608-vault.js';
 import { type AteccLinkSpec, checkLinkSpec } from '../../vaults/atecc608/link-spec.js';
 import { SoftwareVault } from '../../vaults/software/software-vault.js';
 import type { KeyId, SigningVault } from '../../vaults/vault.js';
-import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 
 /**
  * Vaults under KEYHOP_HOME/vaults/<name>/. A software vault is a key directory; a hardware vault
@@ -169,16 +169,156 @@ export async function writeDescriptor(home: string, name: string, d: VaultDescri
   await rename(tmp, path);
 }
 
-/** Opens vault `name`: its descriptor's backend, or the software key directory when there is none. */
-export async function openVault(home: string, name: string): Promise<OpenedVault> {
+/** The vault identities use when none is named; created on first use, the only vault that is. */
+export const DEFAULT_VAULT = 'default';
+/** Where a software vault's passphrase comes from (never the command line). */
+export const PASSPHRASE_ENV = 'KEYHOP_VAULT_PASSPHRASE';
+
+const VAULT_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+function passphraseFromEnv(): string | undefined {
+  const p = process.env[PASSPHRASE_ENV];
+  return p === undefined || p === '' ? undefined : p;
+}
+
+/** A vault as `vault list` shows it. */
+export interface VaultSummary {
+  readonly name: string;
+  readonly backend: string;
+  /** Software vaults: whether private keys are encrypted at rest (undefined: not readable). */
+  readonly encrypted?: boolean;
+}
+
+/** The vaults under `home`: hardware descriptors and software key stores, by name. */
+export async function listVaults(home: string): Promise<VaultSummary[]> {
+  const names = (await readdir(join(home, 'vaults')).catch(() => [] as string[]))
+    .filter((n) => VAULT_NAME.test(n))
+    .sort();
+  const out: VaultSummary[] = [];
+  for (const name of names) {
+    const descriptor = await readDescriptor(home, name).catch(() => undefined);
+    if (descriptor !== undefined && descriptor.backend !== 'software') {
+      out.push({ name, backend: descriptor.backend });
+      continue;
+    }
+    const encrypted = await softwareStoreEncryption(vaultDir(home, name));
+    if (encrypted !== null)
+      out.push({ name, backend: 'software', ...(encrypted === undefined ? {} : { encrypted }) });
+  }
+  return out;
+}
+
+/** Whether the key store at `dir` is encrypted; null when it is no key store; undefined if unreadable. */
+async function softwareStoreEncryption(dir: string): Promise<boolean | undefined | null> {
+  try {
+    const store = await SoftwareVault.open({ dir });
+    const encrypted = store.encrypted;
+    await store.close();
+    return encrypted;
+  } catch (e) {
+    if (isKeyhopError(e, ErrorCodes.VAULT_NOT_FOUND)) return null;
+    return undefined;
+  }
+}
+
+/** The backend of vault `name`, or undefined when there is no such vault. */
+export async function vaultBackend(home: string, name: string): Promise<string | undefined> {
+  const descriptor = await readDescriptor(home, name);
+  if (descriptor !== undefined) return descriptor.backend;
+  return (await softwareStoreEncryption(vaultDir(home, name))) === null ? undefined : 'software';
+}
+
+function vaultExistsError(name: string, backend: string): KeyhopError {
+  return new KeyhopError(ErrorCodes.VAULT_EXISTS, `vault "${name}" already exists (${backend})`);
+}
+
+async function notFound(home: string, name: string): Promise<KeyhopError> {
+  const known = await listVaults(home);
+  const list =
+    known.length === 0
+      ? 'there are no vaults yet'
+      : `vaults here: ${known.map((v) => `${v.name} (${v.backend}${v.encrypted ? ', encrypted' : ''})`).join(', ')}`;
+  return new KeyhopError(
+    ErrorCodes.VAULT_NOT_FOUND,
+    `no vault "${name}" (${list}); create it with: keyhop vault create ${name}`,
+  );
+}
+
+/**
+ * Creates software vault `name`: encrypted at rest when KEYHOP_VAULT_PASSPHRASE is set, for good
+ * (`vault encrypt` is the only change, from clear to encrypted). VAULT_EXISTS if the name is taken.
+ */
+export async function createSoftwareVault(home: string, name: string): Promise<{ encrypted: boolean }> {
+  const existing = await vaultBackend(home, name);
+  if (existing !== undefined) throw vaultExistsError(name, existing);
+  const passphrase = passphraseFromEnv();
+  const vault = await SoftwareVault.create({
+    dir: vaultDir(home, name),
+    ...(passphrase ? { passphrase } : {}),
+  });
+  await vault.close();
+  return { encrypted: passphrase !== undefined };
+}
+
+/** Encrypts software vault `name`, made in clear, under KEYHOP_VAULT_PASSPHRASE; returns the keys rewritten. */
+export async function encryptSoftwareVault(home: string, name: string): Promise<number> {
+  const passphrase = passphraseFromEnv();
+  if (passphrase === undefined) {
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      `set ${PASSPHRASE_ENV} to the new passphrase first (never on the command line)`,
+    );
+  }
+  const descriptor = await readDescriptor(home, name);
+  if (descriptor !== undefined && descriptor.backend !== 'software') {
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      `vault "${name}" is a ${descriptor.backend} vault: its keys never leave the device`,
+    );
+  }
+  let vault: SoftwareVault;
+  try {
+    vault = await SoftwareVault.open({ dir: vaultDir(home, name) });
+  } catch (e) {
+    if (isKeyhopError(e, ErrorCodes.VAULT_NOT_FOUND)) throw await notFound(home, name);
+    throw e;
+  }
+  try {
+    return await vault.encryptAtRest(passphrase);
+  } catch (e) {
+    if (isKeyhopError(e, ErrorCodes.KEY_STORE_LOCKED)) {
+      throw new KeyhopError(
+        ErrorCodes.KEY_STORE_LOCKED,
+        `vault "${name}" is already encrypted under another passphrase than ${PASSPHRASE_ENV}`,
+      );
+    }
+    throw e;
+  } finally {
+    await vault.close();
+  }
+}
+
+export interface OpenVaultOptions {
+  /** Told when the default vault was created by this open (first use). */
+  readonly onCreated?: (info: { name: string; encrypted: boolean }) => void;
+}
+
+/**
+ * Opens vault `name`: its descriptor's backend, or its software key directory. A name that is
+ * neither is VAULT_NOT_FOUND listing the vaults there are, except `default`, which is created on
+ * first use (encrypted when KEYHOP_VAULT_PASSPHRASE is set; `onCreated` is told). A software vault
+ * created encrypted needs KEYHOP_VAULT_PASSPHRASE for its private keys and never stores one in
+ * clear; one created in clear refuses the variable rather than mix clear and encrypted keys.
+ */
+export async function openVault(
+  home: string,
+  name: string,
+  options: OpenVaultOptions = {},
+): Promise<OpenedVault> {
   const descriptor = await readDescriptor(home, name);
   if (descriptor === undefined || descriptor.backend === 'software') {
-    const passphrase = process.env.KEYHOP_VAULT_PASSPHRASE;
-    const vault = await SoftwareVault.open({
-      dir: vaultDir(home, name),
-      ...(passphrase ? { passphrase } : {}),
-    });
-    return { name, backend: 'software', vault, close: async () => {} };
+    const vault = await openSoftwareVault(home, name, options);
+    return { name, backend: 'software', vault, close: async () => vault.close() };
   }
   const open = (): Promise<OpenedVault> => {
     switch (descriptor.backend) {
@@ -191,6 +331,49 @@ export async function openVault(home: string, name: string): Promise<OpenedVault
     }
   };
   return lazily(name, descriptor.backend, open);
+}
+
+async function openSoftwareVault(
+  home: string,
+  name: string,
+  options: OpenVaultOptions,
+): Promise<SoftwareVault> {
+  const passphrase = passphraseFromEnv();
+  const dir = vaultDir(home, name);
+  const common = {
+    dir,
+    ...(passphrase ? { passphrase } : {}),
+    lockedHint: `set ${PASSPHRASE_ENV} to the passphrase of vault "${name}" (keyhop never stores its keys in clear)`,
+  };
+  try {
+    return await SoftwareVault.open(common);
+  } catch (e) {
+    if (isKeyhopError(e, ErrorCodes.VAULT_NOT_FOUND)) {
+      if (name !== DEFAULT_VAULT) throw await notFound(home, name);
+      try {
+        const created = await SoftwareVault.create(common);
+        options.onCreated?.({ name, encrypted: passphrase !== undefined });
+        return created;
+      } catch (c) {
+        // Another process created it first: open what it made.
+        if (isKeyhopError(c, ErrorCodes.VAULT_EXISTS)) return SoftwareVault.open(common);
+        throw c;
+      }
+    }
+    if (isKeyhopError(e, ErrorCodes.CONFIG_INVALID) && passphrase !== undefined) {
+      throw new KeyhopError(
+        ErrorCodes.CONFIG_INVALID,
+        `vault "${name}" keeps its keys in clear (it was created without a passphrase), but ${PASSPHRASE_ENV} is set: encrypt it with keyhop vault encrypt ${name}, or unset ${PASSPHRASE_ENV}`,
+      );
+    }
+    if (isKeyhopError(e, ErrorCodes.KEY_STORE_LOCKED)) {
+      throw new KeyhopError(
+        ErrorCodes.KEY_STORE_LOCKED,
+        `wrong passphrase for vault "${name}" (${PASSPHRASE_ENV})`,
+      );
+    }
+    throw e;
+  }
 }
 
 /**
@@ -297,10 +480,8 @@ async function openAtecc608Vault(
  * generate keys in. An existing vault of that name is never replaced.
  */
 export async function createAtecc608Vault(home: string, name: string, link: AteccLinkSpec): Promise<void> {
-  const existing = await readDescriptor(home, name);
-  if (existing !== undefined) {
-    throw new KeyhopError(ErrorCodes.USAGE, `vault "${name}" already exists (${existing.backend})`);
-  }
+  const existing = await vaultBackend(home, name);
+  if (existing !== undefined) throw vaultExistsError(name, existing);
   const [{ Atecc608 }, { openAteccLink }, { keySlotsOf }] = await Promise.all([
     import('../../vaults/atecc608/device.js'),
     import('../../vaults/atecc608/link-spec.js'),
@@ -381,10 +562,8 @@ export async function createHardwareVault(
   name: string,
   descriptor: TpmDescriptor | Pkcs11Descriptor,
 ): Promise<void> {
-  const existing = await readDescriptor(home, name);
-  if (existing !== undefined) {
-    throw new KeyhopError(ErrorCodes.USAGE, `vault "${name}" already exists (${existing.backend})`);
-  }
+  const existing = await vaultBackend(home, name);
+  if (existing !== undefined) throw vaultExistsError(name, existing);
   const opened =
     descriptor.backend === 'tpm'
       ? await openTpmVault(home, name, descriptor)

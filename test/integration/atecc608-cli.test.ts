@@ -303,8 +303,8 @@ describe.skipIf(socatSkip !== undefined)(
       expect(JSON.parse(shown.stdout).changes[0].keyType).toBe('P256');
       // Recording the same vault twice is refused.
       const again = await keyhop('vault', 'create', 'kit', '--backend', 'atecc608', '--kit-serial', pty.b);
-      expect(again.code).toBe(2);
-      expect(again.stderr).toMatch(/already exists/);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/\[VAULT_EXISTS\]: vault "kit" already exists/);
     });
   },
 );

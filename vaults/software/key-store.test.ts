@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KeyhopError } from '../../runtime/errors.js';
 import { hex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import {
   DEFAULT_SCRYPT,
   DirectoryKeyStore,
@@ -16,6 +18,7 @@ import {
   type StoredKeyType,
 } from './key-store.js';
 import { nodeCrypto } from './node-provider.js';
+import { parseStoreHeader } from './store-header.js';
 
 /** Cheap scrypt for the tests that do not look at its cost. */
 const FAST = { N: 2 ** 10, r: 8, p: 1 };
@@ -87,13 +90,18 @@ describe('MemoryKeyStore', () => {
 describe('DirectoryKeyStore', () => {
   it('creates the directory 0700 and writes one 0600 file per key, atomically', async () => {
     const keysDir = join(dir, 'nested', 'keys');
-    const store = await DirectoryKeyStore.open(keysDir);
+    const store = await DirectoryKeyStore.create(keysDir);
     expect((await stat(keysDir)).mode & 0o777).toBe(0o700);
     const keys = (['Ed25519', 'P256', 'X25519'] as const).map(makeKey);
     for (const key of keys) await store.put(key);
     const names = (await readdir(keysDir)).sort();
     expect(names).toEqual(
-      [`ed25519-${keys[0]!.id}.json`, `p256-${keys[1]!.id}.json`, `x25519-${keys[2]!.id}.json`].sort(),
+      [
+        `ed25519-${keys[0]!.id}.json`,
+        `p256-${keys[1]!.id}.json`,
+        `x25519-${keys[2]!.id}.json`,
+        'keystore.json',
+      ].sort(),
     );
     for (const name of names) expect((await stat(join(keysDir, name))).mode & 0o777).toBe(0o600);
     expect(await store.list()).toEqual(keys.map((k) => ({ id: k.id, type: k.type })).sort(byId));
@@ -107,7 +115,7 @@ describe('DirectoryKeyStore', () => {
   });
 
   it('writes the documented clear format', async () => {
-    const store = await DirectoryKeyStore.open(dir);
+    const store = await DirectoryKeyStore.create(dir);
     const key = makeKey('Ed25519');
     await store.put(key);
     const json = JSON.parse(await readFile(join(dir, `ed25519-${key.id}.json`), 'utf8'));
@@ -133,7 +141,7 @@ describe('DirectoryKeyStore', () => {
   });
 
   it('encrypts at rest with scrypt (default N=2^15, r=8, p=1, fresh salt per file) and AES-256-GCM', async () => {
-    const store = await DirectoryKeyStore.open(dir, { passphrase: 'correct horse' });
+    const store = await DirectoryKeyStore.create(dir, { passphrase: 'correct horse' });
     const keys = [makeKey('Ed25519'), makeKey('Ed25519')];
     for (const key of keys) await store.put(key);
     const salts = new Set<string>();
@@ -159,7 +167,7 @@ describe('DirectoryKeyStore', () => {
 
   it('NFC-normalizes string passphrases', async () => {
     const key = makeKey('P256');
-    await (await DirectoryKeyStore.open(dir, { passphrase: 'caf\u00e9', scrypt: FAST })).put(key);
+    await (await DirectoryKeyStore.create(dir, { passphrase: 'caf\u00e9', scrypt: FAST })).put(key);
     const store = await DirectoryKeyStore.open(dir, { passphrase: 'cafe\u0301' });
     expect(hex((await store.get(key.id)).privateKey)).toBe(hex(key.privateKey));
   });
@@ -168,7 +176,7 @@ describe('DirectoryKeyStore', () => {
     let key: StoredKey;
     beforeEach(async () => {
       key = makeKey('X25519');
-      await (await DirectoryKeyStore.open(dir, { passphrase: 'right', scrypt: FAST })).put(key);
+      await (await DirectoryKeyStore.create(dir, { passphrase: 'right', scrypt: FAST })).put(key);
     });
 
     it('a wrong passphrase fails at open', async () => {
@@ -187,7 +195,7 @@ describe('DirectoryKeyStore', () => {
       const store = await DirectoryKeyStore.open(dir, { passphrase: 'right' });
       const other = makeKey('X25519');
       const otherDir = join(dir, 'other');
-      await (await DirectoryKeyStore.open(otherDir, { passphrase: 'other', scrypt: FAST })).put(other);
+      await (await DirectoryKeyStore.create(otherDir, { passphrase: 'other', scrypt: FAST })).put(other);
       const name = `x25519-${other.id}.json`;
       await writeFile(join(dir, name), await readFile(join(otherDir, name)));
       expect((await failure(store.get(other.id))).code).toBe('KEY_STORE_LOCKED');
@@ -210,7 +218,7 @@ describe('DirectoryKeyStore', () => {
     }
 
     it('truncated at any length', async () => {
-      const store = await DirectoryKeyStore.open(dir);
+      const store = await DirectoryKeyStore.create(dir);
       const key = makeKey('P256');
       await store.put(key);
       const path = join(dir, `p256-${key.id}.json`);
@@ -223,7 +231,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('one flipped bit anywhere', async () => {
-      const store = await DirectoryKeyStore.open(dir);
+      const store = await DirectoryKeyStore.create(dir);
       const key = makeKey('Ed25519');
       await store.put(key);
       const path = join(dir, `ed25519-${key.id}.json`);
@@ -237,7 +245,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('one flipped bit in each field of an encrypted file', async () => {
-      const store = await DirectoryKeyStore.open(dir, { passphrase: 'pw', scrypt: FAST });
+      const store = await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST });
       const key = makeKey('Ed25519');
       await store.put(key);
       const path = join(dir, `ed25519-${key.id}.json`);
@@ -256,7 +264,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('garbage, wrong shapes, extra fields, oversized files', async () => {
-      const store = await DirectoryKeyStore.open(dir);
+      const store = await DirectoryKeyStore.create(dir);
       const key = makeKey('Ed25519');
       await store.put(key);
       const path = join(dir, `ed25519-${key.id}.json`);
@@ -286,7 +294,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('deliberate tampering with a recomputed checksum is still caught', async () => {
-      const store = await DirectoryKeyStore.open(dir, { passphrase: 'pw', scrypt: FAST });
+      const store = await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST });
       const [a, b] = [makeKey('P256'), makeKey('P256')];
       await store.put(a);
       await store.put(b);
@@ -316,7 +324,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('a clear private key that does not match its public key', async () => {
-      const store = await DirectoryKeyStore.open(dir);
+      const store = await DirectoryKeyStore.create(dir);
       const key = makeKey('X25519');
       await store.put(key);
       const path = join(dir, `x25519-${key.id}.json`);
@@ -327,7 +335,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('a newer format version is UNSUPPORTED', async () => {
-      const store = await DirectoryKeyStore.open(dir);
+      const store = await DirectoryKeyStore.create(dir);
       const key = makeKey('Ed25519');
       await store.put(key);
       const path = join(dir, `ed25519-${key.id}.json`);
@@ -338,7 +346,7 @@ describe('DirectoryKeyStore', () => {
     });
 
     it('a wrong passphrase check at open skips damaged files but still finds the wrong passphrase', async () => {
-      const store = await DirectoryKeyStore.open(dir, { passphrase: 'pw', scrypt: FAST });
+      const store = await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST });
       const [a, b] = [makeKey('Ed25519'), makeKey('Ed25519')];
       await store.put(a);
       await store.put(b);
@@ -353,7 +361,7 @@ describe('DirectoryKeyStore', () => {
   });
 
   it('ignores temporary and foreign files; unknown and malformed ids are KEY_NOT_FOUND', async () => {
-    const store = await DirectoryKeyStore.open(dir);
+    const store = await DirectoryKeyStore.create(dir);
     const key = makeKey('Ed25519');
     await store.put(key);
     await writeFile(join(dir, `.ed25519-${key.id}.json.0011223344556677.tmp`), 'partial');
@@ -370,13 +378,13 @@ describe('DirectoryKeyStore', () => {
   });
 
   it('leaves no temporary files behind, even with many concurrent writes', async () => {
-    const store = await DirectoryKeyStore.open(dir, { passphrase: 'pw', scrypt: FAST });
+    const store = await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST });
     const keys = Array.from({ length: 40 }, (_, i) =>
       makeKey((['Ed25519', 'P256', 'X25519'] as const)[i % 3]!),
     );
     await Promise.all(keys.map((k) => store.put(k)));
     const names = await readdir(dir);
-    expect(names.length).toBe(40);
+    expect(names.length).toBe(41); // and keystore.json
     expect(names.some((n) => n.endsWith('.tmp'))).toBe(false);
     const got = await Promise.all(keys.map((k) => store.get(k.id)));
     for (const [i, g] of got.entries()) expect(hex(g.privateKey)).toBe(hex(keys[i]!.privateKey));
@@ -391,6 +399,134 @@ describe('DirectoryKeyStore', () => {
     for (const scrypt of [{ N: 1000 }, { N: 2 ** 24 }, { r: 0 }, { p: 17 }, { N: 1.5 }]) {
       expect((await failure(DirectoryKeyStore.open(dir, { scrypt }))).code).toBe('CONFIG_INVALID');
     }
+  });
+});
+
+describe('DirectoryKeyStore: what it was created as, it stays (never a silent downgrade)', () => {
+  it('an encrypted store opened without its passphrase writes nothing and says how to unlock it', async () => {
+    const key = makeKey('Ed25519');
+    await (await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST })).put(key);
+    const store = await DirectoryKeyStore.open(dir, { lockedHint: 'set KEYHOP_VAULT_PASSPHRASE' });
+    expect(store.encrypted).toBe(true);
+    expect(store.locked).toBe(true);
+    const before = (await readdir(dir)).sort();
+    const e = await failure(store.put(makeKey('P256')));
+    expect(e.code).toBe('KEY_STORE_LOCKED');
+    expect(e.message).toMatch(
+      /encrypted at rest and was opened without its passphrase: set KEYHOP_VAULT_PASSPHRASE$/,
+    );
+    expect((await readdir(dir)).sort()).toEqual(before);
+    expect((await failure(store.get(key.id))).code).toBe('KEY_STORE_LOCKED');
+    expect(hex((await store.info(key.id)).publicKey)).toBe(hex(key.publicKey));
+  });
+
+  it('checks the passphrase of an encrypted store before it holds any key', async () => {
+    await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST });
+    expect((await failure(DirectoryKeyStore.open(dir, { passphrase: 'other' }))).code).toBe(
+      'KEY_STORE_LOCKED',
+    );
+    const store = await DirectoryKeyStore.open(dir, { passphrase: 'pw' });
+    const key = makeKey('X25519');
+    await store.put(key);
+    const pk = JSON.parse(await readFile(join(dir, `x25519-${key.id}.json`), 'utf8')).privateKey;
+    expect(pk.encryption).toBe('scrypt-aes-256-gcm');
+  });
+
+  it('a store created in clear refuses a passphrase instead of mixing clear and encrypted keys', async () => {
+    await (await DirectoryKeyStore.create(dir)).put(makeKey('Ed25519'));
+    const e = await failure(DirectoryKeyStore.open(dir, { passphrase: 'pw' }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toMatch(/created without a passphrase/);
+  });
+
+  it('creating is explicit: a missing or empty directory is not a store, an existing store is not replaced', async () => {
+    expect((await failure(DirectoryKeyStore.open(join(dir, 'nope')))).code).toBe('VAULT_NOT_FOUND');
+    expect((await failure(DirectoryKeyStore.open(dir))).code).toBe('VAULT_NOT_FOUND');
+    await DirectoryKeyStore.create(dir);
+    expect((await failure(DirectoryKeyStore.create(dir))).code).toBe('VAULT_EXISTS');
+    expect((await failure(DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST }))).code).toBe(
+      'VAULT_EXISTS',
+    );
+    const created = await Promise.allSettled(
+      [1, 2, 3].map(() => DirectoryKeyStore.create(join(dir, 'race'), { scrypt: FAST })),
+    );
+    expect(created.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+  });
+
+  it('recognises stores written before the header from their key files, and adds the header', async () => {
+    const clear = makeKey('Ed25519');
+    const clearDir = join(dir, 'clear');
+    await (await DirectoryKeyStore.create(clearDir)).put(clear);
+    await rm(join(clearDir, 'keystore.json'));
+    expect((await failure(DirectoryKeyStore.open(clearDir, { passphrase: 'pw' }))).code).toBe(
+      'CONFIG_INVALID',
+    );
+    const reopened = await DirectoryKeyStore.open(clearDir);
+    expect(reopened.encrypted).toBe(false);
+    expect(JSON.parse(await readFile(join(clearDir, 'keystore.json'), 'utf8')).encryption).toBe('none');
+
+    const secret = makeKey('P256');
+    const encDir = join(dir, 'enc');
+    await (await DirectoryKeyStore.create(encDir, { passphrase: 'pw', scrypt: FAST })).put(secret);
+    await rm(join(encDir, 'keystore.json'));
+    const locked = await DirectoryKeyStore.open(encDir);
+    expect(locked.locked).toBe(true);
+    expect((await failure(locked.put(makeKey('P256')))).code).toBe('KEY_STORE_LOCKED');
+    expect((await failure(DirectoryKeyStore.open(encDir, { passphrase: 'wrong' }))).code).toBe(
+      'KEY_STORE_LOCKED',
+    );
+    const unlocked = await DirectoryKeyStore.open(encDir, { passphrase: 'pw', scrypt: FAST });
+    expect(hex((await unlocked.get(secret.id)).privateKey)).toBe(hex(secret.privateKey));
+    expect(JSON.parse(await readFile(join(encDir, 'keystore.json'), 'utf8')).encryption).toBe(
+      'scrypt-aes-256-gcm',
+    );
+  });
+
+  it('encrypt() turns a clear store into an encrypted one, and finishes an interrupted run', async () => {
+    const store = await DirectoryKeyStore.create(dir, { scrypt: FAST });
+    const keys = [makeKey('Ed25519'), makeKey('P256'), makeKey('X25519')];
+    for (const k of keys) await store.put(k);
+    expect(await store.encrypt('pw')).toBe(3);
+    for (const k of keys) {
+      const text = await readFile(join(dir, `${k.type.toLowerCase()}-${k.id}.json`), 'utf8');
+      expect(text).not.toContain(hex(k.privateKey));
+    }
+    const locked = await DirectoryKeyStore.open(dir);
+    expect(locked.locked).toBe(true);
+    const unlocked = await DirectoryKeyStore.open(dir, { passphrase: 'pw' });
+    for (const k of keys) expect(hex((await unlocked.get(k.id)).privateKey)).toBe(hex(k.privateKey));
+    // A clear file left by an interrupted run is encrypted by the next one (with the same passphrase).
+    const straggler = makeKey('Ed25519');
+    await (await DirectoryKeyStore.create(join(dir, 'x'))).put(straggler);
+    const name = `ed25519-${straggler.id}.json`;
+    await writeFile(join(dir, name), await readFile(join(dir, 'x', name)));
+    expect((await failure(unlocked.encrypt('not it'))).code).toBe('KEY_STORE_LOCKED');
+    expect(await unlocked.encrypt('pw')).toBe(1);
+    expect(await readFile(join(dir, name), 'utf8')).not.toContain(hex(straggler.privateKey));
+  });
+
+  it('reports a damaged or newer header, and never throws anything but KeyhopErrors on any header text', async () => {
+    await DirectoryKeyStore.create(dir, { passphrase: 'pw', scrypt: FAST });
+    const path = join(dir, 'keystore.json');
+    const good = await readFile(path, 'utf8');
+    await writeFile(path, good.replace('"version": 1', '"version": 2'));
+    expect((await failure(DirectoryKeyStore.open(dir))).code).toBe('UNSUPPORTED');
+    await writeFile(path, good.replace('"N": 1024', '"N": 2048'));
+    expect((await failure(DirectoryKeyStore.open(dir))).code).toBe('KEY_STORE_CORRUPT');
+    await writeFile(path, good.replace('scrypt-aes-256-gcm', 'none'));
+    expect((await failure(DirectoryKeyStore.open(dir))).code).toBe('KEY_STORE_CORRUPT');
+    await writeFile(path, 'x'.repeat(5000));
+    expect((await failure(DirectoryKeyStore.open(dir))).code).toBe('KEY_STORE_CORRUPT');
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json(), fc.constant(good)), (text) => {
+        try {
+          parseStoreHeader(path, text);
+        } catch (e) {
+          if (!(e instanceof KeyhopError)) throw e;
+        }
+      }),
+      { numRuns: propertyRuns(300) },
+    );
   });
 });
 

@@ -1,5 +1,5 @@
-import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { type FileHandle, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   describeError,
@@ -11,6 +11,29 @@ import {
 import type { SigningKeyType } from '../provider.js';
 import type { KeyId } from '../vault.js';
 import { nodeCrypto } from './node-provider.js';
+import {
+  AEAD_KEY_LENGTH,
+  CHECK_LENGTH,
+  ENCRYPTION_NONE,
+  ENCRYPTION_SCRYPT_AES,
+  encodeStoreHeader,
+  encryptedHeader,
+  fromHex,
+  hasExactly,
+  headerAccepts,
+  isRecord,
+  MAX_STORE_HEADER_SIZE,
+  parseStoreHeader,
+  SALT_LENGTH,
+  type ScryptParams,
+  STORE_HEADER_FILE,
+  type StoreHeader,
+  scryptAsync,
+  scryptParamsProblem,
+  toHex,
+} from './store-header.js';
+
+export type { ScryptParams } from './store-header.js';
 
 /**
  * Where the software vault keeps its keys: in memory, or the embedded default, a directory with
@@ -50,13 +73,6 @@ export interface KeyStore {
   close(): void;
 }
 
-export interface ScryptParams {
-  /** CPU/memory cost, a power of two. */
-  readonly N: number;
-  readonly r: number;
-  readonly p: number;
-}
-
 /** 32 MiB of memory, about 0.1 s on a desktop CPU, under a second on a Raspberry Pi 4. */
 export const DEFAULT_SCRYPT: ScryptParams = Object.freeze({ N: 2 ** 15, r: 8, p: 1 });
 
@@ -65,16 +81,8 @@ export const KEY_FILE_VERSION = 1;
 /** Key files are under 1 KiB; anything bigger is not ours. */
 export const MAX_KEY_FILE_SIZE = 16 * 1024;
 
-const ENCRYPTION_NONE = 'none';
-const ENCRYPTION_SCRYPT_AES = 'scrypt-aes-256-gcm';
-const SALT_LENGTH = 16;
 const NONCE_LENGTH = 12;
 const TAG_LENGTH = 16;
-const AEAD_KEY_LENGTH = 32;
-const CHECK_LENGTH = 32;
-/** Bounds on the scrypt parameters a file may ask for: at most 256 MiB of memory. */
-const SCRYPT_MAX_MEMORY = 256 * 1024 * 1024;
-const SCRYPT_MAX_P = 16;
 
 const TYPES: readonly StoredKeyType[] = ['Ed25519', 'P256', 'X25519'];
 const PUBLIC_KEY_LENGTH: Readonly<Record<StoredKeyType, number>> = { Ed25519: 32, P256: 65, X25519: 32 };
@@ -215,96 +223,209 @@ function associatedData(type: StoredKeyType, id: KeyId): Uint8Array {
   return new TextEncoder().encode(`${KEY_FILE_FORMAT}/${KEY_FILE_VERSION}\0${type}\0${id}`);
 }
 
-function toHex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-/** Strict lowercase hex into a fresh (non-pooled) array, or undefined. */
-function fromHex(value: unknown): Uint8Array | undefined {
-  if (typeof value !== 'string' || value.length % 2 !== 0 || !/^[0-9a-f]*$/.test(value)) return undefined;
-  const out = new Uint8Array(value.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(value.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function hasExactly(o: Record<string, unknown>, keys: readonly string[]): boolean {
-  const own = Object.keys(o);
-  return own.length === keys.length && keys.every((k) => Object.hasOwn(o, k));
-}
-
-function scryptParamsProblem(N: unknown, r: unknown, p: unknown): string | undefined {
-  if (!Number.isSafeInteger(N) || !Number.isSafeInteger(r) || !Number.isSafeInteger(p)) {
-    return 'scrypt N, r and p must be integers';
-  }
-  const [n, rr, pp] = [N as number, r as number, p as number];
-  if (n < 2 || (n & (n - 1)) !== 0) return 'scrypt N must be a power of two ≥ 2';
-  if (rr < 1 || pp < 1 || pp > SCRYPT_MAX_P) return `scrypt r must be ≥ 1 and p in 1..${SCRYPT_MAX_P}`;
-  if (128 * n * rr > SCRYPT_MAX_MEMORY) return 'scrypt parameters need more than 256 MiB';
-  return undefined;
-}
-
-function scryptAsync(passphrase: Uint8Array, salt: Uint8Array, params: ScryptParams): Promise<Buffer> {
-  const { N, r, p } = params;
-  // OpenSSL counts 128·r·(N + 2 + p) bytes against maxmem.
-  const maxmem = 128 * r * (N + 2 + p) + 1024 * 1024;
-  return new Promise((ok, fail) => {
-    scrypt(passphrase, salt, AEAD_KEY_LENGTH + CHECK_LENGTH, { N, r, p, maxmem }, (err, key) =>
-      err ? fail(err) : ok(key),
-    );
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 // The directory store
 
 export interface DirectoryKeyStoreOptions {
-  /** Encrypts private keys at rest. A string is used as its NFC-normalized UTF-8 bytes. */
+  /**
+   * The store's passphrase (a string is used as its NFC-normalized UTF-8 bytes). `create` with one
+   * makes an encrypted store; `open` needs it to read or write the private keys of an encrypted
+   * store, and refuses it for a store created in clear.
+   */
   passphrase?: string | Uint8Array;
   /** scrypt cost for files written from now on (files keep their own). Default DEFAULT_SCRYPT. */
   scrypt?: Partial<ScryptParams>;
+  /** Appended to the KEY_STORE_LOCKED error of a store used without its passphrase (how to give it). */
+  lockedHint?: string;
 }
 
+/**
+ * The key directory. Its header (`keystore.json`, store-header.ts) records whether it was created
+ * encrypted; that never changes except through `encrypt`, which only goes from clear to encrypted.
+ */
 export class DirectoryKeyStore implements KeyStore {
   readonly location: string;
   #passphrase: Uint8Array | undefined;
+  #encrypted: boolean;
   readonly #scrypt: ScryptParams;
+  readonly #lockedHint: string;
 
-  private constructor(dir: string, passphrase: Uint8Array | undefined, params: ScryptParams) {
+  private constructor(
+    dir: string,
+    encrypted: boolean,
+    passphrase: Uint8Array | undefined,
+    params: ScryptParams,
+    lockedHint: string | undefined,
+  ) {
     this.location = dir;
+    this.#encrypted = encrypted;
     this.#passphrase = passphrase;
     this.#scrypt = params;
+    this.#lockedHint = lockedHint === undefined ? '' : `: ${lockedHint}`;
+  }
+
+  /** True when the store was created with a passphrase (its private keys are encrypted at rest). */
+  get encrypted(): boolean {
+    return this.#encrypted;
+  }
+
+  /** True when the store is encrypted and was opened without its passphrase: public keys only. */
+  get locked(): boolean {
+    return this.#encrypted && this.#passphrase === undefined;
   }
 
   /**
-   * Opens (creating it, mode 0700, if needed) the key directory. With a passphrase, checks it
-   * against the first readable encrypted key file, so a wrong one fails here with
-   * KEY_STORE_LOCKED rather than at first use.
+   * Creates the key directory (mode 0700) with its header: encrypted when a passphrase is given.
+   * VAULT_EXISTS when `dir` already holds a key store or keys; an empty directory is taken.
    */
-  static async open(dir: string, options: DirectoryKeyStoreOptions = {}): Promise<DirectoryKeyStore> {
-    const passphrase = normalizePassphrase(options.passphrase);
-    const params = { ...DEFAULT_SCRYPT, ...options.scrypt };
-    const problem = scryptParamsProblem(params.N, params.r, params.p);
-    if (problem) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, problem);
+  static async create(dir: string, options: DirectoryKeyStoreOptions = {}): Promise<DirectoryKeyStore> {
+    const { passphrase, params } = checkOptions(options);
     const location = resolve(dir);
     try {
       await mkdir(location, { recursive: true, mode: 0o700 });
       if (!(await stat(location)).isDirectory()) throw new Error('not a directory');
     } catch (e) {
-      throw ioError(e, `key store ${location} cannot be used`);
+      throw ioError(e, `key store ${location} cannot be created`);
     }
-    const store = new DirectoryKeyStore(location, passphrase, params);
-    if (passphrase) await store.#checkPassphrase();
+    const entries = await listDirectory(location);
+    if (entries.includes(STORE_HEADER_FILE) || entries.some((n) => FILE_NAME.test(n))) {
+      throw new KeyhopError(ErrorCodes.VAULT_EXISTS, `key store ${location} already exists`);
+    }
+    const header: StoreHeader = passphrase
+      ? await encryptedHeader(passphrase, params)
+      : { encryption: ENCRYPTION_NONE };
+    const store = new DirectoryKeyStore(
+      location,
+      passphrase !== undefined,
+      passphrase,
+      params,
+      options.lockedHint,
+    );
+    await store.#writeAtomic(STORE_HEADER_FILE, encodeStoreHeader(header), true);
     return store;
+  }
+
+  /**
+   * Opens an existing key directory. An encrypted store opened with a passphrase checks it here (a
+   * wrong one fails at once with KEY_STORE_LOCKED); opened without one, it serves public keys and
+   * refuses private ones with KEY_STORE_LOCKED. A store created in clear refuses a passphrase
+   * (CONFIG_INVALID): use `encrypt`. A directory that is not a key store is VAULT_NOT_FOUND.
+   *
+   * Directories written before the header existed are recognised by their key files and get a
+   * header: encrypted if any key file is (once the passphrase has been checked against it),
+   * otherwise in clear.
+   */
+  static async open(dir: string, options: DirectoryKeyStoreOptions = {}): Promise<DirectoryKeyStore> {
+    const { passphrase, params } = checkOptions(options);
+    const location = resolve(dir);
+    const entries = await listDirectory(location);
+    const headerPath = join(location, STORE_HEADER_FILE);
+    if (entries.includes(STORE_HEADER_FILE)) {
+      const header = parseStoreHeader(
+        headerPath,
+        (await readBounded(headerPath, MAX_STORE_HEADER_SIZE)) ?? '',
+      );
+      const encrypted = header.encryption === ENCRYPTION_SCRYPT_AES;
+      if (passphrase && !encrypted) throw clearStoreWithPassphrase(location);
+      if (passphrase && !(await headerAccepts(header, passphrase))) throw wrongPassphrase(location);
+      return new DirectoryKeyStore(location, encrypted, passphrase, params, options.lockedHint);
+    }
+    if (!entries.some((n) => FILE_NAME.test(n))) {
+      throw new KeyhopError(
+        ErrorCodes.VAULT_NOT_FOUND,
+        `${location} is not a key store (no ${STORE_HEADER_FILE})`,
+      );
+    }
+    // A store from before the header: what it was created as shows in its key files.
+    const legacy = new DirectoryKeyStore(location, false, undefined, params, options.lockedHint);
+    const encryptedFile = await legacy.#firstEncryptedFile();
+    if (encryptedFile === undefined) {
+      if (passphrase) throw clearStoreWithPassphrase(location);
+      await legacy.#writeHeaderOnce({ encryption: ENCRYPTION_NONE });
+      return legacy;
+    }
+    const store = new DirectoryKeyStore(location, true, passphrase, params, options.lockedHint);
+    if (passphrase) {
+      if (!(await keyFileAccepts(encryptedFile.pk, passphrase))) throw wrongPassphrase(location);
+      await store.#writeHeaderOnce(await encryptedHeader(passphrase, params));
+    }
+    return store;
+  }
+
+  /** Adds the header to a store from before headers; another process may have done it already. */
+  async #writeHeaderOnce(header: StoreHeader): Promise<void> {
+    try {
+      await this.#writeAtomic(STORE_HEADER_FILE, encodeStoreHeader(header), true);
+    } catch (e) {
+      if (!isKeyhopError(e, ErrorCodes.VAULT_EXISTS)) throw e;
+    }
+  }
+
+  /**
+   * Encrypts a store created in clear: writes the encrypted header, then every clear key file again
+   * under `passphrase` (each atomically). Run again after an interruption, it finishes the job. On
+   * an encrypted store the passphrase must be its own. Returns how many key files it encrypted.
+   */
+  async encrypt(passphrase: string | Uint8Array): Promise<number> {
+    const bytes = normalizePassphrase(passphrase);
+    if (bytes === undefined) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, 'no passphrase given');
+    const headerPath = join(this.location, STORE_HEADER_FILE);
+    if (this.#encrypted) {
+      const header = parseStoreHeader(
+        headerPath,
+        (await readBounded(headerPath, MAX_STORE_HEADER_SIZE)) ?? '',
+      );
+      if (!(await headerAccepts(header, bytes))) throw wrongPassphrase(this.location);
+    } else {
+      // Header first: from here on nothing is written in clear, even if this run is cut short.
+      await this.#writeAtomic(
+        STORE_HEADER_FILE,
+        encodeStoreHeader(await encryptedHeader(bytes, this.#scrypt)),
+      );
+      this.#encrypted = true;
+    }
+    this.#passphrase?.fill(0);
+    this.#passphrase = bytes;
+    let encrypted = 0;
+    for (const { id } of await this.list()) {
+      const { body } = await this.#read(id);
+      if (body.privateKey.encryption !== ENCRYPTION_NONE) continue;
+      const key = await this.get(id);
+      await this.put(key);
+      key.privateKey.fill(0);
+      encrypted++;
+    }
+    return encrypted;
+  }
+
+  async #firstEncryptedFile(): Promise<{ path: string; pk: EncryptedPrivateKey } | undefined> {
+    for (const { id } of await this.list()) {
+      let found: { path: string; body: KeyFileBody };
+      try {
+        found = await this.#read(id);
+      } catch {
+        continue; // a damaged file is reported when that key is used, not here
+      }
+      const pk = found.body.privateKey;
+      if (pk.encryption === ENCRYPTION_SCRYPT_AES) return { path: found.path, pk };
+    }
+    return undefined;
+  }
+
+  #lockedError(what: string): KeyhopError {
+    return new KeyhopError(
+      ErrorCodes.KEY_STORE_LOCKED,
+      `${what}: key store ${this.location} is encrypted at rest and was opened without its passphrase${this.#lockedHint}`,
+    );
   }
 
   async put(key: StoredKey): Promise<void> {
     checkStoredKey(key);
-    const privateKey = this.#passphrase
-      ? await this.#encrypt(key, this.#passphrase)
+    // The store's header decides, never the presence of a passphrase: an encrypted store gets no
+    // key in clear.
+    if (this.locked) throw this.#lockedError(`cannot store key ${key.id}`);
+    const privateKey = this.#encrypted
+      ? await this.#encrypt(key, this.#passphrase!)
       : ({ encryption: ENCRYPTION_NONE, key: toHex(key.privateKey) } as const);
     const body: KeyFileBody = {
       format: KEY_FILE_FORMAT,
@@ -325,12 +446,7 @@ export class DirectoryKeyStore implements KeyStore {
     if (body.privateKey.encryption === ENCRYPTION_NONE) {
       privateKey = fromHex(body.privateKey.key)!;
     } else {
-      if (!this.#passphrase) {
-        throw new KeyhopError(
-          ErrorCodes.KEY_STORE_LOCKED,
-          `key file ${path} is encrypted: open the key store with its passphrase`,
-        );
-      }
+      if (!this.#passphrase) throw this.#lockedError(`key file ${path} is encrypted`);
       privateKey = await this.#decrypt(path, body, body.privateKey, this.#passphrase);
     }
     const publicKey = fromHex(body.publicKey)!;
@@ -379,24 +495,6 @@ export class DirectoryKeyStore implements KeyStore {
   close(): void {
     this.#passphrase?.fill(0);
     this.#passphrase = undefined;
-  }
-
-  async #checkPassphrase(): Promise<void> {
-    for (const { id } of await this.list()) {
-      let found: { path: string; body: KeyFileBody };
-      try {
-        found = await this.#read(id);
-      } catch {
-        continue; // a damaged file is reported when that key is used, not here
-      }
-      const pk = found.body.privateKey;
-      if (pk.encryption !== ENCRYPTION_SCRYPT_AES) continue;
-      const derived = await scryptAsync(this.#passphrase!, fromHex(pk.scrypt.salt)!, pk.scrypt);
-      const ok = timingSafeEqual(derived.subarray(AEAD_KEY_LENGTH), fromHex(pk.passphraseCheck)!);
-      derived.fill(0);
-      if (!ok) throw wrongPassphrase(this.location);
-      return;
-    }
   }
 
   async #encrypt(key: StoredKey, passphrase: Uint8Array): Promise<EncryptedPrivateKey> {
@@ -464,7 +562,11 @@ export class DirectoryKeyStore implements KeyStore {
     throw notFound(id);
   }
 
-  async #writeAtomic(name: string, text: string): Promise<void> {
+  /**
+   * Writes `name` atomically. `exclusive`: the final name must not exist yet (a hard link, not a
+   * rename, puts it in place), so two processes creating one store cannot both succeed.
+   */
+  async #writeAtomic(name: string, text: string, exclusive = false): Promise<void> {
     const tmp = join(this.location, `.${name}.${toHex(nodeCrypto.randomBytes(8))}.tmp`);
     let handle: FileHandle | undefined;
     try {
@@ -474,13 +576,60 @@ export class DirectoryKeyStore implements KeyStore {
       await handle.sync();
       await handle.close();
       handle = undefined;
-      await rename(tmp, join(this.location, name));
+      if (exclusive) {
+        await link(tmp, join(this.location, name));
+        await unlink(tmp);
+      } else {
+        await rename(tmp, join(this.location, name));
+      }
     } catch (e) {
       await handle?.close().catch(() => {});
       await unlink(tmp).catch(() => {});
-      throw ioError(e, `cannot write key file ${join(this.location, name)}`);
+      if (exclusive && thrownProperty(e, 'code') === 'EEXIST') {
+        throw new KeyhopError(ErrorCodes.VAULT_EXISTS, `key store ${this.location} already exists`);
+      }
+      throw ioError(e, `cannot write ${join(this.location, name)}`);
     }
     await syncDirectory(this.location);
+  }
+}
+
+function checkOptions(options: DirectoryKeyStoreOptions): {
+  passphrase: Uint8Array | undefined;
+  params: ScryptParams;
+} {
+  const params = { ...DEFAULT_SCRYPT, ...options.scrypt };
+  const problem = scryptParamsProblem(params.N, params.r, params.p);
+  if (problem) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, problem);
+  return { passphrase: normalizePassphrase(options.passphrase), params };
+}
+
+/** The names in `dir`; VAULT_NOT_FOUND when it does not exist, KEY_STORE_IO when it cannot be read. */
+async function listDirectory(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if (thrownProperty(e, 'code') === 'ENOENT') {
+      throw new KeyhopError(ErrorCodes.VAULT_NOT_FOUND, `key store ${dir} does not exist`);
+    }
+    throw ioError(e, `key store ${dir} cannot be read`);
+  }
+}
+
+function clearStoreWithPassphrase(location: string): KeyhopError {
+  return new KeyhopError(
+    ErrorCodes.CONFIG_INVALID,
+    `key store ${location} was created without a passphrase and keeps its keys in clear, but a passphrase was given (encrypt the store first)`,
+  );
+}
+
+/** True when `passphrase` opens this encrypted key file (its passphrase check, constant time). */
+async function keyFileAccepts(pk: EncryptedPrivateKey, passphrase: Uint8Array): Promise<boolean> {
+  const derived = await scryptAsync(passphrase, fromHex(pk.scrypt.salt)!, pk.scrypt);
+  try {
+    return timingSafeEqual(derived.subarray(AEAD_KEY_LENGTH), fromHex(pk.passphraseCheck)!);
+  } finally {
+    derived.fill(0);
   }
 }
 
@@ -508,7 +657,7 @@ function derivesPublicKey(type: StoredKeyType, privateKey: Uint8Array, publicKey
 }
 
 /** The file's text, or undefined if it does not exist. Checks the size before reading. */
-async function readBounded(path: string): Promise<string | undefined> {
+async function readBounded(path: string, limit = MAX_KEY_FILE_SIZE): Promise<string | undefined> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -519,16 +668,16 @@ async function readBounded(path: string): Promise<string | undefined> {
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw corrupt(path, 'not a regular file');
-    if (info.size > MAX_KEY_FILE_SIZE) {
-      throw corrupt(path, `${info.size} bytes, more than ${MAX_KEY_FILE_SIZE}`);
+    if (info.size > limit) {
+      throw corrupt(path, `${info.size} bytes, more than ${limit}`);
     }
-    const buffer = new Uint8Array(MAX_KEY_FILE_SIZE + 1);
+    const buffer = new Uint8Array(limit + 1);
     let length = 0;
     for (;;) {
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
       if (bytesRead === 0) break;
       length += bytesRead;
-      if (length > MAX_KEY_FILE_SIZE) throw corrupt(path, `more than ${MAX_KEY_FILE_SIZE} bytes`);
+      if (length > limit) throw corrupt(path, `more than ${limit} bytes`);
     }
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(0, length));

@@ -42,12 +42,18 @@ export class SoftwareVerifier implements SignatureVerifier {
 export interface SoftwareVaultOptions {
   /** Key directory (the embedded key store). Without one, keys live in memory only. */
   dir?: string;
-  /** Encrypts private keys at rest in `dir` (scrypt → AES-256-GCM). */
+  /**
+   * The key store's passphrase: `create` with one encrypts private keys at rest (scrypt →
+   * AES-256-GCM) for the store's whole life; `open` needs it to use the private keys of such a
+   * store and refuses it for a store created in clear.
+   */
   passphrase?: string | Uint8Array;
   /** Default: nodeCrypto. */
   provider?: CryptoProvider;
   /** scrypt cost for key files written from now on. Default N=2^15, r=8, p=1. */
   scrypt?: Partial<ScryptParams>;
+  /** How to give the passphrase, appended to the error of an encrypted store used without it. */
+  lockedHint?: string;
 }
 
 /** A loaded key. Held only inside the vault and the closures of the DhKeys it hands out. */
@@ -77,8 +83,17 @@ export class SoftwareVault implements SigningVault, SignatureVerifier, SecureCha
     this.#verifier = new SoftwareVerifier(provider);
   }
 
-  /** The vault over the key directory `dir`, or in memory when there is none. */
+  /** The vault over the existing key directory `dir` (VAULT_NOT_FOUND if there is none), or in memory. */
   static async open(options: SoftwareVaultOptions = {}): Promise<SoftwareVault> {
+    return SoftwareVault.#openStore(options, false);
+  }
+
+  /** A new key directory `dir` (VAULT_EXISTS if it already holds one): encrypted when given a passphrase. */
+  static async create(options: SoftwareVaultOptions & { dir: string }): Promise<SoftwareVault> {
+    return SoftwareVault.#openStore(options, true);
+  }
+
+  static async #openStore(options: SoftwareVaultOptions, create: boolean): Promise<SoftwareVault> {
     const provider = options.provider ?? nodeCrypto;
     if (options.dir === undefined) {
       if (options.passphrase !== undefined) {
@@ -86,10 +101,14 @@ export class SoftwareVault implements SigningVault, SignatureVerifier, SecureCha
       }
       return new SoftwareVault(new MemoryKeyStore(), provider);
     }
-    const store = await DirectoryKeyStore.open(options.dir, {
+    const storeOptions = {
       ...(options.passphrase !== undefined && { passphrase: options.passphrase }),
       ...(options.scrypt !== undefined && { scrypt: options.scrypt }),
-    });
+      ...(options.lockedHint !== undefined && { lockedHint: options.lockedHint }),
+    };
+    const store = create
+      ? await DirectoryKeyStore.create(options.dir, storeOptions)
+      : await DirectoryKeyStore.open(options.dir, storeOptions);
     return new SoftwareVault(store, provider);
   }
 
@@ -100,6 +119,24 @@ export class SoftwareVault implements SigningVault, SignatureVerifier, SecureCha
   /** `memory` or the key directory. */
   get location(): string {
     return this.#store.location;
+  }
+
+  /** True when private keys are encrypted at rest (a key directory created with a passphrase). */
+  get encrypted(): boolean {
+    return this.#store instanceof DirectoryKeyStore && this.#store.encrypted;
+  }
+
+  /** True when the keys are encrypted at rest and the passphrase was not given: public keys only. */
+  get locked(): boolean {
+    return this.#store instanceof DirectoryKeyStore && this.#store.locked;
+  }
+
+  /** Encrypts a key directory created in clear (DirectoryKeyStore.encrypt); returns the keys rewritten. */
+  async encryptAtRest(passphrase: string | Uint8Array): Promise<number> {
+    if (!(this.#store instanceof DirectoryKeyStore)) {
+      throw new KeyhopError(ErrorCodes.CONFIG_INVALID, 'keys in memory cannot be encrypted at rest');
+    }
+    return this.#store.encrypt(passphrase);
   }
 
   // SigningVault

@@ -6,7 +6,7 @@ import { describeStep, isIrreversible, provision } from '../../../vaults/atecc60
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { IdentityStore } from '../../node/identity-store.js';
 import { keyhopHome } from '../../node/paths.js';
-import { readDescriptor, writeDescriptor } from '../../node/vault-registry.js';
+import { readDescriptor, vaultBackend, writeDescriptor } from '../../node/vault-registry.js';
 import { addLinkOptions, type LinkOptions, linkSpecFrom } from '../atecc608-link-options.js';
 import { print } from '../output.js';
 
@@ -112,13 +112,14 @@ export function registerAtecc608Commands(program: Command): void {
       let identifier: string | undefined;
       if (o.vault) {
         const home = keyhopHome(o.home);
-        const existing = await readDescriptor(home, o.vault);
-        if (existing && existing.backend !== 'atecc608') {
+        const backend = await vaultBackend(home, o.vault);
+        if (backend !== undefined && backend !== 'atecc608') {
           throw new KeyhopError(
-            ErrorCodes.USAGE,
-            `vault "${o.vault}" exists and is a ${existing.backend} vault`,
+            ErrorCodes.VAULT_EXISTS,
+            `vault "${o.vault}" exists and is a ${backend} vault`,
           );
         }
+        const existing = await readDescriptor(home, o.vault);
         // The identity takes the first signing slot's key, unless another key of this vault already
         // uses it; then the vault picks a free slot (a new GenKey).
         const keys = existing?.backend === 'atecc608' ? { ...existing.keys } : {};

@@ -15,7 +15,14 @@ import {
 } from '../../identity/models.js';
 import { IdentityStore } from '../../node/identity-store.js';
 import { keyhopHome } from '../../node/paths.js';
-import { createAtecc608Vault, createHardwareVault } from '../../node/vault-registry.js';
+import {
+  createAtecc608Vault,
+  createHardwareVault,
+  createSoftwareVault,
+  encryptSoftwareVault,
+  listVaults,
+  PASSPHRASE_ENV,
+} from '../../node/vault-registry.js';
 import { addLinkOptions, type LinkOptions, linkSpecFrom } from '../atecc608-link-options.js';
 import { print } from '../output.js';
 
@@ -30,8 +37,17 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 /** Stores opened by the running command; closed after it so hardware vaults release their devices. */
 const opened: IdentityStore[] = [];
 
+/** The one line a first use of the default vault prints (on stderr: stdout stays the result). */
+export function announceVaultCreated(info: { name: string; encrypted: boolean }): void {
+  process.stderr.write(
+    info.encrypted
+      ? `keyhop: created vault "${info.name}" (software, private keys encrypted at rest)\n`
+      : `keyhop: created vault "${info.name}" (software, private keys in clear on disk, mode 0600; to encrypt them, set KEYHOP_VAULT_PASSPHRASE and run keyhop vault encrypt ${info.name})\n`,
+  );
+}
+
 function store(o: Common): IdentityStore {
-  const s = new IdentityStore(keyhopHome(o.home));
+  const s = new IdentityStore(keyhopHome(o.home), systemClock, { onCreated: announceVaultCreated });
   opened.push(s);
   return s;
 }
@@ -120,11 +136,11 @@ export function registerIdentityCommands(program: Command): void {
       const home = keyhopHome(o.home);
       switch (o.backend) {
         case 'software': {
-          await store(o).vault(name);
-          print(
-            o,
-            { vault: name, backend: 'software', encrypted: Boolean(process.env.KEYHOP_VAULT_PASSPHRASE) },
-            (d) => `vault ${d.vault} ready${d.encrypted ? ' (keys encrypted at rest)' : ''}`,
+          const { encrypted } = await createSoftwareVault(home, name);
+          print(o, { vault: name, backend: 'software', encrypted }, (d) =>
+            d.encrypted
+              ? `vault ${d.vault} created (software, private keys encrypted at rest with ${PASSPHRASE_ENV})`
+              : `vault ${d.vault} created (software, private keys in clear on disk; set ${PASSPHRASE_ENV} and run keyhop vault encrypt ${d.vault} to encrypt them)`,
           );
           return;
         }
@@ -181,6 +197,41 @@ export function registerIdentityCommands(program: Command): void {
         default:
           throw new KeyhopError(ErrorCodes.USAGE, '--backend must be software, atecc608, tpm or pkcs11');
       }
+    });
+
+  vault
+    .command('list')
+    .description('list the vaults in KEYHOP_HOME')
+    .option('--json', 'machine-readable output')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      const rows = await listVaults(keyhopHome(o.home));
+      print(o, rows, (r) =>
+        r.length === 0
+          ? 'no vaults (keyhop vault create <name>; the vault "default" is made on first use)'
+          : r
+              .map(
+                (v) =>
+                  `${v.name.padEnd(20)} ${v.backend}${v.encrypted === undefined ? '' : v.encrypted ? ', encrypted at rest' : ', keys in clear'}`,
+              )
+              .join('\n'),
+      );
+    });
+
+  vault
+    .command('encrypt')
+    .description(`encrypt a software vault created in clear, under ${PASSPHRASE_ENV}`)
+    .argument('[name]', 'vault name', 'default')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<Common>();
+      const keys = await encryptSoftwareVault(keyhopHome(o.home), name);
+      print(
+        o,
+        { vault: name, encrypted: true, keysEncrypted: keys },
+        (d) =>
+          `vault ${d.vault} is encrypted at rest (${d.keysEncrypted} key files rewritten); from now on it needs ${PASSPHRASE_ENV}`,
+      );
     });
 
   const identity = program.command('identity').description('identities (Ockam change histories)');

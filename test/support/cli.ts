@@ -1,0 +1,52 @@
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** The built CLI (`npm test` builds first). */
+export const CLI_MAIN = join(import.meta.dirname, '../../dist/runtime/cli/main.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `keyhop …args` as a user would, with a private KEYHOP_HOME and without the developer's
+ * KEYHOP_VAULT_PASSPHRASE (tests that want one pass it in `env`).
+ */
+export async function keyhop(home: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const base = { ...process.env };
+  delete base.KEYHOP_VAULT_PASSPHRASE;
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI_MAIN, ...args], {
+      env: { ...base, KEYHOP_HOME: home, ...env },
+      timeout: 30_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+/** The one-line error contract: `keyhop: error [CODE]: message`, exit 1 (2 for usage). */
+export function errorLine(r: CliResult): { code: string; message: string } {
+  const lines = r.stderr.trimEnd().split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  const m = /^keyhop: error \[([A-Z_]+)\]: (.+)$/.exec(last);
+  if (m === null) throw new Error(`not a keyhop error line (exit ${r.code}): ${JSON.stringify(r.stderr)}`);
+  return { code: m[1]!, message: m[2]! };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
