@@ -33,6 +33,8 @@ export const ErrorCodes = {
   IDENTITY_NOT_FOUND: 'IDENTITY_NOT_FOUND',
   CONTROL_FAILED: 'CONTROL_FAILED',
   USAGE: 'USAGE',
+  /** Something keyhop did not expect: a bug, reported as such. */
+  INTERNAL: 'INTERNAL',
   // Crypto and vaults
   AEAD_FAILED: 'AEAD_FAILED',
   KEY_INVALID: 'KEY_INVALID',

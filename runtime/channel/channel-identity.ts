@@ -9,6 +9,12 @@ export interface PeerIdentity {
   readonly credentials?: readonly VerifiedCredential[];
   /** Text attributes of those credentials (later credentials win on a repeated key). */
   readonly attributes: Readonly<Record<string, string>>;
+  /**
+   * A digest of what the peer presented (its change history and credentials), so that the same
+   * presentation pushed again (a responder's acceptance notice) is recognised without verifying
+   * every signature a second time.
+   */
+  readonly presentation?: string;
 }
 
 /**
@@ -33,12 +39,20 @@ export interface ChannelIdentity {
     changeHistory: Uint8Array,
     credentials: Uint8Array[],
   ): Promise<PeerIdentity>;
-  /** This end's current credentials, to push in-channel when they were renewed. */
-  refreshPayload?(): { changeHistory: Uint8Array; credentials: Uint8Array[] } | undefined;
+  /**
+   * This end's current change history and credentials, pushed in-channel (RefreshCredentials):
+   * when they were renewed, and by a responder as its acceptance notice right after the handshake.
+   */
+  refreshPayload(): { changeHistory: Uint8Array; credentials: Uint8Array[] };
 }
 
-/** Decides whether a verified peer may have a channel at all. */
-export type ChannelTrustPolicy = (peer: PeerIdentity) => boolean | Promise<boolean>;
+/**
+ * Decides whether a verified peer may have a channel at all. `description` says what it checks,
+ * for the one line that tells a user which check refused whom.
+ */
+export type ChannelTrustPolicy = ((peer: PeerIdentity) => boolean | Promise<boolean>) & {
+  readonly description?: string;
+};
 
 /** Local info every message decrypted by a channel carries (never sent on the wire). */
 export const SECURE_CHANNEL_INFO = 'keyhop.secure_channel';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { DhKey, SecureChannelVault, SignatureVerifier } from '../../vaults/vault.js';
 import { CborReader } from '../codec/cbor.js';
 import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
@@ -18,6 +19,17 @@ import {
 import { attestSecureChannelKey, verifySecureChannelKey } from '../identity/purpose-keys.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { ChannelIdentity, PeerIdentity } from './channel-identity.js';
+
+/** SHA-256 over the change history and each credential, length-prefixed: what a peer presented. */
+function presentationDigest(changeHistory: Uint8Array, credentials: readonly Uint8Array[]): string {
+  const h = createHash('sha256');
+  for (const part of [changeHistory, ...credentials]) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(part.length);
+    h.update(len).update(part);
+  }
+  return h.digest('hex');
+}
 
 /** Most credentials a peer may present in one handshake. */
 const MAX_CREDENTIALS = 8;
@@ -112,7 +124,15 @@ export class OckamChannelIdentity implements ChannelIdentity {
     const { verifier, clock } = this.options;
     const identity = Identity.verify(changes, { verifier, clock });
     verifySecureChannelKey(attestation, remoteStatic, { identity, verifier, clock });
-    return this.peerWith(identity, presented);
+    const h = new CborWriter();
+    h.array(changes.length);
+    for (const c of changes) writeChange(h, c);
+    const encoded = presented.map((c) => {
+      const w = new CborWriter();
+      writeCredentialAndPurposeKey(w, c);
+      return w.finish();
+    });
+    return { ...this.peerWith(identity, presented), presentation: presentationDigest(h.finish(), encoded) };
   }
 
   private peerWith(identity: Identity, presented: CredentialAndPurposeKey[]): PeerIdentity {
@@ -146,6 +166,9 @@ export class OckamChannelIdentity implements ChannelIdentity {
     changeHistory: Uint8Array,
     credentials: Uint8Array[],
   ): Promise<PeerIdentity> {
+    // The same presentation again (a responder's acceptance notice): verified already.
+    const digest = presentationDigest(changeHistory, credentials);
+    if (peer.presentation !== undefined && digest === peer.presentation) return peer;
     const { verifier, clock } = this.options;
     const r = new CborReader(changeHistory, 'RefreshCredentials change history');
     const identity = Identity.verify(readChangeHistory(r), {
@@ -166,7 +189,7 @@ export class OckamChannelIdentity implements ChannelIdentity {
       cr.end();
       return v;
     });
-    return this.peerWith(identity, presented);
+    return { ...this.peerWith(identity, presented), presentation: digest };
   }
 
   refreshPayload(): { changeHistory: Uint8Array; credentials: Uint8Array[] } {

@@ -31,6 +31,7 @@ function keyIdentity(provider: CryptoProvider, name: string): ChannelIdentity {
       identifier: id(rs),
       attributes: { name: dec.decode(payload) },
     }),
+    refreshPayload: () => ({ changeHistory: enc.encode(name), credentials: [] }),
   };
 }
 
@@ -122,14 +123,15 @@ describe.each([nodeCrypto, nobleCrypto])('secure channel mechanics ($name provid
     });
     (b.transport(1) as TcpTransport).listenerList()[0]!.expose('strict');
     const channelsA = new SecureChannels(a, { identity: keyIdentity(provider, 'alice'), provider });
-    // XX: the initiator is done once it sent message 3, so only the responder can refuse it there.
-    const refused = await channelsA.create(`1#${listener.address} => strict`);
-    await sleep(30);
+    // The responder refuses after message 3 and says so (an encrypted Close): creation fails.
+    await expect(channelsA.create(`1#${listener.address} => strict`)).rejects.toMatchObject({
+      code: 'TRUST_REFUSED',
+      message: expect.stringMatching(
+        /^the responder I[0-9a-f]{64} refused this node's identity I[0-9a-f]{64}/,
+      ),
+    });
     expect(strictB.list()).toHaveLength(0);
-    const ctx = await a.context();
-    await ctx.send(Route.of(refused.encryptor, 'inbox'), enc.encode('x'));
-    await sleep(30);
-    expect(b.metrics.dropped.unknown_address).toBe(1);
+    expect(channelsA.list()).toHaveLength(0);
     // The initiator refuses in message 2, before it reveals its identity.
     await expect(
       channelsA.create(`1#${listener.address} => api`, {

@@ -27,6 +27,13 @@ export interface ChannelSettings {
   trustPolicy: ChannelTrustPolicy;
   handshakeTimeoutMs: number;
   log: Logger;
+  /**
+   * Initiator: the channel counts as created only once the responder has accepted this identity,
+   * shown by its first authenticated message (a keyhop responder sends an acceptance notice at
+   * once, and Close when its trust policy refuses). Off for responders that never confirm (Ockam
+   * nodes): then a refusal shows only when the first message goes unanswered.
+   */
+  confirm: boolean;
 }
 
 const NOOP = (): void => undefined;
@@ -86,6 +93,11 @@ export class SecureChannelEnd implements Worker {
   private readonly opened: Promise<void>;
   private resolveOpened!: () => void;
   private rejectOpened!: (e: KeyhopError) => void;
+  /** Initiator: the responder's first authenticated message arrived (it accepted us). */
+  accepted = false;
+  private readonly acceptance: Promise<void>;
+  private resolveAcceptance!: () => void;
+  private rejectAcceptance!: (e: KeyhopError) => void;
   private closeListeners: (() => void)[] | undefined;
 
   constructor(
@@ -99,6 +111,12 @@ export class SecureChannelEnd implements Worker {
       this.rejectOpened = reject;
     });
     this.opened.catch(() => undefined);
+    this.acceptance = new Promise((resolve, reject) => {
+      this.resolveAcceptance = resolve;
+      this.rejectAcceptance = reject;
+    });
+    this.acceptance.catch(() => undefined);
+    if (!initiator || !settings.confirm) this.accept();
     this.hs = ockamHandshake(settings.provider, initiator, settings.identity.staticKey);
   }
 
@@ -111,24 +129,49 @@ export class SecureChannelEnd implements Worker {
       incoming: (r) => !r.to.equals(this.internal),
       outgoing: (r) => !r.from.equals(this.internal) || decrypted(r),
     });
-    this.timer = setTimeout(
-      () =>
-        this.fail(
-          new KeyhopError(
-            ErrorCodes.HANDSHAKE_TIMEOUT,
-            `handshake not complete within ${this.settings.handshakeTimeoutMs} ms`,
-          ),
-        ),
-      this.settings.handshakeTimeoutMs,
-    );
+    this.timer = setTimeout(() => this.timedOut(), this.settings.handshakeTimeoutMs);
     this.timer.unref();
   }
 
-  /** Initiator: sends message 1 along `route` (to a listener) and waits until the channel is open. */
+  private timedOut(): void {
+    this.timer = undefined;
+    if (this.state === 'handshake') {
+      this.fail(
+        new KeyhopError(
+          ErrorCodes.HANDSHAKE_TIMEOUT,
+          `handshake not complete within ${this.settings.handshakeTimeoutMs} ms`,
+        ),
+      );
+    } else if (this.state === 'open' && !this.accepted) {
+      this.rejectAcceptance(
+        new KeyhopError(
+          ErrorCodes.HANDSHAKE_TIMEOUT,
+          `the responder ${this.peer?.identifier} did not confirm the channel within ${this.settings.handshakeTimeoutMs} ms (refused silently, or an Ockam node: those never confirm; create the channel without confirmation for them)`,
+        ),
+      );
+      void this.stop();
+    }
+  }
+
+  private accept(): void {
+    this.accepted = true;
+    this.resolveAcceptance();
+    this.resolveAcceptance = this.rejectAcceptance = NOOP;
+    if (this.state === 'open') {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /**
+   * Initiator: sends message 1 along `route` (to a listener) and waits until the channel is open
+   * and (with `confirm`) the responder has accepted this identity.
+   */
   async initiate(route: Route): Promise<void> {
     const m1 = this.hs!.writeMessage();
     await this.ctx!.send(route, m1);
     await this.opened;
+    await this.acceptance;
   }
 
   /** Resolves when the channel is open; rejects with the handshake's failure. */
@@ -179,9 +222,13 @@ export class SecureChannelEnd implements Worker {
     const payload = hs.readMessage(message.payload);
     const peer = await this.settings.identity.verifyPeer(payload, hs.remoteStaticPublicKey!);
     if (!(await this.settings.trustPolicy(peer))) {
+      // A responder has the session keys now: it tells the initiator, authenticated, that it was
+      // refused (Close), so the initiator need not wait for a timeout to find out.
+      if (!this.initiator) await this.sendRefusal(ctx, message.returnRoute, hs);
+      const policy = this.settings.trustPolicy.description;
       throw new KeyhopError(
         ErrorCodes.TRUST_REFUSED,
-        `peer ${peer.identifier} is not trusted by this channel's policy`,
+        `${this.initiator ? 'the responder' : 'the initiator'} ${peer.identifier} is refused by this node's trust policy${policy ? ` (it accepts ${policy})` : ''}`,
       );
     }
     this.peer = peer;
@@ -194,8 +241,10 @@ export class SecureChannelEnd implements Worker {
     this.encryptorState = new DataEncryptor(this.settings.provider, keys.encrypt);
     this.decryptorState = new DataDecryptor(this.settings.provider, keys.decrypt);
     this.state = 'open';
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.accepted) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     this.settings.log.info(
       { encryptor: this.encryptor.toString(), peer: peer.identifier, initiator: this.initiator },
       'secure channel open',
@@ -203,6 +252,30 @@ export class SecureChannelEnd implements Worker {
     this.resolveOpened();
     // The settled promise keeps its value; the settle functions are not needed any more.
     this.resolveOpened = this.rejectOpened = NOOP;
+    // The acceptance notice: the responder's current presentation, as RefreshCredentials (a
+    // message every Ockam peer understands). A keyhop initiator reports the channel created on it.
+    if (!this.initiator) {
+      await this.sendEncrypted(
+        encodeChannelMessage({ kind: 'refresh_credentials', ...this.settings.identity.refreshPayload() }),
+        false,
+      ).catch((e: unknown) =>
+        this.settings.log.debug({ err: describeError(e) }, 'acceptance notice not sent'),
+      );
+    }
+  }
+
+  /** Responder that refused the initiator: one encrypted Close under the keys the handshake made. */
+  private async sendRefusal(ctx: Context, route: Route, hs: HandshakeState): Promise<void> {
+    try {
+      const keys = ockamSplit(hs, false);
+      const encryptor = new DataEncryptor(this.settings.provider, keys.encrypt);
+      const wire = encryptor.encrypt(encodeChannelMessage({ kind: 'close' }));
+      encryptor.destroy();
+      new DataDecryptor(this.settings.provider, keys.decrypt).destroy();
+      await ctx.send(route, wire);
+    } catch (e) {
+      this.settings.log.debug({ err: describeError(e) }, 'refusal not sent');
+    }
   }
 
   private async decryptAndDeliver(message: Message): Promise<void> {
@@ -229,6 +302,8 @@ export class SecureChannelEnd implements Worker {
       this.drop('undecodable', e);
       return;
     }
+    // Any authenticated message from the responder means it accepted us, except a Close first.
+    if (!this.accepted && m.kind !== 'close') this.accept();
     // Roaming: the responder follows the newest authenticated message's way back.
     if (nonce > this.highestNonce) {
       this.highestNonce = nonce;
@@ -254,9 +329,12 @@ export class SecureChannelEnd implements Worker {
       }
       case 'refresh_credentials': {
         const verify = this.settings.identity.verifyRefresh;
-        if (!verify) return;
+        if (!verify || this.peer === undefined) return;
         try {
-          this.peer = await verify.call(this.settings.identity, this.peer!, m.changeHistory, m.credentials);
+          const refreshed = await verify.call(this.settings.identity, this.peer, m.changeHistory, m.credentials);
+          // The same presentation again (the acceptance notice) changes nothing.
+          if (refreshed === this.peer) return;
+          this.peer = refreshed;
           this.cachedInfo = undefined;
           this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
         } catch (e) {
@@ -268,6 +346,14 @@ export class SecureChannelEnd implements Worker {
         return;
       }
       case 'close':
+        if (!this.accepted) {
+          this.rejectAcceptance(
+            new KeyhopError(
+              ErrorCodes.TRUST_REFUSED,
+              `the responder ${this.peer?.identifier} refused this node's identity ${this.settings.identity.identifier} (its trust policy)`,
+            ),
+          );
+        }
         this.settings.log.info({ encryptor: this.encryptor.toString() }, 'peer closed the secure channel');
         await this.stop();
         return;
@@ -305,11 +391,18 @@ export class SecureChannelEnd implements Worker {
     );
   }
 
-  private async sendEncrypted(plaintext: Bytes): Promise<void> {
+  /**
+   * Encrypts and sends to the peer; `wait`: until the next hop has handled it (back-pressure).
+   * Messages sent while this end is handling one of its own deliveries must not wait: the next
+   * hop may be the very worker this end is waiting for (a channel inside a channel).
+   */
+  private async sendEncrypted(plaintext: Bytes, wait = true): Promise<void> {
     const wire = this.encryptorState!.encrypt(plaintext);
     this.stats.sent++;
     this.returnToMe ??= Route.of(this.remote);
-    await this.sendAndWait(this.remote, new Message(this.remoteRoute, this.returnToMe, wire));
+    const message = new Message(this.remoteRoute, this.returnToMe, wire);
+    if (wait) await this.sendAndWait(this.remote, message);
+    else await this.router.send(this.remote, message);
   }
 
   /** Routes `message` and resolves once the next hop has handled it (or it was dropped). */
@@ -338,6 +431,7 @@ export class SecureChannelEnd implements Worker {
 
   private fail(e: KeyhopError): void {
     if (this.state !== 'handshake') return;
+    this.rejectAcceptance(e);
     this.settings.log.warn(
       { remote: this.remote.toString(), initiator: this.initiator, code: e.code, reason: e.message },
       'secure channel handshake failed',
@@ -360,10 +454,10 @@ export class SecureChannelEnd implements Worker {
 
   private async stop(): Promise<void> {
     if (this.state === 'closed') return;
-    if (this.state === 'handshake') {
-      this.rejectOpened(
-        new KeyhopError(ErrorCodes.CHANNEL_CLOSED, 'secure channel closed during its handshake'),
-      );
+    if (this.state === 'handshake' || !this.accepted) {
+      const e = new KeyhopError(ErrorCodes.CHANNEL_CLOSED, 'secure channel closed during its handshake');
+      this.rejectOpened(e);
+      this.rejectAcceptance(e);
     }
     this.state = 'closed';
     clearTimeout(this.timer);
@@ -385,6 +479,7 @@ export class SecureChannelEnd implements Worker {
       remote: this.remote.toString(),
       role: this.initiator ? 'initiator' : 'responder',
       state: this.state,
+      accepted: this.accepted,
       peer: this.peer?.identifier ?? null,
       attributes: this.peer?.attributes ?? {},
       remoteRoute: this.remoteRoute.toString(),

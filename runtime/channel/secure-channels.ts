@@ -13,7 +13,7 @@ import { type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
 
 /** Ockam nodes listen for secure channels at `api`. */
 export const DEFAULT_LISTENER = 'api';
-const trustEveryone: ChannelTrustPolicy = () => true;
+const trustEveryone: ChannelTrustPolicy = Object.assign(() => true, { description: 'any identity' });
 
 export interface SecureChannelsOptions {
   identity: ChannelIdentity;
@@ -62,13 +62,14 @@ export class SecureChannels {
     return this.options.identity;
   }
 
-  private settings(trustPolicy: ChannelTrustPolicy): ChannelSettings {
+  private settings(trustPolicy: ChannelTrustPolicy, confirm = true): ChannelSettings {
     return {
       provider: this.provider,
       identity: this.options.identity,
       trustPolicy,
       handshakeTimeoutMs: this.timeoutMs,
       log: this.log,
+      confirm,
     };
   }
 
@@ -77,17 +78,22 @@ export class SecureChannels {
     end.onClose(() => this.channels.delete(end.encryptor.key));
   }
 
-  /** Opens a channel to the listener at `route` (e.g. `1#host:port => api`). */
+  /**
+   * Opens a channel to the listener at `route` (e.g. `1#host:port => api`). Resolves once the
+   * handshake is done, this end's trust policy accepts the responder, and (unless `confirm` is
+   * false, for Ockam responders) the responder has accepted this identity; rejects with
+   * TRUST_REFUSED saying which side refused whom.
+   */
   async create(
     route: RouteLike,
-    options: { trustPolicy?: ChannelTrustPolicy } = {},
+    options: { trustPolicy?: ChannelTrustPolicy; confirm?: boolean } = {},
   ): Promise<SecureChannelEnd> {
     const fc = this.router.flowControls;
     const end = new SecureChannelEnd(
       this.router,
       true,
       fc.create(),
-      this.settings(options.trustPolicy ?? trustEveryone),
+      this.settings(options.trustPolicy ?? trustEveryone, options.confirm ?? true),
     );
     await end.start();
     this.track(end);

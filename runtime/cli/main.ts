@@ -19,8 +19,7 @@ const program = new Command('keyhop')
   .description('keyhop: end-to-end secure messaging over any mix of transports')
   .version('0.1.0')
   .option('--home <dir>', 'state directory (default: $KEYHOP_HOME or ~/.keyhop)')
-  .exitOverride()
-  .showHelpAfterError('(run with --help for usage)');
+  .exitOverride();
 
 registerNodeCommands(program);
 registerTransportCommands(program);
@@ -37,7 +36,18 @@ program
     await runDemo();
   });
 
-for (const c of program.commands) c.exitOverride();
+/** Usage errors keep the one-line promise too: `keyhop: error [USAGE]: …`, naming the command's help. */
+function oneLineUsageErrors(cmd: Command, path: string): void {
+  cmd.exitOverride();
+  cmd.configureOutput({
+    outputError: (text, write) =>
+      write(
+        `keyhop: error [USAGE]: ${text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()} (${path} --help shows the usage)\n`,
+      ),
+  });
+  for (const sub of cmd.commands) oneLineUsageErrors(sub, `${path} ${sub.name()}`);
+}
+oneLineUsageErrors(program, 'keyhop');
 
 try {
   await program.parseAsync(process.argv);

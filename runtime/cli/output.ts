@@ -12,9 +12,11 @@ export function print<T>(options: OutputOptions, data: T, text: (d: T) => string
 /** One clear line on stderr and a non-zero exit code: 2 for usage errors, 1 for everything else. */
 export function reportError(e: unknown): never {
   if (isKeyhopError(e)) {
-    process.stderr.write(`keyhop: error [${e.code}]: ${e.message}\n`);
+    // One line, whatever the message holds (a device's multi-line text, a child's output).
+    process.stderr.write(`keyhop: error [${e.code}]: ${e.message.replace(/\s*\n\s*/g, ' ')}\n`);
     process.exit(e.code === 'USAGE' ? 2 : 1);
   }
-  process.stderr.write(`keyhop: unexpected error: ${describeError(e)}\n`);
+  const text = describeError(e).replace(/\s*\n\s*/g, ' ');
+  process.stderr.write(`keyhop: error [INTERNAL]: ${text} (a bug in keyhop: please report it with the command you ran)\n`);
   process.exit(1);
 }

@@ -18,29 +18,42 @@ export interface AuthenticatedPeer {
   readonly credentials?: readonly VerifiedCredential[];
 }
 
-export type TrustPolicy = (peer: AuthenticatedPeer) => boolean;
+/**
+ * Whether a peer may have a channel. `description` says what the policy accepts, in words a refusal
+ * message can quote ("identifier I…", "a credential from authority I… satisfying …").
+ */
+export type TrustPolicy = ((peer: AuthenticatedPeer) => boolean) & { readonly description?: string };
+
+function described(check: (peer: AuthenticatedPeer) => boolean, description: string): TrustPolicy {
+  return Object.assign(check, { description });
+}
 
 /** Anyone who proves an identity. */
-export const trustEveryone: TrustPolicy = () => true;
+export const trustEveryone: TrustPolicy = described(() => true, 'any identity');
 
 /** Only these identifiers (`I…` text or Identifier). Invalid text throws IDENTITY_INVALID now. */
 export function trustIdentifiers(identifiers: readonly (Identifier | string)[]): TrustPolicy {
   const allowed = new Set(identifiers.map((i) => Identifier.from(i).toString()));
-  return (peer) => {
-    try {
-      return allowed.has(Identifier.from(peer.identifier).toString());
-    } catch {
-      return false;
-    }
-  };
+  return described(
+    (peer) => {
+      try {
+        return allowed.has(Identifier.from(peer.identifier).toString());
+      } catch {
+        return false;
+      }
+    },
+    allowed.size === 1 ? `only identifier ${[...allowed][0]}` : `only identifiers ${[...allowed].join(', ')}`,
+  );
 }
 
+const describe = (p: TrustPolicy) => p.description ?? 'a custom check';
+
 export function trustAll(...policies: TrustPolicy[]): TrustPolicy {
-  return (peer) => policies.every((p) => p(peer));
+  return described((peer) => policies.every((p) => p(peer)), policies.map(describe).join(' and '));
 }
 
 export function trustAny(...policies: TrustPolicy[]): TrustPolicy {
-  return (peer) => policies.some((p) => p(peer));
+  return described((peer) => policies.some((p) => p(peer)), policies.map(describe).join(', or '));
 }
 
 type AuthorityRef = Identifier | string | Identity;
@@ -99,11 +112,18 @@ export interface CredentialTrustOptions {
 export function trustCredential(options: CredentialTrustOptions): TrustPolicy {
   const policy = typeof options.policy === 'string' ? Policy.parse(options.policy) : options.policy;
   const authorities = [...options.authorities];
-  return (peer) => {
-    const subject = peerSubject(peer, authorities, options.clock);
-    if (subject.attributes === undefined) return false;
-    return policy === undefined || policy.evaluate(subject);
-  };
+  const from =
+    authorities.length === 1
+      ? `authority ${authorityKey(authorities[0]!)}`
+      : `one of the authorities ${authorities.map(authorityKey).join(', ')}`;
+  return described(
+    (peer) => {
+      const subject = peerSubject(peer, authorities, options.clock);
+      if (subject.attributes === undefined) return false;
+      return policy === undefined || policy.evaluate(subject);
+    },
+    `a credential from ${from}${policy === undefined ? '' : ` satisfying ${policy.toString()}`}`,
+  );
 }
 
 /** Throws TRUST_REFUSED unless `policy` accepts `peer`. */

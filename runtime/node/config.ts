@@ -136,6 +136,17 @@ function stringList(v: unknown, where: string): string[] | undefined {
   return v as string[];
 }
 
+/** A list of Ockam identifiers (`I` + 64 hex digits): a typo must not become "trust no one" quietly. */
+function identifierList(v: unknown, where: string): string[] | undefined {
+  const list = stringList(v, where);
+  for (const id of list ?? []) {
+    if (!IDENTIFIER.test(id)) fail(`${where}: "${id}" is not an identifier (I followed by 64 hex digits)`);
+  }
+  return list?.map((id) => id.toLowerCase().replace(/^i/, 'I'));
+}
+
+const IDENTIFIER = /^I[0-9a-f]{64}$/i;
+
 function onlyKeys(o: Record<string, unknown>, allowed: string[], where: string): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(`${where}: unknown setting "${k}"`);
 }
@@ -242,9 +253,19 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   };
   const scExpose = stringList(sc.expose, 'secureChannel.expose');
   if (scExpose) secureChannel.expose = scExpose;
-  const trusted = stringList(sc.trustedIdentifiers, 'secureChannel.trustedIdentifiers');
+  const trusted = identifierList(sc.trustedIdentifiers, 'secureChannel.trustedIdentifiers');
   if (trusted) secureChannel.trustedIdentifiers = trusted;
   if (sc.policy !== undefined) secureChannel.policy = sc.policy as string;
+  // Authorities only count through a policy, and a policy only through authorities: either one
+  // alone would leave the listener open to everyone (or to no one) without saying so.
+  if (secureChannel.authorities.length > 0 && secureChannel.policy === undefined) {
+    fail(
+      "secureChannel.authorities is set but no policy uses it, so any identity would be accepted: add one (--policy '(= subject.role \"device\")', or '(= subject.has_credential true)' for any credential from them)",
+    );
+  }
+  if (secureChannel.policy !== undefined && secureChannel.authorities.length === 0) {
+    fail('secureChannel.policy needs the authorities whose credentials it reads (--authority <identity>)');
+  }
   const outlets = listOf(raw.outlets, 'outlets', (o, where): OutletConfig => {
     onlyKeys(o, ['address', 'target', 'policy'], where);
     if (typeof o.target !== 'string') fail(`${where} needs a "target" (host:port)`);
@@ -256,7 +277,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   });
   const inlets = listOf(raw.inlets, 'inlets', (o, where): InletConfig => {
     onlyKeys(o, ['bind', 'to', 'outlet', 'secure', 'authorized'], where);
-    const authorized = stringList(o.authorized, `${where}.authorized`);
+    const authorized = identifierList(o.authorized, `${where}.authorized`);
     if (typeof o.bind !== 'string' || typeof o.to !== 'string')
       fail(`${where} needs "bind" (host:port) and "to" (route)`);
     if (o.secure !== undefined && typeof o.secure !== 'boolean')

@@ -1,4 +1,5 @@
 import { createConnection } from 'node:net';
+import { basename, dirname } from 'node:path';
 import { type ErrorCode, ErrorCodes, KeyhopError } from '../errors.js';
 import type { ControlResponse } from './control-protocol.js';
 
@@ -14,17 +15,26 @@ export function controlCall(
     let buffer = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new KeyhopError(ErrorCodes.TIMEOUT, `node did not answer ${method} within ${timeoutMs} ms`));
+      reject(
+        new KeyhopError(
+          ErrorCodes.TIMEOUT,
+          `node "${basename(dirname(socketPath))}" did not answer ${method} within ${timeoutMs} ms (is it overloaded? see its node.log)`,
+        ),
+      );
     }, timeoutMs);
     socket.setEncoding('utf8');
     socket.on('connect', () => socket.write(`${JSON.stringify({ id: 1, method, params })}\n`));
     socket.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       const notRunning = e.code === 'ENOENT' || e.code === 'ECONNREFUSED';
+      // A node's socket is <home>/nodes/<name>/control.sock: the name says which node to start.
+      const name = basename(dirname(socketPath));
       reject(
         new KeyhopError(
           notRunning ? ErrorCodes.NODE_NOT_RUNNING : ErrorCodes.CONTROL_FAILED,
-          notRunning ? 'node is not running' : `control socket: ${e.message}`,
+          notRunning
+            ? `node "${name}" is not running (start it with: keyhop node start ${name}; keyhop node list shows the nodes here)`
+            : `control socket of node "${name}": ${e.message}`,
         ),
       );
     });

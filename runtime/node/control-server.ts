@@ -46,23 +46,33 @@ export class ControlServer {
         setImmediate(onStop);
         return { stopping: true };
       },
-      'tcpListener.create': async (p) => ({
-        address: await node.createTcpListener(str(p, 'address')!, strList(p, 'expose')),
-      }),
+      // What the control API adds is recorded in the node's configuration (and so survives a
+      // restart); secure channels and messages are not configuration.
+      'tcpListener.create': async (p) => {
+        const requested = str(p, 'address')!;
+        const expose = strList(p, 'expose');
+        const address = await node.createTcpListener(requested, expose);
+        await node.recordConfig((c) =>
+          c.tcpListeners.push({ address: requested, ...(expose ? { expose } : {}) }),
+        );
+        return { address };
+      },
       'tcpListener.list': async () => node.tcp.listenerList().map((l) => ({ address: l.address })),
       'relay.create': async (p) => {
         const alias = str(p, 'alias', false);
         const expose = strList(p, 'expose');
-        const info = await node.createRelay({
-          at: str(p, 'at')!,
-          ...(alias ? { alias } : {}),
-          ...(expose ? { expose } : {}),
-        });
+        const config = { at: str(p, 'at')!, ...(alias ? { alias } : {}), ...(expose ? { expose } : {}) };
+        const info = await node.createRelay(config);
+        await node.recordConfig((c) => c.relays.push(config));
         return { name: info.name, route: info.route.toString() };
       },
       'secureChannel.create': async (p) => {
         const authorized = strList(p, 'authorized');
-        const channel = await node.createSecureChannel(str(p, 'to')!, authorized);
+        if (p.confirm !== undefined && typeof p.confirm !== 'boolean')
+          throw new KeyhopError(ErrorCodes.USAGE, 'confirm must be true or false');
+        const channel = await node.createSecureChannel(str(p, 'to')!, authorized, {
+          confirm: p.confirm !== false,
+        });
         return channel.describe();
       },
       'secureChannel.list': async () => node.channels.list().map((c) => c.describe()),
@@ -73,23 +83,32 @@ export class ControlServer {
       'outlet.create': async (p) => {
         const address = str(p, 'address', false);
         const policy = str(p, 'policy', false);
-        return {
-          address: await node.createOutlet({
-            target: str(p, 'target')!,
-            ...(address ? { address } : {}),
-            ...(policy ? { policy } : {}),
-          }),
+        const config = {
+          target: str(p, 'target')!,
+          ...(address ? { address } : {}),
+          ...(policy ? { policy } : {}),
         };
+        const created = await node.createOutlet(config);
+        await node.recordConfig((c) => {
+          c.outlets = [...(c.outlets ?? []), config];
+        });
+        return { address: created };
       },
       'inlet.create': async (p) => {
         const outlet = str(p, 'outlet', false);
-        return node.createInlet({
+        const authorized = strList(p, 'authorized');
+        const config = {
           bind: str(p, 'bind')!,
           to: str(p, 'to')!,
           ...(outlet ? { outlet } : {}),
           ...(p.secure === false ? { secure: false } : {}),
-          ...(strList(p, 'authorized') ? { authorized: strList(p, 'authorized')! } : {}),
+          ...(authorized ? { authorized } : {}),
+        };
+        const created = await node.createInlet(config);
+        await node.recordConfig((c) => {
+          c.inlets = [...(c.inlets ?? []), config];
         });
+        return created;
       },
       'ble.scan': async (p) => {
         const ms = typeof p.durationMs === 'number' ? Math.min(Math.max(p.durationMs, 100), 60_000) : 5000;

@@ -13,11 +13,15 @@ import {
   decodePurposeKeyAttestation,
   encodeCredentialAndPurposeKey,
   encodePurposeKeyAttestation,
+  openCredentialData,
   openPurposeKeyAttestationData,
 } from '../identity/models.js';
 import { DEFAULT_VAULT, type OpenedVault, type OpenVaultOptions, openVault } from './vault-registry.js';
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The identity a node uses when none is named: the only one a node creates by itself. */
+export const DEFAULT_IDENTITY = 'default';
 const MAX_FILE = 256 * 1024;
 
 /**
@@ -196,9 +200,26 @@ export class IdentityStore {
     return { ...stored, local, file };
   }
 
-  /** Attaches a credential to an identity, to be presented in its handshakes. */
+  /**
+   * Attaches a credential to an identity, to be presented in its handshakes. It must be about this
+   * identity and not expired: anything else would only fail later, in a peer's log.
+   */
   async addCredential(name: string, credential: CredentialAndPurposeKey): Promise<void> {
     const stored = await this.load(name);
+    const data = openCredentialData(credential.credential.data);
+    const subject = data.subject?.toString();
+    if (subject !== stored.file.identifier) {
+      throw new KeyhopError(
+        ErrorCodes.CREDENTIAL_INVALID,
+        `the credential is about ${subject ?? 'no subject'}, not about identity "${name}" (${stored.file.identifier})`,
+      );
+    }
+    if (data.expiresAt <= this.clock.now()) {
+      throw new KeyhopError(
+        ErrorCodes.CREDENTIAL_EXPIRED,
+        `the credential expired at ${new Date(data.expiresAt * 1000).toISOString()}: ask its authority for a new one`,
+      );
+    }
     const file = {
       ...stored.file,
       credentials: [...stored.file.credentials, hex(encodeCredentialAndPurposeKey(credential))],

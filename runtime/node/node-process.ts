@@ -1,4 +1,4 @@
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NodeConfig } from './config.js';
@@ -19,7 +19,14 @@ export async function runNodeProcess(
 ): Promise<void> {
   const log = createLogger({ level: config.log.level, name: config.name });
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  const node = await KeyhopNode.start(config, { log, home });
+  const node = await KeyhopNode.start(config, {
+    log,
+    home,
+    onConfigChange: (c) =>
+      writeNodeConfig(paths.config, c).catch((e: unknown) =>
+        log.error({ err: describeError(e), path: paths.config }, 'could not save the node configuration'),
+      ),
+  });
   let stopping: Promise<void> | undefined;
   let control: ControlServer | undefined;
   const stop = (why: string) => {
@@ -52,4 +59,11 @@ export async function runNodeProcess(
       });
   });
   await finished;
+}
+
+/** Writes a node's configuration atomically (mode 0600): what `node start <name>` restores. */
+export async function writeNodeConfig(path: string, config: NodeConfig): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, path);
 }

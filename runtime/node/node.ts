@@ -8,6 +8,7 @@ import { systemClock } from '../identity/clock.js';
 import { createIdentity, Identity, type LocalIdentity } from '../identity/identity.js';
 import type { CredentialAndPurposeKey } from '../identity/models.js';
 import {
+  type AuthenticatedPeer,
   type TrustPolicy,
   trustAll,
   trustAny,
@@ -34,7 +35,8 @@ import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
 import { NodeBle } from './ble-node.js';
 import type { InletConfig, NodeConfig, OutletConfig, RelayConfig, SerialConfig } from './config.js';
-import { IdentityStore } from './identity-store.js';
+import { DEFAULT_IDENTITY, IdentityStore, type StoredIdentity } from './identity-store.js';
+import { Backoff } from './retry.js';
 
 interface ManagedRelay {
   config: RelayConfig;
@@ -42,10 +44,32 @@ interface ManagedRelay {
   state: 'registering' | 'up' | 'retrying';
   lastError: string | undefined;
   registrations: number;
+  backoff: Backoff;
+  nextAttemptAt: number | undefined;
 }
 
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 30_000;
+/**
+ * An inlet whose secure channel to the outlet's node the node keeps open: made in the background
+ * at start (the other node may be down), and made again whenever it closes.
+ */
+interface ManagedInlet {
+  config: InletConfig;
+  inlet: TcpInlet;
+  channel: SecureChannelEnd | undefined;
+  state: 'connecting' | 'up' | 'retrying' | 'plain';
+  lastError: string | undefined;
+  channelsOpened: number;
+  backoff: Backoff;
+  nextAttemptAt: number | undefined;
+}
+
+export interface KeyhopNodeOptions {
+  log?: Logger;
+  /** KEYHOP_HOME: where named identities and vaults live. */
+  home?: string;
+  /** Told whenever the node's configuration changed at run time (to persist it). */
+  onConfigChange?: (config: NodeConfig) => void | Promise<void>;
+}
 
 /**
  * A running keyhop node: a router, its transports, the services its config asks for, and the
@@ -70,12 +94,15 @@ export class KeyhopNode {
   identity!: LocalIdentity;
   private channelListener: SecureChannelListener | undefined;
   private readonly outlets: { config: OutletConfig; outlet: TcpOutlet }[] = [];
-  private readonly inlets: { config: InletConfig; inlet: TcpInlet; channel: SecureChannelEnd | undefined }[] =
-    [];
+  private readonly inlets: ManagedInlet[] = [];
+  /** What the secure-channel listener accepts, in words (node show, refusals). */
+  private trustDescription: string | null = null;
 
   private constructor(
+    /** The configuration, kept current: what the control API adds is recorded here too. */
     readonly config: NodeConfig,
     log: Logger,
+    private readonly onConfigChange: KeyhopNodeOptions['onConfigChange'],
   ) {
     this.log = log;
     this.router = new Router({ name: config.name, log });
@@ -87,10 +114,12 @@ export class KeyhopNode {
 
   /**
    * Starts a node. `home` (KEYHOP_HOME) is where named identities live; without it, or with
-   * `identity: null`, the node gets a fresh identity in memory.
+   * `identity: null`, the node gets a fresh identity in memory. What is local (identity, vaults,
+   * listeners, outlets, serial ports that may appear later) must work for the node to start;
+   * what is remote (relays, the nodes inlets lead to) is reached in the background, with retries.
    */
-  static async start(config: NodeConfig, options: { log?: Logger; home?: string } = {}): Promise<KeyhopNode> {
-    const node = new KeyhopNode(config, options.log ?? silentLogger);
+  static async start(config: NodeConfig, options: KeyhopNodeOptions = {}): Promise<KeyhopNode> {
+    const node = new KeyhopNode(structuredClone(config), options.log ?? silentLogger, options.onConfigChange);
     try {
       await node.setUpIdentity(options.home);
       if (config.services.echo) {
@@ -110,9 +139,11 @@ export class KeyhopNode {
         const udpDefault = node.services.filter((s) => s !== (config.secureChannel?.address ?? 'api'));
         await node.createUdpTransport(config.udp.bind, config.udp.expose ?? udpDefault);
       }
-      for (const sc of config.serial ?? []) await node.createSerialLink(sc);
-      for (const r of config.relays) await node.createRelay(r);
-      for (const i of config.inlets ?? []) await node.createInlet(i);
+      for (const sc of config.serial ?? []) await node.createSerialLink(sc, true);
+      // Remote dependencies get one attempt now (so that a node whose peers are up is whole when
+      // it reports ready), then retry in the background.
+      await Promise.all(config.relays.map((r) => node.startRelay(r)));
+      for (const i of config.inlets ?? []) await node.startInlet(i);
       if (config.ble) node.ble = await NodeBle.start(node, config.ble, options.home);
     } catch (e) {
       await node.stop();
@@ -146,6 +177,7 @@ export class KeyhopNode {
     const verifier = new SoftwareVerifier();
     let credentials: CredentialAndPurposeKey[] = [];
     if (typeof this.config.identity === 'string' && home) {
+      const name = this.config.identity;
       const store = new IdentityStore(home, systemClock, {
         onCreated: ({ name, encrypted }) =>
           this.log.warn(
@@ -156,9 +188,19 @@ export class KeyhopNode {
           ),
       });
       this.identityStore = store;
-      const stored = (await store.exists(this.config.identity))
-        ? await store.load(this.config.identity)
-        : await store.create(this.config.identity);
+      let stored: StoredIdentity;
+      if (await store.exists(name)) stored = await store.load(name);
+      else if (name === DEFAULT_IDENTITY) {
+        stored = await store.create(name);
+        this.log.info({ identity: name, identifier: stored.file.identifier }, 'created the default identity');
+      } else {
+        // A mistyped name must not quietly become a new identity that no peer trusts.
+        const known = await store.list();
+        throw new KeyhopError(
+          ErrorCodes.IDENTITY_NOT_FOUND,
+          `no identity "${name}" (${known.length === 0 ? 'there are none yet' : `identities here: ${known.join(', ')}`}); create it with: keyhop identity create ${name}`,
+        );
+      }
       this.identity = stored.local;
       credentials = stored.credentials;
     } else {
@@ -221,9 +263,18 @@ export class KeyhopNode {
     let trustPolicy = policies.length === 0 ? trustEveryone : trustAll(...policies);
     if (policies.length > 0 && this.config.ble?.role === 'peripheral') {
       // A BLE device also trusts the gateways it paired with (the store is opened later, at BLE start).
-      trustPolicy = trustAny(
-        trustPolicy,
-        (peer) => this.ble?.store.has(peer.identifier.toString(), 'gateway') === true,
+      const paired = Object.assign(
+        (peer: AuthenticatedPeer) => this.ble?.store.has(peer.identifier.toString(), 'gateway') === true,
+        { description: 'a gateway this device paired with' },
+      );
+      trustPolicy = trustAny(trustPolicy, paired);
+    }
+    this.trustDescription = trustPolicy.description ?? null;
+    if (policies.length === 0) {
+      // Ockam's default, and the quick start's: loud, so that nobody ships it by accident.
+      this.log.warn(
+        { listener: address },
+        'the secure-channel listener accepts channels from any identity (no --trust or --policy)',
       );
     }
     this.channelListener = await this.channels.createListener(address, {
@@ -249,28 +300,113 @@ export class KeyhopNode {
 
   /**
    * Starts a TCP inlet: by default it opens a secure channel to the listener at `config.to` and
-   * reaches the outlet through it.
+   * reaches the outlet through it, and opens it again whenever it closes. Fails (and keeps nothing)
+   * if the first channel cannot be made: the control API reports only what works.
    */
   async createInlet(config: InletConfig): Promise<{ address: string; channel: string | null }> {
-    const outlet = config.outlet ?? DEFAULT_OUTLET_ADDRESS;
-    let channel: SecureChannelEnd | undefined;
-    let outletRoute: Route;
-    if (config.secure === false) outletRoute = toRoute(config.to);
-    else {
-      channel = await this.createSecureChannel(config.to, config.authorized);
-      outletRoute = Route.of(channel.encryptor, outlet);
-    }
-    const inlet = await TcpInlet.create(this.router, { bind: config.bind, outletRoute, log: this.log });
-    this.inlets.push({ config, inlet, channel });
-    return { address: inlet.address, channel: channel?.encryptor.toString() ?? null };
+    const m = await this.startInlet(config, true);
+    return { address: m.inlet.address, channel: m.channel?.encryptor.toString() ?? null };
   }
 
-  /** Opens a secure channel to the listener at `route`, optionally only to `authorized` identifiers. */
-  async createSecureChannel(route: RouteLike, authorized?: string[]): Promise<SecureChannelEnd> {
-    return this.channels.create(
-      route,
-      authorized?.length ? { trustPolicy: trustIdentifiers(authorized) } : {},
+  /** Starts an inlet; `strict`: its first channel must open now, else (at start) it is retried. */
+  private async startInlet(config: InletConfig, strict = false): Promise<ManagedInlet> {
+    const outlet = config.outlet ?? DEFAULT_OUTLET_ADDRESS;
+    const secure = config.secure !== false;
+    const m: ManagedInlet = {
+      config,
+      inlet: undefined as unknown as TcpInlet,
+      channel: undefined,
+      state: secure ? 'connecting' : 'plain',
+      lastError: undefined,
+      channelsOpened: 0,
+      backoff: new Backoff(),
+      nextAttemptAt: undefined,
+    };
+    const outletRoute = secure
+      ? () => (m.channel?.state === 'open' ? Route.of(m.channel.encryptor, outlet) : undefined)
+      : toRoute(config.to);
+    m.inlet = await TcpInlet.create(this.router, { bind: config.bind, outletRoute, log: this.log });
+    if (secure) {
+      try {
+        await this.openInletChannel(m);
+      } catch (e) {
+        if (strict) {
+          await m.inlet.close();
+          throw e;
+        }
+        this.inletChannelFailed(m, e);
+      }
+    }
+    this.inlets.push(m);
+    return m;
+  }
+
+  private async openInletChannel(m: ManagedInlet): Promise<void> {
+    const channel = await this.createSecureChannel(m.config.to, m.config.authorized);
+    if (this.stopped) {
+      await channel.close();
+      return;
+    }
+    m.channel = channel;
+    m.state = 'up';
+    m.lastError = undefined;
+    m.channelsOpened++;
+    m.backoff.reset();
+    m.nextAttemptAt = undefined;
+    channel.onClose(() => {
+      if (this.stopped || m.channel !== channel) return;
+      m.channel = undefined;
+      m.state = 'retrying';
+      this.log.warn({ inlet: m.inlet.address, to: m.config.to }, 'inlet channel closed; opening it again');
+      this.scheduleInletChannel(m, 0);
+    });
+  }
+
+  private inletChannelFailed(m: ManagedInlet, e: unknown): void {
+    const first = m.lastError === undefined;
+    m.state = 'retrying';
+    m.lastError = describeError(e);
+    const level = first ? 'warn' : 'debug';
+    this.log[level](
+      { inlet: m.inlet.address, to: m.config.to, err: m.lastError },
+      'inlet channel not open; retrying',
     );
+    this.scheduleInletChannel(m, m.backoff.next());
+  }
+
+  private scheduleInletChannel(m: ManagedInlet, delay: number): void {
+    m.nextAttemptAt = Date.now() + delay;
+    this.later(delay, () => {
+      m.nextAttemptAt = undefined;
+      this.openInletChannel(m).catch((e: unknown) => this.inletChannelFailed(m, e));
+    });
+  }
+
+  /** Runs `fn` after `delay` ms unless the node stopped first. */
+  private later(delay: number, fn: () => void): void {
+    if (this.stopped) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.stopped) fn();
+    }, delay);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  /**
+   * Opens a secure channel to the listener at `route`, optionally only to `authorized` identifiers.
+   * Resolves once both sides accepted each other (see SecureChannels.create; `confirm: false` for
+   * Ockam responders, which never confirm).
+   */
+  async createSecureChannel(
+    route: RouteLike,
+    authorized?: string[],
+    options: { confirm?: boolean } = {},
+  ): Promise<SecureChannelEnd> {
+    return this.channels.create(route, {
+      ...(authorized?.length ? { trustPolicy: trustIdentifiers(authorized) } : {}),
+      ...(options.confirm === false ? { confirm: false } : {}),
+    });
   }
 
   /** Service addresses this node runs (the default exposure of listeners and relays). */
@@ -301,34 +437,52 @@ export class KeyhopNode {
    * workers, and `1#host:port` entries, which let the board's messages go on over TCP to that peer
    * (the node is then the board's gateway).
    */
-  async createSerialLink(config: SerialConfig): Promise<string> {
+  async createSerialLink(config: SerialConfig, waitForPort = false): Promise<string> {
     this.serial ??= SerialTransport.create(this.router, { log: this.log });
-    const expose: Address[] = [];
-    for (const e of config.expose ?? this.services) {
-      const a = Address.parse(e);
-      expose.push(a);
-      if (a.type === this.tcp.type) expose.push((await this.tcp.connect(a.text)).sender);
-    }
+    // A `1#host:port` entry admits that transport address: the connection to it is made on the
+    // board's first message and made again after it drops (the router resolves it each time).
+    const expose = (config.expose ?? this.services).map((e) => Address.parse(e));
     const link = await this.serial.open(config.path, {
       baudRate: config.baudRate ?? DEFAULT_BAUD_RATE,
       reliable: config.reliable ?? false,
       expose,
+      waitForPort,
     });
     return link.sender.toString();
   }
 
-  /** Registers a relay for this node at `config.at`; kept registered until the node stops. */
+  /**
+   * Registers a relay for this node at `config.at` now (rejecting if it cannot), and keeps it
+   * registered until the node stops.
+   */
   async createRelay(config: RelayConfig): Promise<RemoteRelayInfo> {
-    const managed: ManagedRelay = {
-      config,
-      info: undefined,
-      state: 'registering',
-      lastError: undefined,
-      registrations: 0,
-    };
+    const managed = managedRelay(config);
     const info = await this.register(managed);
     this.relays.push(managed);
     return info;
+  }
+
+  /** A relay from the configuration: one attempt now, then retried in the background until it works. */
+  private async startRelay(config: RelayConfig): Promise<void> {
+    const managed = managedRelay(config);
+    this.relays.push(managed);
+    await this.register(managed).catch((e: unknown) => this.relayFailed(managed, e));
+  }
+
+  private relayFailed(m: ManagedRelay, e: unknown): void {
+    const first = m.state !== 'retrying' || m.lastError === undefined;
+    m.state = 'retrying';
+    m.lastError = describeError(e);
+    const delay = m.backoff.next();
+    m.nextAttemptAt = Date.now() + delay;
+    this.log[first ? 'warn' : 'debug'](
+      { relay: m.config.alias ?? null, at: m.config.at, err: m.lastError, retryMs: delay },
+      'relay registration failed; retrying',
+    );
+    this.later(delay, () => {
+      m.nextAttemptAt = undefined;
+      this.register(m).catch((err: unknown) => this.relayFailed(m, err));
+    });
   }
 
   private async register(managed: ManagedRelay): Promise<RemoteRelayInfo> {
@@ -347,6 +501,7 @@ export class KeyhopNode {
     managed.state = 'up';
     managed.lastError = undefined;
     managed.registrations++;
+    managed.backoff.reset();
     this.log.info({ relay: info.name, at: route.toString() }, 'relay registered');
     return info;
   }
@@ -355,25 +510,24 @@ export class KeyhopNode {
     for (const m of this.relays) {
       const head = toRoute(m.config.at).next;
       if (m.state === 'up' && head?.type === this.tcp.type && head.text === peer) {
-        m.state = 'retrying';
         this.log.warn({ relay: m.info?.name, peer }, 'relay connection lost; registering again');
-        this.retry(m, RETRY_MIN_MS);
+        m.state = 'retrying';
+        m.nextAttemptAt = Date.now();
+        this.later(0, () => {
+          m.nextAttemptAt = undefined;
+          this.register(m).catch((e: unknown) => this.relayFailed(m, e));
+        });
       }
     }
   }
 
-  private retry(m: ManagedRelay, delay: number): void {
-    if (this.stopped) return;
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      this.register(m).catch((e: unknown) => {
-        m.lastError = describeError(e);
-        this.log.debug({ relay: m.config.alias, err: m.lastError }, 'relay registration failed; will retry');
-        this.retry(m, Math.min(delay * 2, RETRY_MAX_MS));
-      });
-    }, delay);
-    timer.unref();
-    this.timers.add(timer);
+  /**
+   * Records a change made at run time (a listener, outlet, inlet or relay added through the
+   * control API) in the configuration, and tells whoever persists it.
+   */
+  async recordConfig(change: (config: NodeConfig) => void): Promise<void> {
+    change(this.config);
+    await this.onConfigChange?.(this.config);
   }
 
   /** Sends `payload` along `route` and waits for one answer. */
@@ -416,9 +570,11 @@ export class KeyhopNode {
         state: m.state,
         registrations: m.registrations,
         lastError: m.lastError ?? null,
+        nextAttemptAt: m.nextAttemptAt === undefined ? null : new Date(m.nextAttemptAt).toISOString(),
       })),
       identity: this.identity?.identity.identifier.toString() ?? null,
       secureChannelListener: this.channelListener?.address.toString() ?? null,
+      secureChannelTrust: this.channelListener ? this.trustDescription : null,
       secureChannels: this.channels?.list().map((c) => c.describe()) ?? [],
       outlets: this.outlets.map(({ config, outlet }) => ({
         address: config.address ?? DEFAULT_OUTLET_ADDRESS,
@@ -426,14 +582,19 @@ export class KeyhopNode {
         policy: config.policy ?? null,
         ...outlet.stats,
       })),
-      inlets: this.inlets.map(({ config, inlet, channel }) => ({
-        address: inlet.address,
-        to: config.to,
-        channel: channel?.encryptor.toString() ?? null,
-        ...inlet.stats,
+      inlets: this.inlets.map((m) => ({
+        address: m.inlet.address,
+        to: m.config.to,
+        state: m.state,
+        channel: m.channel?.encryptor.toString() ?? null,
+        channelsOpened: m.channelsOpened,
+        lastError: m.lastError ?? null,
+        nextAttemptAt: m.nextAttemptAt === undefined ? null : new Date(m.nextAttemptAt).toISOString(),
+        ...m.inlet.stats,
       })),
       workers: this.router.workers().map((a) => a.toString()),
       metrics: this.router.metrics,
+      config: this.config,
     };
   }
 
@@ -448,4 +609,16 @@ export class KeyhopNode {
     await this.router.shutdown();
     await this.identityStore?.close().catch(() => undefined);
   }
+}
+
+function managedRelay(config: RelayConfig): ManagedRelay {
+  return {
+    config,
+    info: undefined,
+    state: 'registering',
+    lastError: undefined,
+    registrations: 0,
+    backoff: new Backoff(),
+    nextAttemptAt: undefined,
+  };
 }

@@ -242,19 +242,26 @@ export class Router {
         this.drop('resolve_failed', from, message);
         throw e;
       }
-      this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done);
+      // The sender's access control admitted `next` itself: whichever connection serves it now (a
+      // new one after a reconnection gets a new address) is the same destination.
+      this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done, true);
     } catch (e) {
       done?.(e);
       throw e;
     }
   }
 
-  /** Hands `message` to the mailbox at `to`. Throws (without calling `done`) if it cannot. */
+  /**
+   * Hands `message` to the mailbox at `to`. Throws (without calling `done`) if it cannot.
+   * `admitted`: the sender's outgoing access control already allowed this destination (as the
+   * transport address `to` was resolved from).
+   */
   private deliver(
     from: Address,
     to: Address,
     message: Message,
     done: ((error?: unknown) => void) | undefined,
+    admitted = false,
   ): void {
     const dest = this.mailboxes.get(to.key);
     if (!dest) {
@@ -269,7 +276,7 @@ export class Router {
       this.drop('worker_stopped', from, message, to);
       throw new KeyhopError(ErrorCodes.WORKER_STOPPED, `sender ${from} is not running on node ${this.name}`);
     }
-    if (!sender.outgoing(request)) {
+    if (!admitted && !sender.outgoing(request)) {
       this.drop('outgoing_denied', from, message, to);
       done?.();
       return;

@@ -213,7 +213,10 @@ describe('keyhop CLI', () => {
         },
       );
       children.push(c);
-      await until(async () => ((await keyhop(home, 'node', 'show', 'sig')).code === 0 ? true : undefined));
+      await until(async () => {
+        const r = await keyhop(home, 'node', 'show', 'sig', '--json');
+        return r.code === 0 && JSON.parse(r.stdout).status === 'running' ? true : undefined;
+      });
       const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
       c.kill(signal);
       expect(await exited).toBe(0);
@@ -302,7 +305,9 @@ describe('keyhop CLI', () => {
 
       // A node whose identity has no credential is refused by the site's policy.
       await json('node', 'start', 'intruder');
-      const refused = await json(
+      // The site refuses it after message 3 and says so: the command fails, naming who refused whom.
+      const refused = await keyhop(
+        home,
         'secure-channel',
         'create',
         '--from',
@@ -310,11 +315,14 @@ describe('keyhop CLI', () => {
         '--to',
         `1#127.0.0.1:${port} => forward_to_site => api`,
       );
-      expect(refused.state).toBe('open'); // XX: the initiator cannot know; the responder refused after message 3
-      await until(async () => {
-        const list = await json('secure-channel', 'list', '--at', 'site');
-        return list.length === 1 ? true : undefined;
-      });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(
+        /^keyhop: error \[TRUST_REFUSED\]: the responder I[0-9a-f]{64} refused this node's identity I[0-9a-f]{64} \(its trust policy\)\n$/,
+      );
+      expect(await json('secure-channel', 'list', '--at', 'intruder')).toEqual([]);
+      expect(
+        (await json('secure-channel', 'list', '--at', 'site')).map((c: { peer: string }) => c.peer),
+      ).toEqual([device.identifier]);
       for (const n of ['intruder', 'field', 'site', 'hub2']) await keyhop(home, 'node', 'stop', n);
     } finally {
       web.closeAllConnections();
@@ -325,7 +333,13 @@ describe('keyhop CLI', () => {
   it('prints one clear line and exits non-zero on errors', async () => {
     const notRunning = await keyhop(home, 'node', 'show', 'nosuch');
     expect(notRunning.code).toBe(1);
-    expect(notRunning.stderr.trim()).toBe('keyhop: error [NODE_NOT_RUNNING]: node is not running');
+    expect(notRunning.stderr.trim()).toBe(
+      'keyhop: error [NODE_NOT_FOUND]: no node "nosuch" (keyhop node list shows the nodes here)',
+    );
+    const stopped = await keyhop(home, 'message', 'send', 'x', '--from', 'nosuch', '--to', 'echo');
+    expect(stopped.stderr.trim()).toBe(
+      'keyhop: error [NODE_NOT_RUNNING]: node "nosuch" is not running (start it with: keyhop node start nosuch; keyhop node list shows the nodes here)',
+    );
 
     const badRoute = await keyhop(home, 'message', 'send', 'x', '--to', '1#a#b');
     expect(badRoute.code).toBe(1);

@@ -146,10 +146,22 @@ describe.skipIf(skip !== undefined)('TPM and PKCS#11 vaults through the CLI', ()
       `1#127.0.0.1:${tPort} => api`,
     );
     expect(st.peer).toBe(t.identifier);
-    // Software → token: the token side's policy refuses it (no credential). In XX the initiator
-    // cannot tell; the responder drops the handshake after message 3 and never lists the channel.
-    await json('secure-channel', 'create', '--from', 'snode', '--to', `1#127.0.0.1:${hPort} => api`);
-    await new Promise((r) => setTimeout(r, 500));
+    // Software → token: the token side's policy refuses it (no credential). The responder says so
+    // after message 3 (an encrypted Close), so the command fails and names who refused whom.
+    const refused = await keyhop(
+      'secure-channel',
+      'create',
+      '--from',
+      'snode',
+      '--to',
+      `1#127.0.0.1:${hPort} => api`,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      new RegExp(
+        `^keyhop: error \\[TRUST_REFUSED\\]: the responder ${h.identifier} refused this node's identity I[0-9a-f]{64}`,
+      ),
+    );
     const atSensor = await json('secure-channel', 'list', '--at', 'hnode');
     // Its two channels are both with the TPM identity (one each way); none with the software node.
     expect(atSensor.map((c: { peer: string }) => c.peer)).toEqual([t.identifier, t.identifier]);

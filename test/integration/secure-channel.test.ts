@@ -109,9 +109,11 @@ describe.each([
       trustPolicy: trustCredential({ authorities: [authority.local.identity] }),
     });
     const listener = await server.tcp.listen('127.0.0.1:0', { expose: ['api'] });
-    await stranger.channels.create(`1#${listener.address} => api`);
-    await until(() => server.channels.list().length === 0);
+    await expect(stranger.channels.create(`1#${listener.address} => api`)).rejects.toMatchObject({
+      code: 'TRUST_REFUSED',
+    });
     expect(server.channels.list()).toHaveLength(0);
+    expect(stranger.channels.list()).toHaveLength(0);
   });
 
   it('pushes refreshed credentials in-channel', async () => {

@@ -21,12 +21,19 @@ export function registerChannelCommands(program: Command): void {
     .requiredOption('--from <node>', 'node that initiates')
     .requiredOption('--to <route>', 'route to the listener, e.g. "1#127.0.0.1:4000 => api" or via a relay')
     .option('--authorized <identifier>', 'accept only this peer identifier (repeatable)', collect)
+    .option(
+      '--no-confirm',
+      "report the channel open when the handshake is done, without the responder's acceptance (Ockam responders never send one)",
+    )
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
-      const o = cmd.optsWithGlobals<Common & { from: string; to: string; authorized?: string[] }>();
+      const o = cmd.optsWithGlobals<
+        Common & { from: string; to: string; authorized?: string[]; confirm: boolean }
+      >();
       const r = (await controlCall(control(o, o.from), 'secureChannel.create', {
         to: o.to,
         ...(o.authorized ? { authorized: o.authorized } : {}),
+        ...(o.confirm === false ? { confirm: false } : {}),
       })) as { encryptor: string; peer: string };
       print(
         o,

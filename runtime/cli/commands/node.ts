@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
-import { type NodeConfig, parseNodeConfig } from '../../node/config.js';
+import { describeError, type ErrorCode, ErrorCodes, isKeyhopError, KeyhopError } from '../../errors.js';
+import { NODE_NAME, type NodeConfig, parseNodeConfig } from '../../node/config.js';
 import { controlCall } from '../../node/control-client.js';
-import { runNodeProcess } from '../../node/node-process.js';
-import { keyhopHome, nodePaths } from '../../node/paths.js';
+import { runNodeProcess, writeNodeConfig } from '../../node/node-process.js';
+import { keyhopHome, type NodePaths, nodePaths } from '../../node/paths.js';
 import { print } from '../output.js';
 
 interface StartOptions {
@@ -44,20 +45,60 @@ async function readConfigFile(path: string): Promise<unknown> {
   }
 }
 
-/** The config file (if any) with the command-line flags on top. */
-async function effectiveConfig(name: string | undefined, o: StartOptions): Promise<NodeConfig> {
-  const raw = (o.config ? await readConfigFile(o.config) : {}) as Record<string, unknown>;
+/** `list` plus the items of `extra` it does not already hold (as JSON). */
+function union<T>(list: readonly T[] | undefined, extra: readonly T[]): T[] {
+  const out = [...(list ?? [])];
+  const seen = new Set(out.map((x) => JSON.stringify(x)));
+  for (const x of extra) if (!seen.has(JSON.stringify(x))) out.push(x);
+  return out;
+}
+
+/**
+ * The configuration to run: `--config <file>` if given (it replaces what was stored), else the
+ * node's stored configuration (`nodes/<name>/config.json`, from an earlier start), else nothing;
+ * then the command-line flags on top (lists gain what they did not hold).
+ */
+async function effectiveConfig(home: string, name: string | undefined, o: StartOptions): Promise<NodeConfig> {
+  let raw: Record<string, unknown> = {};
+  if (name !== undefined && !NODE_NAME.test(name)) parseNodeConfig({ name }); // the one CONFIG_INVALID message
+  if (o.config) raw = (await readConfigFile(o.config)) as Record<string, unknown>;
+  else if (name) {
+    const stored = nodePaths(home, name).config;
+    const text = await readFile(stored, 'utf8').catch(() => undefined);
+    if (text !== undefined) {
+      try {
+        raw = JSON.parse(text) as Record<string, unknown>;
+      } catch (e) {
+        throw new KeyhopError(
+          ErrorCodes.CONFIG_INVALID,
+          `the stored configuration ${stored} is not valid JSON (${describeError(e)}): fix it, or start with --config <file>`,
+        );
+      }
+    }
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new KeyhopError(ErrorCodes.CONFIG_INVALID, 'node config must be a JSON object');
+  }
   const merged: Record<string, unknown> = { ...raw };
   if (name) merged.name = name;
-  if (o.tcpListener?.length)
-    merged.tcpListeners = [...((raw.tcpListeners as unknown[]) ?? []), ...o.tcpListener];
+  if (o.tcpListener?.length) {
+    const known = new Set(
+      ((raw.tcpListeners as unknown[]) ?? []).map((l) =>
+        typeof l === 'string' ? l : (l as { address?: string }).address,
+      ),
+    );
+    merged.tcpListeners = [
+      ...((raw.tcpListeners as unknown[]) ?? []),
+      ...o.tcpListener.filter((a) => !known.has(a)),
+    ];
+  }
   if (o.udpBind) merged.udp = { bind: o.udpBind };
   if (o.identity) merged.identity = o.identity;
   else if (raw.identity === undefined) merged.identity = 'default';
   if (o.authority?.length || o.trust?.length || o.policy) {
     const sc = { ...((raw.secureChannel as Record<string, unknown>) ?? {}) };
-    if (o.authority?.length) sc.authorities = [...((sc.authorities as string[]) ?? []), ...o.authority];
-    if (o.trust?.length) sc.trustedIdentifiers = [...((sc.trustedIdentifiers as string[]) ?? []), ...o.trust];
+    if (o.authority?.length) sc.authorities = union(sc.authorities as string[], o.authority);
+    if (o.trust?.length) sc.trustedIdentifiers = union(sc.trustedIdentifiers as string[], o.trust);
     if (o.policy) sc.policy = o.policy;
     merged.secureChannel = sc;
   }
@@ -66,10 +107,11 @@ async function effectiveConfig(name: string | undefined, o: StartOptions): Promi
   if (o.echo === false) services.echo = false;
   merged.services = services;
   if (o.relayAt) {
-    merged.relays = [
-      ...((raw.relays as unknown[]) ?? []),
+    merged.relays = union(raw.relays as unknown[], [
       { at: o.relayAt, ...(o.relayAlias ? { alias: o.relayAlias } : {}) },
-    ];
+    ]);
+  } else if (o.relayAlias) {
+    throw new KeyhopError(ErrorCodes.USAGE, '--relay-alias names a relay made with --relay-at <route>');
   }
   if (o.logLevel) merged.log = { level: o.logLevel };
   return parseNodeConfig(merged, { name: 'default' });
@@ -84,29 +126,76 @@ async function isRunning(control: string): Promise<boolean> {
   }
 }
 
-async function startNode(name: string | undefined, o: StartOptions): Promise<void> {
-  const config = await effectiveConfig(name, o);
+/**
+ * The error of a background node that exited while starting: its own one-line `keyhop: error
+ * [CODE]: …` from the end of its log, with that code, or the last log line.
+ */
+async function startupFailure(name: string, paths: NodePaths): Promise<KeyhopError> {
+  const lines = (await readFile(paths.log, 'utf8').catch(() => '')).trim().split('\n');
+  for (let i = lines.length - 1; i >= Math.max(0, lines.length - 20); i--) {
+    const m = /^keyhop: error \[([A-Z_]+)\]: (.*)$/.exec(lines[i] ?? '');
+    if (m) return new KeyhopError(m[1] as ErrorCode, `node "${name}" did not start: ${m[2]}`);
+  }
+  const last = lines[lines.length - 1] ?? '';
+  let why = last;
+  try {
+    const j = JSON.parse(last) as { msg?: string; err?: string };
+    why = [j.msg, j.err].filter(Boolean).join(': ');
+  } catch {
+    // not a JSON log line: quote it as it is
+  }
+  return new KeyhopError(
+    ErrorCodes.CONTROL_FAILED,
+    `node "${name}" did not start (${why || 'no output'}; log: ${paths.log})`,
+  );
+}
+
+/** One line per remote dependency that is not up yet (relays and inlet channels retry in the background). */
+function pendingRemotes(d: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const r of (d.relays as { at: string; state: string; lastError: string | null }[]) ?? []) {
+    if (r.state !== 'up') out.push(`relay at ${r.at}: ${r.state}${r.lastError ? ` (${r.lastError})` : ''}`);
+  }
+  for (const i of (d.inlets as { address: string; to: string; state: string; lastError: string | null }[]) ??
+    []) {
+    if (i.state === 'retrying' || i.state === 'connecting') {
+      out.push(`inlet ${i.address} -> ${i.to}: ${i.state}${i.lastError ? ` (${i.lastError})` : ''}`);
+    }
+  }
+  return out;
+}
+
+async function startNode(name: string | undefined, o: StartOptions, foreground: boolean): Promise<void> {
   const home = keyhopHome(o.home);
+  const config = await effectiveConfig(home, name, o);
   const paths = nodePaths(home, config.name);
   if (await isRunning(paths.control)) {
-    throw new KeyhopError(ErrorCodes.NODE_EXISTS, `node "${config.name}" is already running`);
+    throw new KeyhopError(
+      ErrorCodes.NODE_EXISTS,
+      `node "${config.name}" is already running (keyhop node stop ${config.name} first)`,
+    );
   }
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  if (o.foreground) {
+  // The configuration is kept in the node's home, so that `node start <name>` restores it.
+  await writeNodeConfig(paths.config, config);
+  if (foreground) {
     await runNodeProcess(config, paths, home, (node) => {
       if (o.json) process.stdout.write(`${JSON.stringify({ ready: true, ...node.describe() })}\n`);
-      else process.stdout.write(`node ${config.name} running (pid ${process.pid}); Ctrl-C stops it\n`);
+      else {
+        process.stdout.write(
+          `node ${config.name} running (pid ${process.pid}); SIGTERM or Ctrl-C stops it\n`,
+        );
+        for (const line of pendingRemotes(node.describe())) process.stdout.write(`  ${line}; retrying\n`);
+      }
     });
     return;
   }
-  await writeFile(paths.config, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   const logFd = openSync(paths.log, 'a', 0o600);
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [main, 'node', 'start', config.name, '--foreground', '--config', paths.config, '--home', home],
-    { detached: true, stdio: ['ignore', 'ignore', logFd] },
-  );
+  const child = spawn(process.execPath, [main, 'node', 'run', config.name, '--home', home], {
+    detached: true,
+    stdio: ['ignore', 'ignore', logFd],
+  });
   closeSync(logFd);
   let exited: number | null = null;
   child.on('exit', (code) => {
@@ -115,29 +204,33 @@ async function startNode(name: string | undefined, o: StartOptions): Promise<voi
   child.unref();
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    if (exited !== null) {
-      const tail = (await readFile(paths.log, 'utf8').catch(() => ''))
-        .trim()
-        .split('\n')
-        .slice(-3)
-        .join('\n');
-      throw new KeyhopError(
-        ErrorCodes.CONTROL_FAILED,
-        `node "${config.name}" exited during start-up:\n${tail}`,
-      );
-    }
+    if (exited !== null) throw await startupFailure(config.name, paths);
     try {
       const info = (await controlCall(paths.control, 'node.show', {}, 1000)) as Record<string, unknown>;
-      print(o, info, (d) => `node ${d.name} started (pid ${d.pid}); logs: ${paths.log}`);
+      print(o, info, (d) =>
+        [
+          `node ${d.name} started (pid ${d.pid}); logs: ${paths.log}`,
+          ...pendingRemotes(d).map((l) => `  ${l}; retrying in the background (keyhop node show ${d.name})`),
+        ].join('\n'),
+      );
       return;
     } catch {
       await sleep(100);
     }
   }
-  throw new KeyhopError(ErrorCodes.TIMEOUT, `node "${config.name}" did not become ready; see ${paths.log}`);
+  throw new KeyhopError(
+    ErrorCodes.TIMEOUT,
+    `node "${config.name}" did not become ready within 15 s; see ${paths.log}`,
+  );
 }
 
 function describeNode(d: Record<string, unknown>): string {
+  if (d.status === 'stopped') {
+    return [
+      `node ${d.name} (stopped; keyhop node start ${d.name} runs it again with this configuration)`,
+      JSON.stringify(d.config, null, 2),
+    ].join('\n');
+  }
   const lines = [`node ${d.name} (pid ${d.pid}, since ${d.startedAt})`];
   lines.push(`  services:   ${(d.services as string[]).join(', ') || '-'}`);
   for (const l of d.tcpListeners as { route: string }[]) lines.push(`  listener:   ${l.route}`);
@@ -146,13 +239,25 @@ function describeNode(d: Record<string, unknown>): string {
   for (const c of d.tcpConnections as { peer: string; direction: string; sender: string }[]) {
     lines.push(`  connection: ${c.direction} ${c.peer} (route via ${c.sender})`);
   }
-  for (const r of d.relays as { name: string | null; at: string; state: string; route: string | null }[]) {
+  for (const r of d.relays as {
+    name: string | null;
+    at: string;
+    state: string;
+    route: string | null;
+    lastError: string | null;
+    nextAttemptAt: string | null;
+  }[]) {
+    const why =
+      r.state === 'up'
+        ? ''
+        : `${r.lastError ? ` ${r.lastError};` : ''}${r.nextAttemptAt ? ` next try ${r.nextAttemptAt}` : ''}`;
     lines.push(
-      `  relay:      ${r.name ?? '?'} at ${r.at} [${r.state}]${r.route ? ` reachable as ${r.route}` : ''}`,
+      `  relay:      ${r.name ?? '?'} at ${r.at} [${r.state}${why}]${r.route ? ` reachable as ${r.route}` : ''}`,
     );
   }
   if (d.identity) lines.push(`  identity:   ${d.identity}`);
-  if (d.secureChannelListener) lines.push(`  channels:   listener ${d.secureChannelListener}`);
+  if (d.secureChannelListener)
+    lines.push(`  channels:   listener ${d.secureChannelListener} accepts ${d.secureChannelTrust ?? '?'}`);
   for (const c of d.secureChannels as {
     encryptor: string;
     role: string;
@@ -163,8 +268,8 @@ function describeNode(d: Record<string, unknown>): string {
   }
   for (const o of d.outlets as { address: string; target: string }[])
     lines.push(`  outlet:     ${o.address} -> ${o.target}`);
-  for (const i of d.inlets as { address: string; to: string }[])
-    lines.push(`  inlet:      ${i.address} -> ${i.to}`);
+  for (const i of d.inlets as { address: string; to: string; state: string; lastError: string | null }[])
+    lines.push(`  inlet:      ${i.address} -> ${i.to} [${i.state}${i.lastError ? ` ${i.lastError}` : ''}]`);
   for (const r of d.relaysHosted as { name: string; forwarded: number }[]) {
     lines.push(`  hosting:    ${r.name} (${r.forwarded} forwarded)`);
   }
@@ -175,33 +280,52 @@ export function registerNodeCommands(program: Command): void {
   const node = program.command('node').description('start, stop and inspect keyhop nodes');
   const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-  node
-    .command('start')
-    .description('start a node (in the background unless --foreground)')
-    .argument('[name]', 'node name', undefined)
-    .option('--config <file>', 'JSON node config (see docs/cli.md)')
-    .option('--tcp-listener <host:port>', 'listen for TCP on host:port (repeatable)', collect)
-    .option('--udp-bind <host:port>', 'open a UDP socket on host:port (2#… routes)')
-    .option('--identity <name>', 'identity in KEYHOP_HOME (created if missing; default "default")')
-    .option(
-      '--authority <identity>',
-      'trusted credential authority: identity name or change history hex (repeatable)',
-      collect,
-    )
-    .option('--trust <identifier>', 'accept secure channels only from this identifier (repeatable)', collect)
-    .option(
-      '--policy <expression>',
-      'accept secure channels only from peers whose credentials satisfy this ABAC policy',
-    )
-    .option('--relay-service', 'run the relay service (forwarding_service)')
-    .option('--no-echo', 'do not run the echo service')
-    .option('--relay-at <route>', 'register a relay for this node at the node at <route>')
-    .option('--relay-alias <alias>', 'stable relay name for --relay-at')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
-    .option('--foreground', 'run in this process until Ctrl-C')
-    .option('--json', 'machine-readable output')
+  const startOptions = (c: Command): Command =>
+    c
+      .argument('[name]', 'node name (default "default"); its stored configuration is restored', undefined)
+      .option('--config <file>', 'JSON node config (see docs/cli.md); replaces the stored one')
+      .option('--tcp-listener <host:port>', 'listen for TCP on host:port (repeatable)', collect)
+      .option('--udp-bind <host:port>', 'open a UDP socket on host:port (2#… routes)')
+      .option(
+        '--identity <name>',
+        'identity in KEYHOP_HOME (default "default", made on first use; any other must exist: keyhop identity create)',
+      )
+      .option(
+        '--authority <identity>',
+        'trusted credential authority: identity name or change history hex (repeatable; needs --policy)',
+        collect,
+      )
+      .option(
+        '--trust <identifier>',
+        'accept secure channels only from this identifier (repeatable)',
+        collect,
+      )
+      .option(
+        '--policy <expression>',
+        'accept secure channels only from peers whose credentials from --authority satisfy this ABAC policy',
+      )
+      .option('--relay-service', 'run the relay service (forwarding_service)')
+      .option('--no-echo', 'do not run the echo service')
+      .option(
+        '--relay-at <route>',
+        'register a relay for this node at the node at <route> (retried until it works)',
+      )
+      .option('--relay-alias <alias>', 'stable relay name for --relay-at')
+      .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+      .option('--json', 'machine-readable output');
+
+  startOptions(node.command('start'))
+    .description('start a node in the background (--foreground: in this process, as node run)')
+    .option('--foreground', 'run in this process until SIGTERM or Ctrl-C (same as keyhop node run)')
     .action(async (name: string | undefined, _o, cmd: Command) => {
-      await startNode(name, cmd.optsWithGlobals<StartOptions>());
+      const o = cmd.optsWithGlobals<StartOptions>();
+      await startNode(name, o, o.foreground === true);
+    });
+
+  startOptions(node.command('run'))
+    .description('run a node in the foreground until SIGTERM or Ctrl-C (for systemd: keyhop node service)')
+    .action(async (name: string | undefined, _o, cmd: Command) => {
+      await startNode(name, cmd.optsWithGlobals<StartOptions>(), true);
     });
 
   node
@@ -215,16 +339,24 @@ export function registerNodeCommands(program: Command): void {
       const pid = Number((await readFile(paths.pid, 'utf8').catch(() => '0')).trim());
       try {
         await controlCall(paths.control, 'node.stop', {}, 5000);
-      } catch (e) {
-        if (!pid || !processAlive(pid))
-          throw new KeyhopError(ErrorCodes.NODE_NOT_RUNNING, `node "${name}" is not running`);
+      } catch {
+        // The control socket does not answer: SIGTERM by pid, if that pid is still this node's.
+        if (!pid || !(await isNodeProcess(pid, name))) {
+          throw new KeyhopError(
+            ErrorCodes.NODE_NOT_RUNNING,
+            `node "${name}" is not running (keyhop node list shows the nodes here)`,
+          );
+        }
         process.kill(pid, 'SIGTERM');
-        void e;
       }
       const deadline = Date.now() + 10_000;
       while (pid && processAlive(pid) && Date.now() < deadline) await sleep(50);
-      if (pid && processAlive(pid))
-        throw new KeyhopError(ErrorCodes.TIMEOUT, `node "${name}" (pid ${pid}) did not stop`);
+      if (pid && processAlive(pid)) {
+        throw new KeyhopError(
+          ErrorCodes.TIMEOUT,
+          `node "${name}" (pid ${pid}) did not stop within 10 s; see ${paths.log}, or end it with kill -9 ${pid}`,
+        );
+      }
       print(o, { name, stopped: true }, () => `node ${name} stopped`);
     });
 
@@ -266,12 +398,114 @@ export function registerNodeCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (name: string, _o, cmd: Command) => {
       const o = cmd.optsWithGlobals<{ home?: string; json?: boolean }>();
-      const info = (await controlCall(nodePaths(keyhopHome(o.home), name).control, 'node.show')) as Record<
-        string,
-        unknown
-      >;
+      const paths = nodePaths(keyhopHome(o.home), name);
+      let info: Record<string, unknown>;
+      try {
+        info = {
+          status: 'running',
+          ...((await controlCall(paths.control, 'node.show')) as Record<string, unknown>),
+        };
+      } catch (e) {
+        if (!isKeyhopError(e, ErrorCodes.NODE_NOT_RUNNING)) throw e;
+        // A stopped node still has its configuration: show that.
+        const stored = await readFile(paths.config, 'utf8').catch(() => undefined);
+        if (stored === undefined) {
+          throw new KeyhopError(
+            ErrorCodes.NODE_NOT_FOUND,
+            `no node "${name}" (keyhop node list shows the nodes here)`,
+          );
+        }
+        info = { name, status: 'stopped', config: JSON.parse(stored) as unknown };
+      }
       print(o, info, describeNode);
     });
+
+  node
+    .command('delete')
+    .description('forget a stopped node: its stored configuration and log (identities and vaults stay)')
+    .argument('<name>', 'node name')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<{ home?: string; json?: boolean }>();
+      const paths = nodePaths(keyhopHome(o.home), name);
+      if (await isRunning(paths.control)) {
+        throw new KeyhopError(
+          ErrorCodes.NODE_EXISTS,
+          `node "${name}" is running: keyhop node stop ${name} first`,
+        );
+      }
+      const exists = await readdir(paths.dir).then(
+        () => true,
+        () => false,
+      );
+      if (!exists)
+        throw new KeyhopError(
+          ErrorCodes.NODE_NOT_FOUND,
+          `no node "${name}" (keyhop node list shows the nodes here)`,
+        );
+      await rm(paths.dir, { recursive: true, force: true });
+      print(o, { name, deleted: true }, () => `node ${name} deleted`);
+    });
+
+  node
+    .command('service')
+    .description('print a systemd unit that runs the node (keyhop node run) and restarts it on failure')
+    .argument(
+      '<name>',
+      'node name (start it once first, or give its --config, so that its configuration is stored)',
+    )
+    .option('--user <user>', 'the account the node runs as (default: the current one)')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<{ home?: string; user?: string }>();
+      process.stdout.write(systemdUnit(name, keyhopHome(o.home), o.user ?? userInfo().username));
+    });
+}
+
+/**
+ * A systemd service for node `name`: `keyhop node run` in the foreground (systemd supervises it;
+ * SIGTERM stops it cleanly, closing its channels), restarted on failure, after the network is up.
+ * Secrets (KEYHOP_VAULT_PASSPHRASE, a PKCS#11 PIN) belong in the EnvironmentFile, mode 0600.
+ */
+export function systemdUnit(name: string, home: string, user: string): string {
+  const main = fileURLToPath(new URL('../main.js', import.meta.url));
+  const quote = (s: string) => (/^[A-Za-z0-9_./:@+-]+$/.test(s) ? s : `"${s.replace(/(["\\])/g, '\\$1')}"`);
+  return `# keyhop node "${name}": install with
+#   keyhop node service ${name} | sudo tee /etc/systemd/system/keyhop-${name}.service
+#   sudo systemctl daemon-reload && sudo systemctl enable --now keyhop-${name}
+[Unit]
+Description=keyhop node ${name}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=exec
+User=${user}
+Environment=KEYHOP_HOME=${quote(home)}
+# Secrets such as KEYHOP_VAULT_PASSPHRASE=... go here (create it with mode 0600); optional.
+EnvironmentFile=-/etc/keyhop/${name}.env
+ExecStart=${quote(process.execPath)} ${quote(main)} node run ${name}
+Restart=on-failure
+RestartSec=2s
+KillSignal=SIGTERM
+TimeoutStopSec=20s
+NoNewPrivileges=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * Whether `pid` is a keyhop node process for `name` (not another program that got the pid of a
+ * node that died without removing its pid file). Where /proc is missing, a live pid is believed.
+ */
+async function isNodeProcess(pid: number, name: string): Promise<boolean> {
+  if (!processAlive(pid)) return false;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  if (cmdline === undefined) return true;
+  const args = cmdline.split('\0');
+  return args.includes('node') && args.includes(name) && args.some((a) => a.endsWith('main.js'));
 }
 
 function processAlive(pid: number): boolean {

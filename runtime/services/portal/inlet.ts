@@ -20,9 +20,11 @@ export interface TcpInletOptions extends PortalTuning {
   bind: string;
   /**
    * Route to the outlet service, e.g. `1#host:port => outlet`,
-   * `1#relay:4000 => forward_to_b => outlet` or `[channel, "outlet"]`.
+   * `1#relay:4000 => forward_to_b => outlet` or `[channel, "outlet"]`; or a function giving the
+   * route of the moment (a secure channel that is re-established gets a new encryptor), undefined
+   * while there is none: client connections are then refused at once (counted as failed).
    */
-  outletRoute: RouteLike;
+  outletRoute: RouteLike | (() => Route | undefined);
   log?: Logger;
   /** Close a client connection whose Ping got no Pong within this long (default 10 s). */
   pongTimeoutMs?: number;
@@ -38,7 +40,6 @@ export interface TcpInletOptions extends PortalTuning {
 export class TcpInlet {
   /** The bound `host:port` (with the real port when 0 was asked for). */
   readonly address: string;
-  readonly outletRoute: Route;
   readonly stats: PortalStats;
   private readonly live = new Set<PortalConnection>();
   private closing: Promise<void> | undefined;
@@ -47,20 +48,29 @@ export class TcpInlet {
     private readonly router: Router,
     private readonly server: Server,
     address: string,
-    outletRoute: Route,
+    private readonly routeNow: () => Route | undefined,
     stats: PortalStats,
     /** A worker whose only job is to close the inlet when the router shuts down. */
     private readonly control: Address,
     private readonly log: Logger,
   ) {
     this.address = address;
-    this.outletRoute = outletRoute;
     this.stats = stats;
   }
 
+  /** The route to the outlet now (undefined while a managed secure channel is down). */
+  get outletRoute(): Route | undefined {
+    return this.routeNow();
+  }
+
   static async create(router: Router, options: TcpInletOptions): Promise<TcpInlet> {
-    const outletRoute = toRoute(options.outletRoute);
-    if (outletRoute.isEmpty) throw new KeyhopError(ErrorCodes.ROUTE_EMPTY, 'the outlet route is empty');
+    let routeNow: () => Route | undefined;
+    if (typeof options.outletRoute === 'function') routeNow = options.outletRoute;
+    else {
+      const fixed = toRoute(options.outletRoute);
+      if (fixed.isEmpty) throw new KeyhopError(ErrorCodes.ROUTE_EMPTY, 'the outlet route is empty');
+      routeNow = () => fixed;
+    }
     const { host, port } = parseHostPort(options.bind, true);
     const tuning = resolveTuning(options);
     const pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
@@ -86,7 +96,7 @@ export class TcpInlet {
     const log = (options.log ?? router.log).child({ inlet: bound });
     server.on('error', (e) => log.warn({ err: e.message }, 'inlet listener error'));
     const control = Address.random('inlet_');
-    inlet = new TcpInlet(router, server, bound, outletRoute, stats, control, log);
+    inlet = new TcpInlet(router, server, bound, routeNow, stats, control, log);
     const self = inlet;
     try {
       await router.startWorker(
@@ -98,12 +108,19 @@ export class TcpInlet {
       server.close();
       throw e;
     }
-    log.info({ outletRoute: outletRoute.toString() }, 'TCP inlet listening');
+    log.info({ outletRoute: routeNow()?.toString() ?? null }, 'TCP inlet listening');
     return inlet;
   }
 
   private accept(socket: Socket, tuning: ResolvedTuning, pongTimeoutMs: number): void {
     if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const route = this.routeNow();
+    if (route === undefined) {
+      // No way to the outlet right now (its secure channel is being re-established).
+      this.stats.failed++;
       socket.destroy();
       return;
     }
@@ -114,7 +131,7 @@ export class TcpInlet {
     conn.onFinish(() => this.live.delete(conn));
     conn
       .start()
-      .then(() => conn.ping(socket, this.outletRoute, pongTimeoutMs))
+      .then(() => conn.ping(socket, route, pongTimeoutMs))
       .catch((e: unknown) => {
         this.log.warn({ err: describeError(e) }, 'could not start a portal connection');
         socket.destroy();

@@ -1,5 +1,5 @@
 import { decodeBareString, encodeBareString } from '../../codec/bare.js';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import type { Address } from '../../routing/address.js';
 import { Route, type RouteLike, toRoute } from '../../routing/route.js';
 import type { Router } from '../../routing/router.js';
@@ -52,7 +52,7 @@ export async function createRemoteRelay(
     const answer = await ctx.receive(options.timeoutMs ?? 10_000).catch((e: unknown) => {
       throw new KeyhopError(
         ErrorCodes.RELAY_REJECTED,
-        `no answer from the relay service at ${nodeRoute} (${e instanceof Error ? e.message : e})`,
+        `no answer from the relay service at ${nodeRoute} (${describeError(e)})`,
       );
     });
     const name = decodeBareString(answer.payload, 256);

@@ -59,6 +59,12 @@ export interface SerialOpenOptions {
   reliable?: boolean;
   /** Local workers that messages arriving on this port may reach. */
   expose?: AddressLike[];
+  /**
+   * A port that cannot be opened now (a board not plugged in yet) is not an error: the link is
+   * made at once and opens the port as soon as it can, as it does for a port that was lost.
+   * Default false: `open` rejects with CONNECT_FAILED.
+   */
+  waitForPort?: boolean;
 }
 
 export interface SerialPortEvent {
@@ -98,6 +104,7 @@ interface LinkSettings {
   reopenMinMs: number;
   reopenMaxMs: number;
   retransmitMs: number;
+  waitForPort: boolean;
 }
 
 type TransportEvents = {
@@ -178,6 +185,7 @@ export class SerialTransport extends EventEmitter<TransportEvents> implements Tr
       reopenMinMs: this.options.reopenMinMs ?? 500,
       reopenMaxMs: this.options.reopenMaxMs ?? 10_000,
       retransmitMs: this.options.retransmitMs ?? 1000,
+      waitForPort: options.waitForPort ?? false,
     };
     const flow = flows.create();
     for (const a of options.expose ?? []) flows.addConsumer(flow, Address.from(a));
@@ -298,7 +306,16 @@ export class SerialPortLink {
       { handleMessage: () => undefined },
       { incoming: denyAll, outgoing: flowControlled(router.flowControls, this.flow) },
     );
-    await this.openPort();
+    try {
+      await this.openPort();
+    } catch (e) {
+      if (!this.settings.waitForPort || this.closed) throw e;
+      this.log.warn(
+        { path: this.path, err: describeError(e) },
+        'serial port not there yet; opening it when it appears',
+      );
+      this.scheduleReopen();
+    }
     this.link.start();
     this.arm();
   }

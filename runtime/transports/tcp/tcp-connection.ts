@@ -224,19 +224,42 @@ export class TcpConnection {
     });
   }
 
-  /** Closes the socket and stops both workers. Idempotent. */
+  /** Closes the socket at once (what was not written yet is lost) and stops both workers. Idempotent. */
   close(reason = 'closed locally', level: 'info' | 'warn' = 'info'): void {
-    if (this.closedReason !== undefined) return;
+    if (this.markClosed(reason, level)) this.socket.destroy();
+  }
+
+  /**
+   * Closes after writing what is queued (a Close a channel just sent, the last reply), then a FIN;
+   * gives up and destroys the socket after `flushMs`. For shutting down, not for misbehaving peers.
+   */
+  async closeGracefully(reason: string, flushMs = 2000): Promise<void> {
+    if (!this.markClosed(reason, 'info')) return;
+    if (this.socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, flushMs);
+      timer.unref();
+      this.socket.end(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.socket.destroy();
+  }
+
+  /** Records the close and stops the workers; false when it was closed already. */
+  private markClosed(reason: string, level: 'info' | 'warn'): boolean {
+    if (this.closedReason !== undefined) return false;
     this.closedReason = reason;
     this.log[level]({ peer: this.peer, direction: this.direction, reason }, 'TCP connection closed');
     this.readyReject(
       new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `connection to ${this.peer} closed: ${reason}`),
     );
-    this.socket.destroy();
     this.router.flowControls.remove(this.flow);
     void this.router.stopWorker(this.sender);
     void this.router.stopWorker(this.receiver);
     for (const l of this.closeListeners.splice(0)) l(reason);
+    return true;
   }
 
   describe(): Record<string, unknown> {

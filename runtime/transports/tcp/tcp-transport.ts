@@ -212,7 +212,7 @@ export class TcpTransport
   async shutdown(): Promise<void> {
     this.stopped = true;
     const closing = [...this.servers].map((l) => this.closeListener(l));
-    for (const c of this.all) c.close('transport shut down');
-    await Promise.all(closing);
+    // Queued frames (the Close of every secure channel on the way down) still leave.
+    await Promise.all([...[...this.all].map((c) => c.closeGracefully('transport shut down')), ...closing]);
   }
 }
