@@ -331,7 +331,12 @@ export class SecureChannelEnd implements Worker {
         const verify = this.settings.identity.verifyRefresh;
         if (!verify || this.peer === undefined) return;
         try {
-          const refreshed = await verify.call(this.settings.identity, this.peer, m.changeHistory, m.credentials);
+          const refreshed = await verify.call(
+            this.settings.identity,
+            this.peer,
+            m.changeHistory,
+            m.credentials,
+          );
           // The same presentation again (the acceptance notice) changes nothing.
           if (refreshed === this.peer) return;
           this.peer = refreshed;

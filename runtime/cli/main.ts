@@ -42,7 +42,10 @@ function oneLineUsageErrors(cmd: Command, path: string): void {
   cmd.configureOutput({
     outputError: (text, write) =>
       write(
-        `keyhop: error [USAGE]: ${text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()} (${path} --help shows the usage)\n`,
+        `keyhop: error [USAGE]: ${text
+          .replace(/^error: /, '')
+          .replace(/\s*\n\s*/g, ' ')
+          .trim()} (${path} --help shows the usage)\n`,
       ),
   });
   for (const sub of cmd.commands) oneLineUsageErrors(sub, `${path} ${sub.name()}`);

@@ -17,6 +17,8 @@ export function reportError(e: unknown): never {
     process.exit(e.code === 'USAGE' ? 2 : 1);
   }
   const text = describeError(e).replace(/\s*\n\s*/g, ' ');
-  process.stderr.write(`keyhop: error [INTERNAL]: ${text} (a bug in keyhop: please report it with the command you ran)\n`);
+  process.stderr.write(
+    `keyhop: error [INTERNAL]: ${text} (a bug in keyhop: please report it with the command you ran)\n`,
+  );
   process.exit(1);
 }
