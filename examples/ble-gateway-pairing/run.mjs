@@ -57,6 +57,9 @@ try {
   const deviceHci = await startController('example-device');
   const gatewayHci = await startController('example-gateway');
   controllers.push(deviceHci, gatewayHci);
+  // Each node's identity is made once, on purpose (a node only makes the one named "default").
+  await cli(['identity', 'create', 'sensor-1']);
+  await cli(['identity', 'create', 'gateway']);
   await cli(['node', 'start', '--config', withHci('device.json', deviceHci.path)]);
   await cli(['node', 'start', '--config', withHci('gateway.json', gatewayHci.path)]);
   console.log('device and gateway nodes started, each on its own virtual BLE controller');

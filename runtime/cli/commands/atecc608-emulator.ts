@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { access } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { Atecc608Chip, type ChipTiming } from '../../../vaults/atecc608/emulator/chip.js';
 import { EmulatedI2cBus } from '../../../vaults/atecc608/emulator/i2c-bus.js';
@@ -16,6 +18,7 @@ interface EmulatorOptions {
   timing: string;
   revision: string;
   seed?: string;
+  detach?: boolean;
 }
 
 const STATE_SAVE_MS = 500;
@@ -42,7 +45,15 @@ export function registerAtecc608EmulatorCommand(program: Command): void {
     .option('--timing <model>', 'real (datasheet execution times) or zero', 'real')
     .option('--revision <rev>', '608A or 608B (a new chip only)', '608B')
     .option('--seed <text>', 'seed of the RNG of a new chip (reproducible keys and nonces)')
+    .option(
+      '--detach',
+      'run in the background: return once the chip is served; prints the pid on stdout (for kill), the rest on stderr',
+    )
     .action(async (o: EmulatorOptions) => {
+      if (o.detach) {
+        await detach();
+        return;
+      }
       if (!o.socket && !o.kitSerial) {
         throw new KeyhopError(ErrorCodes.USAGE, 'give --socket, --kit-serial or both');
       }
@@ -115,6 +126,38 @@ export function registerAtecc608EmulatorCommand(program: Command): void {
       await kit?.close();
       await save().catch(reportSaveError);
     });
+}
+
+/**
+ * Starts this same command without --detach as a background process and returns once it serves
+ * the chip (its banner ends with the state line), so the next command of a script can use it.
+ */
+async function detach(): Promise<void> {
+  const main = fileURLToPath(new URL('../main.js', import.meta.url));
+  const args = process.argv.slice(2).filter((a) => a !== '--detach');
+  const child = spawn(process.execPath, [main, ...args], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const banner = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/\n {2}state: [^\n]*\n/.test(out)) resolve(out);
+    });
+    child.once('exit', (code) =>
+      reject(
+        new KeyhopError(ErrorCodes.CONTROL_FAILED, `the emulator exited (${code}) before it served the chip`),
+      ),
+    );
+  });
+  child.stdout!.destroy();
+  child.unref();
+  // Only the pid on stdout, so that a script can keep it: emulator=$(keyhop atecc608-emulator … --detach)
+  process.stderr.write(
+    `${banner}  running in the background as pid ${child.pid} (kill ${child.pid} stops it)\n`,
+  );
+  process.stdout.write(`${child.pid}\n`);
 }
 
 function reportSaveError(e: unknown): void {

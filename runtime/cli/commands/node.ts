@@ -393,7 +393,9 @@ export function registerNodeCommands(program: Command): void {
 
   node
     .command('show')
-    .description('show listeners, connections, relays and counters of a running node')
+    .description(
+      'show a node: listeners, connections, relays, inlets, channels, counters and configuration if it runs; its stored configuration if not',
+    )
     .argument('<name>', 'node name')
     .option('--json', 'machine-readable output')
     .action(async (name: string, _o, cmd: Command) => {
