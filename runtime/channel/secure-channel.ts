@@ -136,10 +136,13 @@ export class SecureChannelEnd implements Worker {
   private timedOut(): void {
     this.timer = undefined;
     if (this.state === 'handshake') {
+      const ms = this.settings.handshakeTimeoutMs;
       this.fail(
         new KeyhopError(
           ErrorCodes.HANDSHAKE_TIMEOUT,
-          `handshake not complete within ${this.settings.handshakeTimeoutMs} ms`,
+          this.initiator
+            ? `no secure-channel listener answered at ${this.remoteRoute} within ${ms} ms (none there, not exposed to this connection, or the route is wrong)`
+            : `handshake not complete within ${ms} ms`,
         ),
       );
     } else if (this.state === 'open' && !this.accepted) {
@@ -168,6 +171,7 @@ export class SecureChannelEnd implements Worker {
    * and (with `confirm`) the responder has accepted this identity.
    */
   async initiate(route: Route): Promise<void> {
+    this.remoteRoute = route;
     const m1 = this.hs!.writeMessage();
     await this.ctx!.send(route, m1);
     await this.opened;

@@ -62,12 +62,16 @@ export class SecureChannels {
     return this.options.identity;
   }
 
-  private settings(trustPolicy: ChannelTrustPolicy, confirm = true): ChannelSettings {
+  private settings(
+    trustPolicy: ChannelTrustPolicy,
+    confirm = true,
+    timeoutMs = this.timeoutMs,
+  ): ChannelSettings {
     return {
       provider: this.provider,
       identity: this.options.identity,
       trustPolicy,
-      handshakeTimeoutMs: this.timeoutMs,
+      handshakeTimeoutMs: timeoutMs,
       log: this.log,
       confirm,
     };
@@ -86,14 +90,14 @@ export class SecureChannels {
    */
   async create(
     route: RouteLike,
-    options: { trustPolicy?: ChannelTrustPolicy; confirm?: boolean } = {},
+    options: { trustPolicy?: ChannelTrustPolicy; confirm?: boolean; timeoutMs?: number } = {},
   ): Promise<SecureChannelEnd> {
     const fc = this.router.flowControls;
     const end = new SecureChannelEnd(
       this.router,
       true,
       fc.create(),
-      this.settings(options.trustPolicy ?? trustEveryone, options.confirm ?? true),
+      this.settings(options.trustPolicy ?? trustEveryone, options.confirm ?? true, options.timeoutMs),
     );
     await end.start();
     this.track(end);

@@ -70,8 +70,15 @@ export class ControlServer {
         const authorized = strList(p, 'authorized');
         if (p.confirm !== undefined && typeof p.confirm !== 'boolean')
           throw new KeyhopError(ErrorCodes.USAGE, 'confirm must be true or false');
+        const timeoutMs = p.timeoutMs;
+        if (
+          timeoutMs !== undefined &&
+          (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || timeoutMs > 600_000)
+        )
+          throw new KeyhopError(ErrorCodes.USAGE, 'timeoutMs must be 1..600000');
         const channel = await node.createSecureChannel(str(p, 'to')!, authorized, {
           confirm: p.confirm !== false,
+          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         });
         return channel.describe();
       },

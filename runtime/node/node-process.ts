@@ -27,6 +27,8 @@ export async function runNodeProcess(
         log.error({ err: describeError(e), path: paths.config }, 'could not save the node configuration'),
       ),
   });
+  // Only a configuration that started is kept: a failed start leaves the stored one as it was.
+  await writeNodeConfig(paths.config, node.config);
   let stopping: Promise<void> | undefined;
   let control: ControlServer | undefined;
   const stop = (why: string) => {

@@ -3,7 +3,7 @@ import { channelPolicy } from '../channel/access.js';
 import { OckamChannelIdentity } from '../channel/ockam-identity.js';
 import type { SecureChannelEnd } from '../channel/secure-channel.js';
 import { type SecureChannelListener, SecureChannels } from '../channel/secure-channels.js';
-import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 import { systemClock } from '../identity/clock.js';
 import { createIdentity, Identity, type LocalIdentity } from '../identity/identity.js';
 import type { CredentialAndPurposeKey } from '../identity/models.js';
@@ -401,11 +401,12 @@ export class KeyhopNode {
   async createSecureChannel(
     route: RouteLike,
     authorized?: string[],
-    options: { confirm?: boolean } = {},
+    options: { confirm?: boolean; timeoutMs?: number } = {},
   ): Promise<SecureChannelEnd> {
     return this.channels.create(route, {
       ...(authorized?.length ? { trustPolicy: trustIdentifiers(authorized) } : {}),
       ...(options.confirm === false ? { confirm: false } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     });
   }
 
@@ -533,9 +534,17 @@ export class KeyhopNode {
   /** Sends `payload` along `route` and waits for one answer. */
   async request(route: RouteLike, payload: Uint8Array, timeoutMs = 10_000): Promise<Message> {
     const ctx = await this.router.context();
+    const to = toRoute(route);
     try {
-      await ctx.send(toRoute(route), payload);
+      await ctx.send(to, payload);
       return await ctx.receive(timeoutMs);
+    } catch (e) {
+      if (!isKeyhopError(e, ErrorCodes.TIMEOUT)) throw e;
+      // Nodes drop what a sender may not reach without a word (so that nobody can probe them).
+      throw new KeyhopError(
+        ErrorCodes.TIMEOUT,
+        `no answer from ${to} within ${timeoutMs} ms: a worker that does not exist there, or that this sender may not reach, drops messages silently (keyhop node show <node> lists its workers and listeners)`,
+      );
     } finally {
       await ctx.stop();
     }

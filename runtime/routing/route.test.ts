@@ -34,6 +34,13 @@ describe('Route.parse', () => {
     expect(codeOf(() => Route.parse(text))).toBe(ErrorCodes.ROUTE_EMPTY);
   });
 
+  it.each([['1#127.0.0.1:4000 =>'], ['=> echo'], ['a => => b'], ['a,,b']])(
+    'rejects a separator too many instead of guessing (%j)',
+    (text) => {
+      expect(codeOf(() => Route.parse(text))).toBe(ErrorCodes.ROUTE_INVALID);
+    },
+  );
+
   it('passes address errors through', () => {
     expect(codeOf(() => Route.parse('a => 1#x#y'))).toBe(ErrorCodes.ADDRESS_INVALID);
     expect(codeOf(() => Route.parse('a => 1#'))).toBe(ErrorCodes.ADDRESS_INVALID);

@@ -33,11 +33,15 @@ export class Route {
    * text form, e.g. `1#127.0.0.1:4000 => echo`.
    */
   static parse(text: string): Route {
-    const parts = text
-      .split(/=>|,/)
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0);
-    if (parts.length === 0) throw new KeyhopError(ErrorCodes.ROUTE_EMPTY, 'route is empty');
+    const parts = text.split(/=>|,/).map((s) => s.trim());
+    if (parts.every((s) => s.length === 0)) throw new KeyhopError(ErrorCodes.ROUTE_EMPTY, 'route is empty');
+    // `a =>` or `a => => b` is a slip, not a shorter route: said rather than guessed at.
+    if (parts.some((s) => s.length === 0)) {
+      throw new KeyhopError(
+        ErrorCodes.ROUTE_INVALID,
+        `route "${text.trim()}" has an empty address (a separator too many, at the start, the end or twice in a row)`,
+      );
+    }
     return Route.from(parts);
   }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { controlCall } from '../../node/control-client.js';
 import { keyhopHome, nodePaths } from '../../node/paths.js';
 import { print } from '../output.js';
@@ -25,16 +26,26 @@ export function registerChannelCommands(program: Command): void {
       '--no-confirm',
       "report the channel open when the handshake is done, without the responder's acceptance (Ockam responders never send one)",
     )
+    .option('--timeout <ms>', 'how long the handshake and the acceptance may take', '10000')
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
       const o = cmd.optsWithGlobals<
-        Common & { from: string; to: string; authorized?: string[]; confirm: boolean }
+        Common & { from: string; to: string; authorized?: string[]; confirm: boolean; timeout: string }
       >();
-      const r = (await controlCall(control(o, o.from), 'secureChannel.create', {
-        to: o.to,
-        ...(o.authorized ? { authorized: o.authorized } : {}),
-        ...(o.confirm === false ? { confirm: false } : {}),
-      })) as { encryptor: string; peer: string };
+      const timeoutMs = Number(o.timeout);
+      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 600_000)
+        throw new KeyhopError(ErrorCodes.USAGE, '--timeout must be 1..600000 ms');
+      const r = (await controlCall(
+        control(o, o.from),
+        'secureChannel.create',
+        {
+          to: o.to,
+          timeoutMs,
+          ...(o.authorized ? { authorized: o.authorized } : {}),
+          ...(o.confirm === false ? { confirm: false } : {}),
+        },
+        timeoutMs + 5000,
+      )) as { encryptor: string; peer: string };
       print(
         o,
         r,

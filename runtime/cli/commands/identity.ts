@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { describeLinkSpec } from '../../../vaults/atecc608/link-spec.js';
-import { ErrorCodes, KeyhopError } from '../../errors.js';
+import { ErrorCodes, isKeyhopError, KeyhopError } from '../../errors.js';
 import { Policy } from '../../identity/abac.js';
 import { systemClock } from '../../identity/clock.js';
 import { verifyCredential } from '../../identity/credentials.js';
@@ -68,8 +68,23 @@ function parseAttributes(list: string[] | undefined): Record<string, string> {
 
 function unhex(s: string, what: string): Uint8Array {
   const t = s.trim();
-  if (!/^([0-9a-f]{2})+$/i.test(t)) throw new KeyhopError(ErrorCodes.USAGE, `${what} must be hex`);
+  if (!/^([0-9a-f]{2})+$/i.test(t))
+    throw new KeyhopError(ErrorCodes.USAGE, `${what} must be hex (an even number of 0-9a-f)`);
   return new Uint8Array(Buffer.from(t, 'hex'));
+}
+
+/** A credential as `credential issue` printed it (hex CBOR). */
+function credentialArg(text: string) {
+  const bytes = unhex(text, 'the credential');
+  try {
+    return decodeCredentialAndPurposeKey(bytes);
+  } catch (e) {
+    if (!isKeyhopError(e)) throw e;
+    throw new KeyhopError(
+      e.code,
+      `that is not a credential (${e.message}): give the hex that keyhop credential issue printed`,
+    );
+  }
 }
 
 /** An identity given by name (in KEYHOP_HOME) or as a change history in hex. */
@@ -360,7 +375,7 @@ export function registerIdentityCommands(program: Command): void {
     .action(async (cred: string, _o, cmd: Command) => {
       const o = cmd.optsWithGlobals<Common & { authority: string[] }>();
       const authorities = await Promise.all(o.authority.map((a) => identityArg(o, a)));
-      const v = verifyCredential(decodeCredentialAndPurposeKey(unhex(cred, 'credential')), {
+      const v = verifyCredential(credentialArg(cred), {
         authorities,
         verifier: store(o).verifier,
         clock: systemClock,
@@ -379,7 +394,7 @@ export function registerIdentityCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (cred: string, _o, cmd: Command) => {
       const o = cmd.optsWithGlobals<Common>();
-      const c = decodeCredentialAndPurposeKey(unhex(cred, 'credential'));
+      const c = credentialArg(cred);
       // Decoded only, not verified: trusting it is `credential verify`'s job.
       const d = openCredentialData(c.credential.data);
       const pk = openPurposeKeyAttestationData(c.purposeKeyAttestation.data);
@@ -402,7 +417,7 @@ export function registerIdentityCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (cred: string, _o, cmd: Command) => {
       const o = cmd.optsWithGlobals<Common & { identity: string }>();
-      await store(o).addCredential(o.identity, decodeCredentialAndPurposeKey(unhex(cred, 'credential')));
+      await store(o).addCredential(o.identity, credentialArg(cred));
       print(o, { identity: o.identity, stored: true }, (d) => `credential stored for ${d.identity}`);
     });
 

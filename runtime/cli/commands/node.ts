@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { describeError, type ErrorCode, ErrorCodes, isKeyhopError, KeyhopError } from '../../errors.js';
@@ -176,8 +177,8 @@ async function startNode(name: string | undefined, o: StartOptions, foreground: 
     );
   }
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  // The configuration is kept in the node's home, so that `node start <name>` restores it.
-  await writeNodeConfig(paths.config, config);
+  // The node keeps its configuration in its home once it started (runNodeProcess), so that
+  // `node start <name>` restores it; a start that fails leaves the stored one as it was.
   if (foreground) {
     await runNodeProcess(config, paths, home, (node) => {
       if (o.json) process.stdout.write(`${JSON.stringify({ ready: true, ...node.describe() })}\n`);
@@ -190,21 +191,41 @@ async function startNode(name: string | undefined, o: StartOptions, foreground: 
     });
     return;
   }
+  // The background process gets this configuration through a file of its own.
+  const handover = join(paths.dir, 'start.json');
+  await writeNodeConfig(handover, config);
   const logFd = openSync(paths.log, 'a', 0o600);
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
-  const child = spawn(process.execPath, [main, 'node', 'run', config.name, '--home', home], {
-    detached: true,
-    stdio: ['ignore', 'ignore', logFd],
-  });
+  const child = spawn(
+    process.execPath,
+    [main, 'node', 'run', config.name, '--home', home, '--config', handover],
+    {
+      detached: true,
+      stdio: ['ignore', 'ignore', logFd],
+    },
+  );
   closeSync(logFd);
   let exited: number | null = null;
   child.on('exit', (code) => {
     exited = code ?? 1;
   });
   child.unref();
+  try {
+    await waitUntilStarted(config.name, paths, o, () => exited);
+  } finally {
+    await rm(handover, { force: true });
+  }
+}
+
+async function waitUntilStarted(
+  name: string,
+  paths: NodePaths,
+  o: StartOptions,
+  exited: () => number | null,
+): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    if (exited !== null) throw await startupFailure(config.name, paths);
+    if (exited() !== null) throw await startupFailure(name, paths);
     try {
       const info = (await controlCall(paths.control, 'node.show', {}, 1000)) as Record<string, unknown>;
       print(o, info, (d) =>
@@ -220,7 +241,7 @@ async function startNode(name: string | undefined, o: StartOptions, foreground: 
   }
   throw new KeyhopError(
     ErrorCodes.TIMEOUT,
-    `node "${config.name}" did not become ready within 15 s; see ${paths.log}`,
+    `node "${name}" did not become ready within 15 s; see ${paths.log}`,
   );
 }
 

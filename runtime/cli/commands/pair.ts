@@ -49,6 +49,7 @@ async function chooseDevice(o: PairOptions, control: string): Promise<string> {
   const ms = Number(o.scanMs);
   if (!Number.isFinite(ms) || ms <= 0)
     throw new KeyhopError(ErrorCodes.USAGE, '--scan-ms must be a positive number');
+  await controlCall(control, 'ble.paired'); // the node runs and has BLE, before saying we scan
   process.stderr.write(`scanning for ${ms} ms...\n`);
   const all = (await controlCall(control, 'ble.scan', { durationMs: ms }, ms + 15_000)) as ScanCandidate[];
   const candidates = all.filter((c) => c.pairable === true);

@@ -99,6 +99,12 @@ export function registerTransportCommands(program: Command): void {
       } else {
         // A UDP route needs a local socket to send from (and to hear the answer on).
         const head = Route.parse(o.to!).next!;
+        if (head.isLocal) {
+          throw new KeyhopError(
+            ErrorCodes.USAGE,
+            `the route starts at a local worker (${head}), but without --from the message leaves from a temporary node that runs none: start it with a transport address (1#host:port => …), or send --from a running node`,
+          );
+        }
         const udpBind =
           head.type === TransportType.UDP ? (head.text.startsWith('[') ? '[::]:0' : '0.0.0.0:0') : undefined;
         const node = await KeyhopNode.start({

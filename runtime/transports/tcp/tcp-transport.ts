@@ -123,8 +123,18 @@ export class TcpTransport
       });
       s.once('error', (e) => {
         clearTimeout(timer);
+        const why: Record<string, string> = {
+          ECONNREFUSED: 'connection refused: nothing listens there (is the node running, on that port?)',
+          EHOSTUNREACH: 'host unreachable',
+          ENETUNREACH: 'network unreachable',
+          ENOTFOUND: 'no such host name',
+          EAI_AGAIN: 'the host name could not be looked up now (DNS)',
+        };
+        const code = (e as NodeJS.ErrnoException).code ?? '';
         reject(
-          new KeyhopError(ErrorCodes.CONNECT_FAILED, `cannot connect to ${peer}: ${e.message}`, { cause: e }),
+          new KeyhopError(ErrorCodes.CONNECT_FAILED, `cannot connect to ${peer}: ${why[code] ?? e.message}`, {
+            cause: e,
+          }),
         );
       });
     });
