@@ -1,7 +1,9 @@
+import { connect } from 'node:net';
 import type { Command } from 'commander';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { controlCall } from '../../node/control-client.js';
 import { keyhopHome, nodePaths } from '../../node/paths.js';
+import { parseHostPort } from '../../transports/host-port.js';
 import { print } from '../output.js';
 
 interface Common {
@@ -100,7 +102,14 @@ export function registerChannelCommands(program: Command): void {
         address: o.from,
         ...(o.policy ? { policy: o.policy } : {}),
       })) as { address: string };
-      print(o, r, (d) => `outlet ${d.address} -> ${o.to}`);
+      // The outlet exists now; whether its service answers is worth saying, not hiding.
+      const reachable = await answers(o.to);
+      print(o, { ...r, target: o.to, targetReachable: reachable }, (d) => `outlet ${d.address} -> ${o.to}`);
+      if (!reachable && !o.json) {
+        process.stderr.write(
+          `keyhop: note: nothing answers at ${o.to} now; portal connections to it will fail until something listens there\n`,
+        );
+      }
     });
 
   program
@@ -135,4 +144,19 @@ export function registerChannelCommands(program: Command): void {
       })) as { address: string; channel: string | null };
       print(o, r, (d) => `inlet ${d.address}${d.channel ? ` through secure channel ${d.channel}` : ''}`);
     });
+}
+
+/** Whether a TCP connection to `hostPort` is accepted within a second (from this machine). */
+function answers(hostPort: string): Promise<boolean> {
+  const { host, port } = parseHostPort(hostPort, false);
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: 1000 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('timeout', () => done(false));
+    socket.once('error', () => done(false));
+  });
 }
