@@ -11,11 +11,10 @@ import { errorLine, freePorts, keyhop } from '../support/cli.js';
 
 let home: string;
 let port: number;
-let closed: number;
 
 beforeAll(async () => {
   home = mkdtempSync(join(tmpdir(), 'kh-mistakes-'));
-  [port, closed] = (await freePorts(2)) as [number, number];
+  [port] = (await freePorts(1)) as [number];
   const r = await keyhop(home, ['node', 'start', 'up', '--tcp-listener', `127.0.0.1:${port}`]);
   expect(r.code, r.stderr).toBe(0);
   writeFileSync(join(home, 'bad.json'), '{ "name": "x", "tcpListener": [] }');
