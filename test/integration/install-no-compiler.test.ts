@@ -147,6 +147,21 @@ describe('installing keyhop without a C/C++ compiler', () => {
       // pkcs11js is an optional dependency npm left out: the error says so and how to get it.
       expect(token.stderr).toMatch(/^keyhop: error \[HARDWARE_UNAVAILABLE\]: .*pkcs11js\b.*build-essential/);
       expect(token.stderr.trim().split('\n')).toHaveLength(1);
+      // BLE's stacks are optional packages with addons too: a BLE node says what to install.
+      writeFileSync(
+        join(work, 'ble.json'),
+        JSON.stringify({ name: 'radio', ble: { role: 'peripheral', hci: '/dev/ttyS99' } }),
+      );
+      const ble = await sh(
+        'npx',
+        ['keyhop', 'node', 'start', '--config', join(work, 'ble.json')],
+        clone,
+        env,
+      );
+      expect(ble.code).toBe(1);
+      expect(ble.stderr).toMatch(
+        /^keyhop: error \[UNSUPPORTED\]: node "radio" did not start: BLE .*not installed.*build-essential/,
+      );
     },
     INSTALL_MS + 60_000,
   );

@@ -100,7 +100,9 @@ function loadDrivers(fromEntry: string): HciDrivers {
   try {
     require.resolve(HCI_SOCKET);
   } catch (e) {
-    throw new KeyhopError(ErrorCodes.UNSUPPORTED, `BLE: ${HCI_SOCKET} is not installed`, { cause: e });
+    throw new KeyhopError(ErrorCodes.UNSUPPORTED, `BLE: ${HCI_SOCKET} is not installed; ${REINSTALL}`, {
+      cause: e,
+    });
   }
   try {
     mod = withEnv('BLUETOOTH_HCI_SOCKET_FORCE_UART', '1', () => require(HCI_SOCKET) as SocketPackage);
@@ -145,13 +147,17 @@ function withEnv<T>(name: string, value: string, fn: () => T): T {
   }
 }
 
+/** Why an optional BLE package can be missing, and what brings it. */
+const REINSTALL =
+  'npm leaves optional packages out where their addon cannot build: install a C++ toolchain (sudo apt-get install build-essential python3) and run npm install again';
+
 function resolvePackage(name: string, role: string): string {
   try {
     return createRequire(import.meta.url).resolve(name);
   } catch (e) {
     throw new KeyhopError(
       ErrorCodes.UNSUPPORTED,
-      `BLE ${role} needs the optional package ${name}, which is not installed (npm install ${name})`,
+      `BLE ${role} needs the optional package ${name}, which is not installed; ${REINSTALL}`,
       { cause: e },
     );
   }
