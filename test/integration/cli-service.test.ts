@@ -12,6 +12,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_MAIN, type CliResult, errorLine, freePort, freePorts, keyhop } from '../support/cli.js';
 
+/**
+ * Several nodes start and stop in these tests, each a process of its own, and relays and inlets
+ * wait out their back-off: on two busy cores that takes a while. A bound against hangs, not a
+ * measurement.
+ */
+const SLOW = 120_000;
+
 let home: string;
 const children: ChildProcess[] = [];
 const servers: Server[] = [];
@@ -72,141 +79,159 @@ afterAll(async () => {
 });
 
 describe('a node starts when its relay is down, and keeps trying', () => {
-  it('serves its own listeners at once, reports the relay as retrying, and registers when the relay comes', async () => {
-    const relayPort = await freePort();
-    const start = await run(
-      'node',
-      'start',
-      'edge',
-      '--tcp-listener',
-      '127.0.0.1:0',
-      '--relay-at',
-      `1#127.0.0.1:${relayPort}`,
-      '--relay-alias',
-      'edge',
-    );
-    expect(start.code, start.stderr).toBe(0);
-    expect(start.stdout).toMatch(/^node edge started/);
-    expect(start.stdout).toMatch(
-      new RegExp(`relay at 1#127\\.0\\.0\\.1:${relayPort}: retrying \\(.*\\); retrying in the background`),
-    );
-    const before = await show('edge');
-    expect(before.relays[0]).toMatchObject({ state: 'retrying', route: null });
-    expect(before.relays[0]!.lastError).toMatch(/ECONNREFUSED|connect/i);
-    const echo = await run(
-      'message',
-      'send',
-      'local',
-      '--to',
-      `1#${before.tcpListeners[0]!.address} => echo`,
-    );
-    expect(echo.stdout.trim()).toBe('local');
+  it(
+    'serves its own listeners at once, reports the relay as retrying, and registers when the relay comes',
+    async () => {
+      const relayPort = await freePort();
+      const start = await run(
+        'node',
+        'start',
+        'edge',
+        '--tcp-listener',
+        '127.0.0.1:0',
+        '--relay-at',
+        `1#127.0.0.1:${relayPort}`,
+        '--relay-alias',
+        'edge',
+      );
+      expect(start.code, start.stderr).toBe(0);
+      expect(start.stdout).toMatch(/^node edge started/);
+      expect(start.stdout).toMatch(
+        new RegExp(`relay at 1#127\\.0\\.0\\.1:${relayPort}: retrying \\(.*\\); retrying in the background`),
+      );
+      const before = await show('edge');
+      expect(before.relays[0]).toMatchObject({ state: 'retrying', route: null });
+      expect(before.relays[0]!.lastError).toMatch(/ECONNREFUSED|connect/i);
+      const echo = await run(
+        'message',
+        'send',
+        'local',
+        '--to',
+        `1#${before.tcpListeners[0]!.address} => echo`,
+      );
+      expect(echo.stdout.trim()).toBe('local');
 
-    expect(
-      (await run('node', 'start', 'hub', '--tcp-listener', `127.0.0.1:${relayPort}`, '--relay-service')).code,
-    ).toBe(0);
-    const up = await until(async () => {
-      const s = await show('edge');
-      return s.relays[0]!.state === 'up' ? s : undefined;
-    }, 'the relay registered');
-    expect(up.relays[0]!.route).toMatch(/ => (0#)?forward_to_edge$/);
-    const through = await run(
-      'message',
-      'send',
-      'via relay',
-      '--to',
-      `1#127.0.0.1:${relayPort} => forward_to_edge => echo`,
-    );
-    expect(through.stdout.trim()).toBe('via relay');
-  });
+      expect(
+        (await run('node', 'start', 'hub', '--tcp-listener', `127.0.0.1:${relayPort}`, '--relay-service'))
+          .code,
+      ).toBe(0);
+      const up = await until(async () => {
+        const s = await show('edge');
+        return s.relays[0]!.state === 'up' ? s : undefined;
+      }, 'the relay registered');
+      expect(up.relays[0]!.route).toMatch(/ => (0#)?forward_to_edge$/);
+      const through = await run(
+        'message',
+        'send',
+        'via relay',
+        '--to',
+        `1#127.0.0.1:${relayPort} => forward_to_edge => echo`,
+      );
+      expect(through.stdout.trim()).toBe('via relay');
+    },
+    SLOW,
+  );
 
-  it('keeps an inlet listening while the outlet node is down, and opens its channel again after a restart', async () => {
-    const webPort = await web('through the portal');
-    const [sitePort, inletPort] = (await freePorts(2)) as [number, number];
-    const config = join(home, 'client.json');
-    writeFileSync(
-      config,
-      JSON.stringify({ inlets: [{ bind: `127.0.0.1:${inletPort}`, to: `1#127.0.0.1:${sitePort} => api` }] }),
-    );
-    const client = await run('node', 'start', 'client', '--config', config);
-    expect(client.code, client.stderr).toBe(0);
-    expect(client.stdout).toMatch(/inlet 127\.0\.0\.1:\d+ -> .*: retrying/);
-    expect((await show('client')).inlets[0]!.state).toBe('retrying');
-    // While there is no channel a client connection is closed at once, with nothing read.
-    const refusedConnection = await new Promise<{ bytes: number }>((resolve, reject) => {
-      let bytes = 0;
-      const socket = connect(inletPort, '127.0.0.1');
-      socket.on('data', (d) => {
-        bytes += d.length;
+  it(
+    'keeps an inlet listening while the outlet node is down, and opens its channel again after a restart',
+    async () => {
+      const webPort = await web('through the portal');
+      const [sitePort, inletPort] = (await freePorts(2)) as [number, number];
+      const config = join(home, 'client.json');
+      writeFileSync(
+        config,
+        JSON.stringify({
+          inlets: [{ bind: `127.0.0.1:${inletPort}`, to: `1#127.0.0.1:${sitePort} => api` }],
+        }),
+      );
+      const client = await run('node', 'start', 'client', '--config', config);
+      expect(client.code, client.stderr).toBe(0);
+      expect(client.stdout).toMatch(/inlet 127\.0\.0\.1:\d+ -> .*: retrying/);
+      expect((await show('client')).inlets[0]!.state).toBe('retrying');
+      // While there is no channel a client connection is closed at once, with nothing read.
+      const refusedConnection = await new Promise<{ bytes: number }>((resolve, reject) => {
+        let bytes = 0;
+        const socket = connect(inletPort, '127.0.0.1');
+        socket.on('data', (d) => {
+          bytes += d.length;
+        });
+        socket.on('error', () => undefined);
+        socket.on('close', () => resolve({ bytes }));
+        socket.setTimeout(20_000, () => reject(new Error('the inlet kept a connection it cannot serve')));
       });
-      socket.on('error', () => undefined);
-      socket.on('close', () => resolve({ bytes }));
-      socket.setTimeout(20_000, () => reject(new Error('the inlet kept a connection it cannot serve')));
-    });
-    expect(refusedConnection.bytes).toBe(0);
-    expect((await show('client')).inlets[0]).toMatchObject({ failed: 1 });
+      expect(refusedConnection.bytes).toBe(0);
+      expect((await show('client')).inlets[0]).toMatchObject({ failed: 1 });
 
-    expect((await run('node', 'start', 'site', '--tcp-listener', `127.0.0.1:${sitePort}`)).code).toBe(0);
-    expect((await run('tcp-outlet', 'create', '--at', 'site', '--to', `127.0.0.1:${webPort}`)).code).toBe(0);
-    await until(
-      async () => ((await show('client')).inlets[0]!.state === 'up' ? true : undefined),
-      'inlet channel up',
-    );
-    expect(await (await fetch(`http://127.0.0.1:${inletPort}/`)).text()).toBe('through the portal');
+      expect((await run('node', 'start', 'site', '--tcp-listener', `127.0.0.1:${sitePort}`)).code).toBe(0);
+      expect((await run('tcp-outlet', 'create', '--at', 'site', '--to', `127.0.0.1:${webPort}`)).code).toBe(
+        0,
+      );
+      await until(
+        async () => ((await show('client')).inlets[0]!.state === 'up' ? true : undefined),
+        'inlet channel up',
+      );
+      expect(await (await fetch(`http://127.0.0.1:${inletPort}/`)).text()).toBe('through the portal');
 
-    // The outlet's node restarts (its outlet comes back from its stored configuration).
-    expect((await run('node', 'stop', 'site')).code).toBe(0);
-    expect((await run('node', 'start', 'site')).code).toBe(0);
-    await until(async () => {
-      const i = (await show('client')).inlets[0]!;
-      return i.state === 'up' && i.channelsOpened === 2 ? true : undefined;
-    }, 'inlet channel opened again');
-    expect(await (await fetch(`http://127.0.0.1:${inletPort}/`)).text()).toBe('through the portal');
-  });
+      // The outlet's node restarts (its outlet comes back from its stored configuration).
+      expect((await run('node', 'stop', 'site')).code).toBe(0);
+      expect((await run('node', 'start', 'site')).code).toBe(0);
+      await until(async () => {
+        const i = (await show('client')).inlets[0]!;
+        return i.state === 'up' && i.channelsOpened === 2 ? true : undefined;
+      }, 'inlet channel opened again');
+      expect(await (await fetch(`http://127.0.0.1:${inletPort}/`)).text()).toBe('through the portal');
+    },
+    SLOW,
+  );
 });
 
 describe('a node comes back as it was', () => {
-  it('restores listeners, outlets, relays and services given at first start or added since', async () => {
-    const [first, second] = (await freePorts(2)) as [number, number];
-    expect(
-      (await run('node', 'start', 'keeper', '--tcp-listener', `127.0.0.1:${first}`, '--relay-service')).code,
-    ).toBe(0);
-    expect((await run('tcp-listener', 'create', `127.0.0.1:${second}`, '--at', 'keeper')).code).toBe(0);
-    // An outlet to a port where nothing listens is made, and that is said (not hidden).
-    const outlet = await run('tcp-outlet', 'create', '--at', 'keeper', '--to', '127.0.0.1:9');
-    expect(outlet.code).toBe(0);
-    expect(outlet.stderr).toMatch(/^keyhop: note: nothing answers at 127\.0\.0\.1:9 now/);
-    expect((await run('node', 'stop', 'keeper')).code).toBe(0);
+  it(
+    'restores listeners, outlets, relays and services given at first start or added since',
+    async () => {
+      const [first, second] = (await freePorts(2)) as [number, number];
+      expect(
+        (await run('node', 'start', 'keeper', '--tcp-listener', `127.0.0.1:${first}`, '--relay-service'))
+          .code,
+      ).toBe(0);
+      expect((await run('tcp-listener', 'create', `127.0.0.1:${second}`, '--at', 'keeper')).code).toBe(0);
+      // An outlet to a port where nothing listens is made, and that is said (not hidden).
+      const outlet = await run('tcp-outlet', 'create', '--at', 'keeper', '--to', '127.0.0.1:9');
+      expect(outlet.code).toBe(0);
+      expect(outlet.stderr).toMatch(/^keyhop: note: nothing answers at 127\.0\.0\.1:9 now/);
+      expect((await run('node', 'stop', 'keeper')).code).toBe(0);
 
-    // Stopped, it still shows what it will run.
-    const stopped = await show('keeper');
-    expect(stopped.status).toBe('stopped');
-    expect(stopped.config).toMatchObject({
-      tcpListeners: [{ address: `127.0.0.1:${first}` }, { address: `127.0.0.1:${second}` }],
-      services: { relay: true },
-      outlets: [{ target: '127.0.0.1:9' }],
-    });
-    const text = await run('node', 'show', 'keeper');
-    expect(text.stdout).toMatch(/^node keeper \(stopped; keyhop node start keeper runs it again/);
+      // Stopped, it still shows what it will run.
+      const stopped = await show('keeper');
+      expect(stopped.status).toBe('stopped');
+      expect(stopped.config).toMatchObject({
+        tcpListeners: [{ address: `127.0.0.1:${first}` }, { address: `127.0.0.1:${second}` }],
+        services: { relay: true },
+        outlets: [{ target: '127.0.0.1:9' }],
+      });
+      const text = await run('node', 'show', 'keeper');
+      expect(text.stdout).toMatch(/^node keeper \(stopped; keyhop node start keeper runs it again/);
 
-    expect((await run('node', 'start', 'keeper')).code).toBe(0);
-    const again = await show('keeper');
-    expect(again.status).toBe('running');
-    expect(again.tcpListeners.map((l) => l.address).sort()).toEqual(
-      [`127.0.0.1:${first}`, `127.0.0.1:${second}`].sort(),
-    );
-    expect(again.services).toEqual(
-      expect.arrayContaining(['forwarding_service', 'static_forwarding_service']),
-    );
-    expect(again.outlets.map((o) => o.target)).toEqual(['127.0.0.1:9']);
-    const stored = JSON.parse(readFileSync(join(home, 'nodes', 'keeper', 'config.json'), 'utf8'));
-    expect(stored).toEqual(again.config);
+      expect((await run('node', 'start', 'keeper')).code).toBe(0);
+      const again = await show('keeper');
+      expect(again.status).toBe('running');
+      expect(again.tcpListeners.map((l) => l.address).sort()).toEqual(
+        [`127.0.0.1:${first}`, `127.0.0.1:${second}`].sort(),
+      );
+      expect(again.services).toEqual(
+        expect.arrayContaining(['forwarding_service', 'static_forwarding_service']),
+      );
+      expect(again.outlets.map((o) => o.target)).toEqual(['127.0.0.1:9']);
+      const stored = JSON.parse(readFileSync(join(home, 'nodes', 'keeper', 'config.json'), 'utf8'));
+      expect(stored).toEqual(again.config);
 
-    expect(errorLine(await run('node', 'delete', 'keeper')).code).toBe('NODE_EXISTS');
-    expect((await run('node', 'stop', 'keeper')).code).toBe(0);
-    expect((await run('node', 'delete', 'keeper')).code).toBe(0);
-    expect(errorLine(await run('node', 'show', 'keeper')).code).toBe('NODE_NOT_FOUND');
-  });
+      expect(errorLine(await run('node', 'delete', 'keeper')).code).toBe('NODE_EXISTS');
+      expect((await run('node', 'stop', 'keeper')).code).toBe(0);
+      expect((await run('node', 'delete', 'keeper')).code).toBe(0);
+      expect(errorLine(await run('node', 'show', 'keeper')).code).toBe('NODE_NOT_FOUND');
+    },
+    SLOW,
+  );
 });
 
 describe('settings that would be weaker are errors, not fallbacks', () => {
@@ -265,47 +290,51 @@ describe('settings that would be weaker are errors, not fallbacks', () => {
 });
 
 describe('under a supervisor', () => {
-  it('node run stops cleanly on SIGTERM: peers are told, files removed, exit 0', async () => {
-    const port = await freePort();
-    const c = spawn(
-      process.execPath,
-      [CLI_MAIN, 'node', 'run', 'svc', '--tcp-listener', `127.0.0.1:${port}`],
-      {
-        env: { ...process.env, KEYHOP_HOME: home },
-        stdio: ['ignore', 'pipe', 'ignore'],
-      },
-    );
-    children.push(c);
-    await until(
-      async () =>
-        (await keyhop(home, ['node', 'show', 'svc', '--json'])).stdout.includes('"running"')
-          ? true
-          : undefined,
-      'svc running',
-    );
-    expect((await run('node', 'start', 'peer')).code).toBe(0);
-    const ch = await json<{ encryptor: string }>(
-      'secure-channel',
-      'create',
-      '--from',
-      'peer',
-      '--to',
-      `1#127.0.0.1:${port} => api`,
-    );
-    expect((await json<unknown[]>('secure-channel', 'list', '--at', 'peer')).length).toBe(1);
-    const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
-    c.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    // The peer's end was closed by the Close the stopping node sent.
-    await until(
-      async () =>
-        (await json<unknown[]>('secure-channel', 'list', '--at', 'peer')).length === 0 ? true : undefined,
-      'peer channel closed',
-    );
-    expect(ch.encryptor).toMatch(/^0#sc_encryptor_/);
-    expect((await show('svc')).status).toBe('stopped');
-    expect((await run('node', 'stop', 'peer')).code).toBe(0);
-  });
+  it(
+    'node run stops cleanly on SIGTERM: peers are told, files removed, exit 0',
+    async () => {
+      const port = await freePort();
+      const c = spawn(
+        process.execPath,
+        [CLI_MAIN, 'node', 'run', 'svc', '--tcp-listener', `127.0.0.1:${port}`],
+        {
+          env: { ...process.env, KEYHOP_HOME: home },
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      );
+      children.push(c);
+      await until(
+        async () =>
+          (await keyhop(home, ['node', 'show', 'svc', '--json'])).stdout.includes('"running"')
+            ? true
+            : undefined,
+        'svc running',
+      );
+      expect((await run('node', 'start', 'peer')).code).toBe(0);
+      const ch = await json<{ encryptor: string }>(
+        'secure-channel',
+        'create',
+        '--from',
+        'peer',
+        '--to',
+        `1#127.0.0.1:${port} => api`,
+      );
+      expect((await json<unknown[]>('secure-channel', 'list', '--at', 'peer')).length).toBe(1);
+      const exited = new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)));
+      c.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      // The peer's end was closed by the Close the stopping node sent.
+      await until(
+        async () =>
+          (await json<unknown[]>('secure-channel', 'list', '--at', 'peer')).length === 0 ? true : undefined,
+        'peer channel closed',
+      );
+      expect(ch.encryptor).toMatch(/^0#sc_encryptor_/);
+      expect((await show('svc')).status).toBe('stopped');
+      expect((await run('node', 'stop', 'peer')).code).toBe(0);
+    },
+    SLOW,
+  );
 
   it('prints a systemd unit that systemd accepts', async () => {
     expect((await run('node', 'start', 'unit-node')).code).toBe(0);
