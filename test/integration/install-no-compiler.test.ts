@@ -8,7 +8,7 @@
  * - the packed package (`npm pack`, what a registry serves): no tsc at install time, and the
  *   prebuilt ATECC608 addon for this platform talks to an (emulated) chip.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,24 +226,17 @@ describe('installing keyhop without a C/C++ compiler', () => {
         if (rigSkip !== undefined) return; // the I2C shim needs gcc on the test machine
         const shim = await buildI2cShim();
         const socket = join(work, 'i2c.sock');
-        const main = join(app, 'node_modules', 'keyhop', 'dist', 'runtime', 'cli', 'main.js');
-        const emulator: ChildProcess = spawn(
-          process.execPath,
-          [main, 'atecc608-emulator', '--socket', socket, '--timing', 'zero'],
-          {
-            env,
-            stdio: ['ignore', 'pipe', 'pipe'],
-          },
+        // --detach returns once the chip is served and prints the emulator's pid (stdout only).
+        const started = await sh(
+          'npx',
+          ['keyhop', 'atecc608-emulator', '--socket', socket, '--timing', 'zero', '--detach'],
+          app,
+          env,
         );
+        expect(started.code, show(started)).toBe(0);
+        const pid = Number(started.stdout.trim());
+        expect(Number.isInteger(pid) && pid > 0, started.stdout).toBe(true);
         try {
-          await new Promise<void>((resolve, reject) => {
-            let out = '';
-            emulator.stdout?.on('data', (d: Buffer) => {
-              out += d.toString();
-              if (out.includes('state:')) resolve();
-            });
-            emulator.once('exit', (code) => reject(new Error(`emulator exited ${code}: ${out}`)));
-          });
           const info = await sh(
             'npx',
             ['keyhop', 'atecc608', 'info', '--json'],
@@ -253,7 +246,7 @@ describe('installing keyhop without a C/C++ compiler', () => {
           expect(info.code, show(info)).toBe(0);
           expect(JSON.parse(info.stdout)).toMatchObject({ model: expect.stringMatching(/^608[AB]$/) });
         } finally {
-          emulator.kill('SIGTERM');
+          process.kill(pid, 'SIGTERM');
         }
       },
       INSTALL_MS + 60_000,

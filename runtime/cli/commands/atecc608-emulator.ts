@@ -107,14 +107,19 @@ export function registerAtecc608EmulatorCommand(program: Command): void {
       const kit = o.kitSerial ? await serveKitOnSerial(o.kitSerial, new EmulatedKit(chip)) : undefined;
 
       const address = `0x${chip.i2cAddress.toString(16)}`;
-      process.stdout.write(
+      const banner =
         `ATECC${chip.revision} emulator (${o.timing} timing), I2C address ${address} on bus ${busNumber} at ${busHz} Hz\n` +
-          (server
-            ? `  I2C: ${server.path} (LD_PRELOAD=native/testing/build/i2c_shim.so KEYHOP_I2C_SOCKET=${server.path})\n`
-            : '') +
-          (kit ? `  kit protocol on ${kit.path}\n` : '') +
-          (o.state ? `  state: ${o.state}\n` : '  state: memory only (gone when this stops)\n'),
-      );
+        (server
+          ? `  I2C: ${server.path} (LD_PRELOAD=native/testing/build/i2c_shim.so KEYHOP_I2C_SOCKET=${server.path})\n`
+          : '') +
+        (kit ? `  kit protocol on ${kit.path}\n` : '') +
+        (o.state ? `  state: ${o.state}\n` : '  state: memory only (gone when this stops)\n');
+      process.stdout.write(banner);
+      // Started by --detach: tell the parent we serve the chip, then cut the last tie to it.
+      if (process.send) {
+        process.send({ ready: banner });
+        process.disconnect();
+      }
 
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
@@ -135,23 +140,23 @@ export function registerAtecc608EmulatorCommand(program: Command): void {
 async function detach(): Promise<void> {
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
   const args = process.argv.slice(2).filter((a) => a !== '--detach');
+  // No pipes to the child (a caller waiting for our output to end must not wait for it): readiness
+  // comes over an IPC channel the child closes once it serves the chip.
   const child = spawn(process.execPath, [main, ...args], {
     detached: true,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
   });
   const banner = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/\n {2}state: [^\n]*\n/.test(out)) resolve(out);
-    });
+    child.once('message', (m: { ready?: string }) => resolve(m.ready ?? ''));
     child.once('exit', (code) =>
       reject(
-        new KeyhopError(ErrorCodes.CONTROL_FAILED, `the emulator exited (${code}) before it served the chip`),
+        new KeyhopError(
+          ErrorCodes.CONTROL_FAILED,
+          `the emulator exited (${code}) before it served the chip: run it without --detach to see why`,
+        ),
       ),
     );
   });
-  child.stdout!.destroy();
   child.unref();
   // Only the pid on stdout, so that a script can keep it: emulator=$(keyhop atecc608-emulator … --detach)
   process.stderr.write(
