@@ -42,6 +42,13 @@ export class CborWriter {
     return this.raw(b);
   }
 
+  /** A UTF-8 text string. */
+  text(s: string): this {
+    const b = new TextEncoder().encode(s);
+    this.head(3, b.length);
+    return this.raw(b);
+  }
+
   array(n: number): this {
     return this.head(4, n);
   }
