@@ -133,6 +133,8 @@ export async function issueCredential(
 
 /** What a verified credential says. */
 export interface VerifiedCredential {
+  /** Hex SHA-256 of the credential's data bytes: how a revocation list names it. */
+  readonly id: string;
   /** The authority that issued it. */
   readonly issuer: Identifier;
   readonly subject: Identifier;
@@ -211,6 +213,7 @@ export function verifyCredential(
     );
   }
   return {
+    id: credentialId(credential.data, verifier),
     issuer: pk.subject,
     subject: d.subject,
     subjectLatestChangeHash: d.subjectLatestChangeHash,
@@ -220,4 +223,9 @@ export function verifyCredential(
     expiresAt: d.expiresAt,
     purposeKey: pk,
   };
+}
+
+/** A credential's id: hex SHA-256 of its data bytes (the VersionedData that the issuer signed). */
+export function credentialId(data: Uint8Array, verifier: SignatureVerifier): string {
+  return Buffer.from(verifier.sha256(data)).toString('hex');
 }
