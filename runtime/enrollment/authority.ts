@@ -10,11 +10,13 @@ import { type CredentialIssuer, issueCredential } from '../identity/credentials.
 import { Identity, type LocalIdentity } from '../identity/identity.js';
 import { encodeCredentialAndPurposeKey } from '../identity/models.js';
 import { signDigest } from '../identity/signing.js';
+import { EnrollmentRefused } from './client.js';
 import {
   type BundleCore,
   decodeRequestBody,
   decodeRequestHeader,
   decodeSealedRequest,
+  encodeAckBody,
   encodeBundleCore,
   encodeRevocationList,
   encodeSealedResponse,
@@ -22,6 +24,7 @@ import {
   type OneTimePrekey,
   type Publication,
   type RevocationList,
+  type Signed,
   type Ticket,
 } from './codec.js';
 import { Journal } from './journal.js';
@@ -124,15 +127,7 @@ function checkPrekeys(v: unknown): Prekeys {
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
 
-/** A refusal the device is told about (inside its encrypted answer). */
-export class EnrollmentRefused extends KeyhopError {
-  constructor(
-    readonly reason: string,
-    message: string,
-  ) {
-    super(ErrorCodes.TRUST_REFUSED, message);
-  }
-}
+export { EnrollmentRefused };
 
 export interface AuthorityOpenOptions {
   home: string;
@@ -488,6 +483,20 @@ export class Authority {
     return this.signedRevocations;
   }
 
+  /** Signs `body` with the authority's primary key (what directories check publications against). */
+  signBody(body: Uint8Array, what: string): Promise<Uint8Array> {
+    return this.signPrimary(body, what);
+  }
+
+  /** The id of a sealed request (undefined for bytes that are not one). */
+  requestIdOf(bytes: Uint8Array): Uint8Array | undefined {
+    try {
+      return requestIdOf(this.provider, decodeSealedRequest(bytes).header);
+    } catch {
+      return undefined;
+    }
+  }
+
   private async signPrimary(body: Uint8Array, what: string): Promise<Uint8Array> {
     const { local, verifier } = this.o;
     const s = await signDigest(
@@ -728,6 +737,12 @@ export class Authority {
     }
     await this.enrolled(identifier, ticket, 'x3dh', device.changes.length);
     return credential;
+  }
+
+  /** The signed acknowledgement a directory needs to forget handled requests. */
+  async acknowledgement(requestIds: readonly Uint8Array[]): Promise<Signed> {
+    const body = encodeAckBody(requestIds, this.clock.now());
+    return { body, signature: await this.signPrimary(body, 'acknowledgement') };
   }
 
   async close(): Promise<void> {

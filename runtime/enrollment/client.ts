@@ -3,6 +3,20 @@ import { type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
 import { decodeAnswer, encodeAnswer } from './codec.js';
 
+/**
+ * A refusal with a reason a script can act on (`token_used`, `mailbox_full`, …), sent as the
+ * answer's code; the KeyhopError code is the general class (TRUST_REFUSED unless said otherwise).
+ */
+export class EnrollmentRefused extends KeyhopError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    code: ErrorCode = ErrorCodes.TRUST_REFUSED,
+  ) {
+    super(code, message);
+  }
+}
+
 /** Names of the enrollment workers. */
 export const DIRECTORY_ADDRESS = 'enrollment_directory';
 export const AUTHORITY_ADDRESS = 'authority';
@@ -31,8 +45,8 @@ export async function ask(
     });
     const a = decodeAnswer(m.payload);
     if (a.ok) return a.value;
-    const code = (Object.hasOwn(ErrorCodes, a.code) ? a.code : ErrorCodes.TRUST_REFUSED) as ErrorCode;
-    throw new KeyhopError(code, `${to}: ${a.message}`);
+    if (Object.hasOwn(ErrorCodes, a.code)) throw new KeyhopError(a.code as ErrorCode, `${to}: ${a.message}`);
+    throw new EnrollmentRefused(a.code, `${to}: ${a.message}`);
   } finally {
     await ctx.stop();
   }
@@ -40,7 +54,7 @@ export async function ask(
 
 /** The answer a service sends for a failure: its KeyhopError code, or the refusal reason. */
 export function failure(e: unknown, fallback: string): Uint8Array {
-  const code = isKeyhopError(e) ? ((e as { reason?: string }).reason ?? e.code) : fallback;
+  const code = e instanceof EnrollmentRefused ? e.reason : isKeyhopError(e) ? e.code : fallback;
   const message = isKeyhopError(e) ? e.message : 'internal error';
   return encodeAnswer({ ok: false, code, message });
 }

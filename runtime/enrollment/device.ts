@@ -7,6 +7,7 @@ import { verifyCredential } from '../identity/credentials.js';
 import { Identity, type LocalIdentity } from '../identity/identity.js';
 import { type CredentialAndPurposeKey, decodeCredentialAndPurposeKey } from '../identity/models.js';
 import { signDigest } from '../identity/signing.js';
+import { EnrollmentRefused } from './client.js';
 import {
   type BundleCore,
   decodeBundleCore,
@@ -218,8 +219,8 @@ export function openResponse(
   );
   const body = decodeResponseBody(plain);
   if (!body.ok)
-    throw new KeyhopError(
-      ErrorCodes.TRUST_REFUSED,
+    throw new EnrollmentRefused(
+      body.code,
       `authority ${o.authority.identifier} refused the enrollment (${body.code}): ${body.message}`,
     );
   return checkCredential(body.credential, o);
