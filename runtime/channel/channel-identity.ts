@@ -1,5 +1,7 @@
 import type { DhKey } from '../../vaults/vault.js';
 import type { VerifiedCredential } from '../identity/credentials.js';
+import type { Identity } from '../identity/identity.js';
+import type { CredentialAndPurposeKey } from '../identity/models.js';
 
 /** What a secure channel learned about the other end, once its handshake payload verified. */
 export interface PeerIdentity {
@@ -15,6 +17,23 @@ export interface PeerIdentity {
    * every signature a second time.
    */
   readonly presentation?: string;
+  /** The verified identity (its change history), when the channel identity keeps it. */
+  readonly identity?: Identity;
+  /** What the peer presented, kept so that its credentials can be checked again (expiry, revocation). */
+  readonly presented?: readonly CredentialAndPurposeKey[];
+  /** Unix seconds when the first credential that counts expires: the peer must be checked again then. */
+  readonly validUntil?: number;
+}
+
+/**
+ * What a node knows beyond a peer's own presentation (runtime/enrollment): the change histories
+ * it has seen (a rotated-away key is refused) and its authorities' revocation lists.
+ */
+export interface PeerChecks {
+  /** Throws (IDENTITY_INVALID) for a history that must be refused; remembers it otherwise. */
+  checkIdentity(identity: Identity): Promise<void>;
+  /** Why a verified credential must not count (revoked, its authority's list stale), or undefined. */
+  credentialRefusal(credential: VerifiedCredential): string | undefined;
 }
 
 /**
@@ -44,6 +63,11 @@ export interface ChannelIdentity {
    * when they were renewed, and by a responder as its acceptance notice right after the handshake.
    */
   refreshPayload(): { changeHistory: Uint8Array; credentials: Uint8Array[] };
+  /**
+   * The peer as it stands now: its credentials checked again (expired or revoked ones no longer
+   * count), its history against what this node knows. Throws when the peer must be refused.
+   */
+  reverify?(peer: PeerIdentity): Promise<PeerIdentity>;
 }
 
 /**

@@ -18,7 +18,7 @@ import {
 } from '../identity/models.js';
 import { attestSecureChannelKey, verifySecureChannelKey } from '../identity/purpose-keys.js';
 import { type Logger, silentLogger } from '../log.js';
-import type { ChannelIdentity, PeerIdentity } from './channel-identity.js';
+import type { ChannelIdentity, PeerChecks, PeerIdentity } from './channel-identity.js';
 
 /** SHA-256 over the change history and each credential, length-prefixed: what a peer presented. */
 function presentationDigest(changeHistory: Uint8Array, credentials: readonly Uint8Array[]): string {
@@ -44,6 +44,8 @@ export interface OckamChannelIdentityOptions {
   credentials?: CredentialAndPurposeKey[];
   /** Authorities whose credentials about peers are believed. */
   authorities?: Identity[];
+  /** Known histories and revocations (the node's trust state). */
+  checks?: PeerChecks;
   log?: Logger;
 }
 
@@ -124,6 +126,7 @@ export class OckamChannelIdentity implements ChannelIdentity {
     const { verifier, clock } = this.options;
     const identity = Identity.verify(changes, { verifier, clock });
     verifySecureChannelKey(attestation, remoteStatic, { identity, verifier, clock });
+    await this.options.checks?.checkIdentity(identity);
     const h = new CborWriter();
     h.array(changes.length);
     for (const c of changes) writeChange(h, c);
@@ -135,19 +138,28 @@ export class OckamChannelIdentity implements ChannelIdentity {
     return { ...this.peerWith(identity, presented), presentation: presentationDigest(h.finish(), encoded) };
   }
 
-  private peerWith(identity: Identity, presented: CredentialAndPurposeKey[]): PeerIdentity {
-    const { verifier, clock } = this.options;
+  private peerWith(identity: Identity, presented: readonly CredentialAndPurposeKey[]): PeerIdentity {
+    const { verifier, clock, checks } = this.options;
     const credentials: VerifiedCredential[] = [];
+    let validUntil: number | undefined;
     for (const c of presented) {
       try {
-        credentials.push(
-          verifyCredential(c, {
-            authorities: this.options.authorities ?? [],
-            subject: identity.identifier,
-            verifier,
-            clock,
-          }),
-        );
+        const v = verifyCredential(c, {
+          authorities: this.options.authorities ?? [],
+          subject: identity.identifier,
+          verifier,
+          clock,
+        });
+        const refusal = checks?.credentialRefusal(v);
+        if (refusal !== undefined) {
+          this.log.info(
+            { peer: identity.identifier.toString(), credential: v.id, reason: refusal },
+            'peer credential refused',
+          );
+          continue;
+        }
+        credentials.push(v);
+        validUntil = validUntil === undefined ? v.expiresAt : Math.min(validUntil, v.expiresAt);
       } catch (e) {
         // As in Ockam: a credential that does not verify is logged, and the peer simply has no attributes from it.
         this.log.info(
@@ -158,7 +170,21 @@ export class OckamChannelIdentity implements ChannelIdentity {
     }
     const attributes: Record<string, string> = {};
     for (const c of credentials) for (const [k, v] of c.attributesText) attributes[k] = v;
-    return { identifier: identity.identifier.toString(), credentials, attributes };
+    return {
+      identifier: identity.identifier.toString(),
+      credentials,
+      attributes,
+      identity,
+      presented,
+      ...(validUntil === undefined ? {} : { validUntil }),
+    };
+  }
+
+  async reverify(peer: PeerIdentity): Promise<PeerIdentity> {
+    if (peer.identity === undefined || peer.presented === undefined) return peer;
+    await this.options.checks?.checkIdentity(peer.identity);
+    const now = this.peerWith(peer.identity, peer.presented);
+    return peer.presentation === undefined ? now : { ...now, presentation: peer.presentation };
   }
 
   async verifyRefresh(
@@ -177,6 +203,7 @@ export class OckamChannelIdentity implements ChannelIdentity {
       expectedIdentifier: peer.identifier,
     });
     r.end();
+    await this.options.checks?.checkIdentity(identity);
     if (credentials.length > MAX_CREDENTIALS) {
       throw new KeyhopError(
         ErrorCodes.DECODE_LIMIT,

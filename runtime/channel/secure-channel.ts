@@ -34,6 +34,10 @@ export interface ChannelSettings {
    * nodes): then a refusal shows only when the first message goes unanswered.
    */
   confirm: boolean;
+  /** Closes the channel this long after it opened (the initiator's node opens a new one if it wants). */
+  maxLifetimeMs?: number;
+  /** Unix seconds, for credential expiry while open (default: the system clock). */
+  now?: () => number;
 }
 
 const NOOP = (): void => undefined;
@@ -89,6 +93,7 @@ export class SecureChannelEnd implements Worker {
   private cachedInfo: readonly LocalInfo[] | undefined;
   private returnToMe: Route | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private lifetimeTimer: NodeJS.Timeout | undefined;
   private ctx: Context | undefined;
   private readonly opened: Promise<void>;
   private resolveOpened!: () => void;
@@ -224,7 +229,15 @@ export class SecureChannelEnd implements Worker {
       return;
     }
     const payload = hs.readMessage(message.payload);
-    const peer = await this.settings.identity.verifyPeer(payload, hs.remoteStaticPublicKey!);
+    let peer: PeerIdentity;
+    try {
+      peer = await this.settings.identity.verifyPeer(payload, hs.remoteStaticPublicKey!);
+    } catch (e) {
+      // Noise authenticated the initiator's static key; its identity did not verify (or this node
+      // refuses its history): tell it, as for a trust refusal, rather than leave it waiting.
+      if (!this.initiator) await this.sendRefusal(ctx, message.returnRoute, hs);
+      throw e;
+    }
     if (!(await this.settings.trustPolicy(peer))) {
       // A responder has the session keys now: it tells the initiator, authenticated, that it was
       // refused (Close), so the initiator need not wait for a timeout to find out.
@@ -248,6 +261,16 @@ export class SecureChannelEnd implements Worker {
     if (this.accepted) {
       clearTimeout(this.timer);
       this.timer = undefined;
+    }
+    if (this.settings.maxLifetimeMs !== undefined) {
+      this.lifetimeTimer = setTimeout(() => {
+        this.settings.log.info(
+          { encryptor: this.encryptor.toString(), peer: this.peer?.identifier },
+          'secure channel reached its maximum lifetime; closing it',
+        );
+        void this.close();
+      }, this.settings.maxLifetimeMs);
+      this.lifetimeTimer.unref();
     }
     this.settings.log.info(
       { encryptor: this.encryptor.toString(), peer: peer.identifier, initiator: this.initiator },
@@ -320,6 +343,13 @@ export class SecureChannelEnd implements Worker {
           this.drop('empty_route');
           return;
         }
+        // A credential that expired while the channel was open no longer counts: check the peer
+        // again before delivering (it may lose attributes, or the channel if its trust needed them).
+        const until = this.peer?.validUntil;
+        if (until !== undefined && this.now() > until && !(await this.revalidate('a credential expired'))) {
+          this.drop('not_open');
+          return;
+        }
         const inner = new Message(
           m.onward,
           m.returnRoute.prepend(this.encryptor),
@@ -343,6 +373,14 @@ export class SecureChannelEnd implements Worker {
           );
           // The same presentation again (the acceptance notice) changes nothing.
           if (refreshed === this.peer) return;
+          if (!(await this.trusts(refreshed))) {
+            this.settings.log.warn(
+              { peer: refreshed.identifier },
+              'refreshed credentials no longer satisfy the trust policy; closing the channel',
+            );
+            await this.close();
+            return;
+          }
           this.peer = refreshed;
           this.cachedInfo = undefined;
           this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
@@ -367,6 +405,52 @@ export class SecureChannelEnd implements Worker {
         await this.stop();
         return;
     }
+  }
+
+  private now(): number {
+    return this.settings.now?.() ?? Math.floor(Date.now() / 1000);
+  }
+
+  private async trusts(peer: PeerIdentity): Promise<boolean> {
+    try {
+      return await this.settings.trustPolicy(peer);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Checks the peer again as things stand now (expired credentials, revocations, histories this
+   * node learned since): it keeps the channel with what still counts, or loses it when the trust
+   * policy no longer accepts it. Resolves to whether the channel is still open.
+   */
+  async revalidate(why = 'checked again'): Promise<boolean> {
+    const reverify = this.settings.identity.reverify;
+    if (this.state !== 'open' || this.peer === undefined || !reverify) return this.state === 'open';
+    let now: PeerIdentity | undefined;
+    try {
+      now = await reverify.call(this.settings.identity, this.peer);
+    } catch (e) {
+      this.settings.log.warn(
+        { peer: this.peer.identifier, err: describeError(e), why },
+        'peer refused on a second check; closing the channel',
+      );
+    }
+    if (now !== undefined && !(await this.trusts(now))) {
+      this.settings.log.warn(
+        { peer: now.identifier, why },
+        'peer no longer satisfies the trust policy; closing the channel',
+      );
+      now = undefined;
+    }
+    if (now === undefined) {
+      await this.close();
+      return false;
+    }
+    if (this.state !== 'open') return false;
+    this.peer = now;
+    this.cachedInfo = undefined;
+    return true;
   }
 
   private peerInfo(): readonly LocalInfo[] {
@@ -470,6 +554,7 @@ export class SecureChannelEnd implements Worker {
     }
     this.state = 'closed';
     clearTimeout(this.timer);
+    clearTimeout(this.lifetimeTimer);
     this.hs = undefined;
     this.encryptorState?.destroy();
     this.decryptorState?.destroy();

@@ -1,6 +1,7 @@
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
+import type { Clock } from '../identity/clock.js';
 import { type Logger, silentLogger } from '../log.js';
 import { Address, type AddressLike } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
@@ -20,6 +21,10 @@ export interface SecureChannelsOptions {
   provider?: CryptoProvider;
   log?: Logger;
   handshakeTimeoutMs?: number;
+  /** Every channel of these closes this long after it opened. */
+  maxLifetimeMs?: number;
+  /** For credential expiry while channels are open (default: the system clock). */
+  clock?: Clock;
 }
 
 export interface ListenerOptions {
@@ -74,6 +79,8 @@ export class SecureChannels {
       handshakeTimeoutMs: timeoutMs,
       log: this.log,
       confirm,
+      ...(this.options.maxLifetimeMs !== undefined ? { maxLifetimeMs: this.options.maxLifetimeMs } : {}),
+      ...(this.options.clock ? { now: () => this.options.clock!.now() } : {}),
     };
   }
 
@@ -176,6 +183,19 @@ export class SecureChannels {
 
   async close(encryptor: AddressLike): Promise<void> {
     await this.get(encryptor).close();
+  }
+
+  /**
+   * Checks every open channel's peer again (after a revocation list or known history changed):
+   * channels whose peers are no longer trusted close. Returns how many closed.
+   */
+  async revalidateAll(why?: string): Promise<number> {
+    const results = await Promise.all(
+      this.list()
+        .filter((c) => c.state === 'open')
+        .map((c) => c.revalidate(why)),
+    );
+    return results.filter((open) => !open).length;
   }
 
   async shutdown(): Promise<void> {

@@ -288,12 +288,12 @@ describe('X3DH enrollment through an authority', () => {
   it('signs a versioned revocation list', async () => {
     const { a } = await authority();
     const first = await a.revocations();
-    expect(first.version).toBe(0);
+    expect(first.version).toBe(1);
     const device = await identity();
     await a.revokeIdentity(device.identity.identifier.toString());
     await a.revokeCredential('ab'.repeat(32));
     const second = await a.revocations();
-    expect(second.version).toBe(2);
+    expect(second.version).toBe(3);
     expect(second.bytes).not.toEqual(first.bytes);
   });
 });

@@ -154,7 +154,7 @@ export class Authority {
   private readonly revokedIdentities = new Map<string, number>();
   private readonly revokedCredentials = new Map<string, number>();
   private readonly rotations = new Map<string, number>();
-  private revocationVersion = 0;
+  private revocationVersion = 1; // 0 means "no list" to verifiers and directories
   private signedRevocations: { version: number; bytes: Uint8Array; issuedAt: number } | undefined;
   /** Private keys as DhKeys, made once (the provider caches the imported key objects). */
   private readonly dhKeys = new Map<string, DhKey>();

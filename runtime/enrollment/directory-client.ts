@@ -14,7 +14,6 @@ import {
   decodeFetchedBundle,
   encodeDirectoryRequest,
   encodePublication,
-  encodeSigned,
   type FetchedBundle,
   LIMITS,
   type Signed,

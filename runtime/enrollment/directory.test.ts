@@ -276,7 +276,7 @@ describe('enrollment through a directory over TCP', () => {
     await leaveRequest(client, deviceOptions(d, a, null));
     await leaveRequest(client, deviceOptions(d, a, null));
     expect(await refusal(leaveRequest(client, deviceOptions(d, a, null)))).toBe('mailbox_full');
-    expect(await refusal(client.fetch('I' + '0'.repeat(64)))).toBe('unknown_authority');
+    expect(await refusal(client.fetch(`I${'0'.repeat(64)}`))).toBe('unknown_authority');
   });
 
   it('answers any bytes with a typed refusal and keeps serving', async () => {
@@ -293,7 +293,7 @@ describe('enrollment through a directory over TCP', () => {
       { numRuns: propertyRuns(50) },
     );
     // A well-formed request of every kind for an unknown authority is refused, not crashed on.
-    const unknown = 'I' + 'a'.repeat(64);
+    const unknown = `I${'a'.repeat(64)}`;
     for (const request of [
       { op: 'fetch' as const, authority: unknown },
       { op: 'collect' as const, authority: unknown, max: 1 },

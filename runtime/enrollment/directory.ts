@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SignatureVerifier } from '../../vaults/vault.js';
-import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, isKeyhopError } from '../errors.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';

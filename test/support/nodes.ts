@@ -1,6 +1,7 @@
+import type { PeerChecks } from '../../runtime/channel/channel-identity.js';
 import { OckamChannelIdentity } from '../../runtime/channel/ockam-identity.js';
 import { SecureChannels } from '../../runtime/channel/secure-channels.js';
-import { systemClock } from '../../runtime/identity/clock.js';
+import { type Clock, systemClock } from '../../runtime/identity/clock.js';
 import type { Identity } from '../../runtime/identity/identity.js';
 import { createIdentity, type LocalIdentity } from '../../runtime/identity/identity.js';
 import type { CredentialAndPurposeKey } from '../../runtime/identity/models.js';
@@ -29,6 +30,9 @@ export async function testNode(
     credentials?: CredentialAndPurposeKey[];
     authorities?: Identity[];
     local?: LocalIdentity;
+    checks?: PeerChecks;
+    clock?: Clock;
+    maxLifetimeMs?: number;
   } = {},
 ): Promise<TestNode> {
   const provider = options.provider ?? nodeCrypto;
@@ -43,10 +47,16 @@ export async function testNode(
     local,
     secureChannelVault: vault,
     verifier,
-    clock: systemClock,
+    clock: options.clock ?? systemClock,
     credentials: options.credentials ?? [],
     authorities: options.authorities ?? [],
+    ...(options.checks ? { checks: options.checks } : {}),
   });
-  const channels = new SecureChannels(router, { identity: channelIdentity, provider });
+  const channels = new SecureChannels(router, {
+    identity: channelIdentity,
+    provider,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.maxLifetimeMs !== undefined ? { maxLifetimeMs: options.maxLifetimeMs } : {}),
+  });
   return { router, tcp, vault, verifier, local, channelIdentity, channels };
 }
