@@ -53,6 +53,11 @@ export const ErrorCodes = {
   CREDENTIAL_EXPIRED: 'CREDENTIAL_EXPIRED',
   POLICY_INVALID: 'POLICY_INVALID',
   TRUST_REFUSED: 'TRUST_REFUSED',
+  // Enrollment authorities
+  AUTHORITY_NOT_FOUND: 'AUTHORITY_NOT_FOUND',
+  AUTHORITY_EXISTS: 'AUTHORITY_EXISTS',
+  /** State another running process holds (an authority served by a node): ask that process. */
+  STATE_IN_USE: 'STATE_IN_USE',
   // Secure channels and portals
   HANDSHAKE_FAILED: 'HANDSHAKE_FAILED',
   HANDSHAKE_TIMEOUT: 'HANDSHAKE_TIMEOUT',

@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { registerAtecc608Commands } from './commands/atecc608.js';
 import { registerAtecc608EmulatorCommand } from './commands/atecc608-emulator.js';
+import { registerAuthorityCommands } from './commands/authority.js';
 import { registerChannelCommands } from './commands/channel.js';
+import { registerEnrollCommand } from './commands/enroll.js';
 import { registerIdentityCommands } from './commands/identity.js';
 import { registerNodeCommands } from './commands/node.js';
 import { registerPairCommands } from './commands/pair.js';
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
   registerTransportCommands(program);
   registerIdentityCommands(program);
   registerChannelCommands(program);
+  registerAuthorityCommands(program);
+  registerEnrollCommand(program);
   registerPairCommands(program);
   registerAtecc608Commands(program);
   registerAtecc608EmulatorCommand(program);

@@ -285,6 +285,19 @@ describe('X3DH enrollment through an authority', () => {
     opened.push(await Authority.open(o));
   });
 
+  it('is held by one process at a time, and says which node holds it', async () => {
+    const { o } = await authority();
+    await expect(Authority.open({ ...o, owner: 'other' })).rejects.toMatchObject({ code: 'STATE_IN_USE' });
+    await expect(Authority.create(o)).rejects.toMatchObject({ code: 'AUTHORITY_EXISTS' });
+    await expect(Authority.open({ ...o, name: 'nosuch' })).rejects.toMatchObject({
+      code: 'AUTHORITY_NOT_FOUND',
+    });
+    await opened.pop()!.close();
+    const again = await Authority.open({ ...o, owner: 'ca-node' });
+    opened.push(again);
+    await expect(Authority.open(o)).rejects.toThrow(/served by node "ca-node"/);
+  });
+
   it('signs a versioned revocation list', async () => {
     const { a } = await authority();
     const first = await a.revocations();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
@@ -10,6 +10,7 @@ import { type CredentialIssuer, issueCredential } from '../identity/credentials.
 import { Identity, type LocalIdentity } from '../identity/identity.js';
 import { encodeCredentialAndPurposeKey } from '../identity/models.js';
 import { signDigest } from '../identity/signing.js';
+import { acquireLock } from '../state-lock.js';
 import { EnrollmentRefused } from './client.js';
 import {
   type BundleCore,
@@ -143,6 +144,8 @@ export interface AuthorityOpenOptions {
   credentialTtlSeconds?: number;
   /** A revocation list is valid this long after it is signed; default 7 days. */
   revocationValiditySeconds?: number;
+  /** The node that serves this authority (named in its lock, so that commands can ask it). */
+  owner?: string | null;
 }
 
 export class Authority {
@@ -167,6 +170,7 @@ export class Authority {
     private readonly journal: Journal<Record_>,
     private readonly prekeyFile: SealedFile<Prekeys>,
     private prekeys: Prekeys,
+    private readonly unlock: () => Promise<void>,
   ) {
     this.provider = o.provider ?? nodeCrypto;
     this.clock = o.clock ?? systemClock;
@@ -187,7 +191,31 @@ export class Authority {
   /** Makes the authority's state: X3DH identity and signed prekey, `prekeys` one-time prekeys. */
   static async create(o: AuthorityOpenOptions & { prekeys?: number }): Promise<Authority> {
     const dir = Authority.directory(o.home, o.name);
+    if (await Authority.exists(o.home, o.name))
+      throw new KeyhopError(ErrorCodes.AUTHORITY_EXISTS, `authority "${o.name}" exists (${dir})`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    const unlock = await acquireLock(join(dir, 'lock'), `authority "${o.name}"`, o.owner ?? null);
+    try {
+      return await Authority.make(o, dir, unlock);
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
+  }
+
+  /** Whether authority `name` has state under `home`. */
+  static async exists(home: string, name: string): Promise<boolean> {
+    return stat(join(Authority.directory(home, name), 'prekeys.json')).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  private static async make(
+    o: AuthorityOpenOptions & { prekeys?: number },
+    dir: string,
+    unlock: () => Promise<void>,
+  ): Promise<Authority> {
     const provider = o.provider ?? nodeCrypto;
     const now = (o.clock ?? systemClock).now();
     const pair = (id: number): KeyPairHex => {
@@ -201,13 +229,33 @@ export class Authority {
     };
     const file = await SealedFile.create(join(dir, 'prekeys.json'), prekeys, o.passphrase);
     const { journal } = await Journal.open(join(dir, 'journal.log'), checkRecord);
-    const authority = new Authority(o, journal, file, prekeys);
+    const authority = new Authority(o, journal, file, prekeys, unlock);
     if ((o.prekeys ?? 100) > 0) await authority.addOneTimePrekeys(o.prekeys ?? 100);
     return authority;
   }
 
   static async open(o: AuthorityOpenOptions): Promise<Authority> {
     const dir = Authority.directory(o.home, o.name);
+    if (!(await Authority.exists(o.home, o.name))) {
+      throw new KeyhopError(
+        ErrorCodes.AUTHORITY_NOT_FOUND,
+        `no authority "${o.name}" here (create it with: keyhop authority create ${o.name})`,
+      );
+    }
+    const unlock = await acquireLock(join(dir, 'lock'), `authority "${o.name}"`, o.owner ?? null);
+    try {
+      return await Authority.load(o, dir, unlock);
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
+  }
+
+  private static async load(
+    o: AuthorityOpenOptions,
+    dir: string,
+    unlock: () => Promise<void>,
+  ): Promise<Authority> {
     const { file, content } = await SealedFile.open(
       join(dir, 'prekeys.json'),
       o.passphrase,
@@ -215,7 +263,7 @@ export class Authority {
       `: set KEYHOP_VAULT_PASSPHRASE to the passphrase of authority "${o.name}"`,
     );
     const { journal, records } = await Journal.open(join(dir, 'journal.log'), checkRecord);
-    const a = new Authority(o, journal, file, content);
+    const a = new Authority(o, journal, file, content, unlock);
     for (const r of records) a.apply(r);
     // One-time prekeys the journal says were used go from the file now (a crash may have left them).
     if (a.prekeys.oneTime.keys.some(([id]) => a.usedOpks.has(id))) {
@@ -560,11 +608,11 @@ export class Authority {
 
   /**
    * What to hand a directory: the signed bundle (X3DH identity key and current signed prekey, signed
-   * by the authority's primary key) and the one-time prekeys not yet published (made on demand to
-   * keep `keep` of them on offer).
+   * by the authority's primary key) and `fresh` one-time prekeys never published before (made on
+   * demand). Each one-time prekey goes to one directory only.
    */
-  async publication(keep = 100): Promise<Publication> {
-    if (this.unpublishedPrekeys < keep) await this.addOneTimePrekeys(keep - this.unpublishedPrekeys);
+  async publication(fresh = 100): Promise<Publication> {
+    if (this.unpublishedPrekeys < fresh) await this.addOneTimePrekeys(fresh - this.unpublishedPrekeys);
     const spk = this.currentSignedPrekey();
     const core: BundleCore = {
       authority: this.identifier,
@@ -578,9 +626,12 @@ export class Authority {
     const bundle = encodeSigned({ body, signature: await this.signPrimary(body, 'prekey bundle') });
     const prekeys: OneTimePrekey[] = this.prekeys.oneTime.keys
       .filter(([id]) => id > this.publishedUpTo)
+      .slice(0, fresh)
       .map(([id, priv]) => ({ id, key: encodeKey(this.provider.dhPublicKey('25519', unhex(priv))) }));
-    const upTo = Math.max(this.publishedUpTo, ...prekeys.map((p) => p.id));
-    await this.record({ t: 'opk-published', upTo });
+    if (prekeys.length > 0) {
+      const upTo = Math.max(this.publishedUpTo, ...prekeys.map((p) => p.id));
+      await this.record({ t: 'opk-published', upTo });
+    }
     return { bundle, prekeys, publishedAt: this.clock.now() };
   }
 
@@ -719,8 +770,20 @@ export class Authority {
     }
     const identifier = device.identifier.toString();
     this.checkStanding(identifier, device.changes.length);
-    if (body.token === null)
-      throw new EnrollmentRefused('token_required', 'an enrollment needs a one-time code from the authority');
+    if (body.token === null) {
+      // A member renews through the mailbox, while the authority may be offline: same attributes.
+      const member = this.members.get(identifier);
+      if (!member)
+        throw new EnrollmentRefused(
+          'token_required',
+          'an enrollment needs a one-time code from the authority',
+        );
+      const renewed = await this.issue(identifier, member.attributes);
+      if (device.changes.length > member.changes)
+        await this.record({ t: 'renewed', identifier, changes: device.changes.length });
+      this.counters.renewed++;
+      return renewed;
+    }
     const ticket = this.takeTicket(body.token);
     for (const [k, v] of Object.entries(body.attributes)) {
       if (ticket.attributes[k] !== v) {
@@ -749,6 +812,7 @@ export class Authority {
     await this.flushPrekeys().catch(() => undefined);
     await this.journal.close();
     this.prekeyFile.close();
+    await this.unlock();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { CryptoProvider } from '../../vaults/provider.js';
 import type { SignatureVerifier } from '../../vaults/vault.js';
+import { CborReader } from '../codec/cbor.js';
 import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import type { Clock } from '../identity/clock.js';
 import type { Identity, LocalIdentity } from '../identity/identity.js';
@@ -37,8 +38,14 @@ export class DirectoryClient {
     return ask(this.router, this.route, encodeDirectoryRequest(request), this.timeoutMs);
   }
 
-  async publish(authority: Uint8Array, publication: Signed): Promise<void> {
-    await this.call({ op: 'publish', authority, publication });
+  /** Publishes; returns how many one-time prekeys the directory has on offer now. */
+  async publish(authority: Uint8Array, publication: Signed): Promise<number> {
+    const v = await this.call({ op: 'publish', authority, publication });
+    if (v === null) return 0;
+    const r = new CborReader(v, 'prekeys on offer');
+    const n = r.uint(LIMITS.prekeysPerPublish * 1000);
+    r.end();
+    return n;
   }
 
   async fetch(authority: string): Promise<FetchedBundle> {
@@ -81,14 +88,26 @@ export class DirectoryClient {
   }
 }
 
-/** Publishes the authority's bundle and fresh one-time prekeys (keeping `keep` on offer) at a directory. */
+/**
+ * Publishes the authority's bundle at a directory and tops its one-time prekeys up to `keep` on
+ * offer, and leaves the current revocation list there. Returns how many prekeys it published.
+ */
 export async function publishAt(client: DirectoryClient, authority: Authority, keep = 100): Promise<number> {
-  const p = await authority.publication(keep);
-  const body = encodePublication(p);
-  const signed = { body, signature: await authority.signBody(body, 'publication') };
-  await client.publish(authority.identity.export(), signed);
+  const publish = async (fresh: number) => {
+    const p = await authority.publication(fresh);
+    const body = encodePublication(p);
+    const onOffer = await client.publish(authority.identity.export(), {
+      body,
+      signature: await authority.signBody(body, 'publication'),
+    });
+    return { onOffer, published: p.prekeys.length };
+  };
+  const first = await publish(0);
+  let published = 0;
+  if (first.onOffer < keep)
+    published = (await publish(Math.min(keep - first.onOffer, LIMITS.prekeysPerPublish))).published;
   await client.putRevocations(authority.identity.export(), (await authority.revocations()).bytes);
-  return p.prekeys.length;
+  return published;
 }
 
 /**

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SignatureVerifier } from '../../vaults/vault.js';
 import { describeError, ErrorCodes, isKeyhopError } from '../errors.js';
+import { CborWriter } from '../identity/cbor-writer.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
@@ -318,7 +319,8 @@ export class Directory {
           prekeys: prekeys.map((k) => [k.id, hex(k.key)]),
           at: p.publishedAt,
         });
-        return null;
+        // How many one-time prekeys are on offer now: the authority tops up to what it wants.
+        return new CborWriter().uint(e.prekeys.length).finish();
       }
       case 'fetch': {
         const e = this.entry(m.authority);

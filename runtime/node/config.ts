@@ -24,6 +24,14 @@ export interface RelayConfig {
   expose?: string[];
   /** A local worker relayed messages pass through (a gateway's device forwarder); not in config files. */
   via?: string;
+  /**
+   * Register through a secure channel to the relay node's listener (`at => api`), presenting this
+   * node's credentials: what a relay node that gates registrations (relayAccess) requires.
+   * Relayed traffic then runs inside that channel.
+   */
+  secure?: boolean;
+  /** With `secure`: accept only these identifiers as the relay node. */
+  authorized?: string[];
 }
 
 export interface SerialConfig {
@@ -76,6 +84,38 @@ export interface SecureChannelConfig {
   policy?: string;
   /** Trusted credential authorities: identity names in KEYHOP_HOME or change histories (hex). */
   authorities: string[];
+  /**
+   * Where to fetch the revocation lists of `authorities`: a route to an enrollment directory
+   * (`… => enrollment_directory`), to an authority's node (`… => authority`), or to its secure-channel
+   * listener. Their credentials are then refused once revoked, or once the list is stale.
+   */
+  revocationsFrom?: string;
+  /** How often revocation lists are fetched (default 30 s). */
+  revocationIntervalSeconds?: number;
+  /** Channels close this long after they opened (default: never). */
+  maxLifetimeSeconds?: number;
+}
+
+/** An enrollment authority this node serves (`keyhop authority create` made it). */
+export interface AuthorityServiceConfig {
+  /** The authority's name in KEYHOP_HOME; the node's identity is the authority's. */
+  name: string;
+  /** Routes to nodes running an enrollment directory, where it publishes and collects requests. */
+  directories?: string[];
+  /** Seconds between rounds at each directory (default 60). */
+  publishIntervalSeconds?: number;
+  /** One-time prekeys kept on offer at each directory (default 100). */
+  prekeys?: number;
+  /** Validity of issued credentials (default 30 days). */
+  credentialTtlSeconds?: number;
+}
+
+/** Who may register relays on this node's relay service. */
+export interface RelayAccessConfig {
+  /** Authorities whose credentials count (identity names or change histories). */
+  authorities: string[];
+  /** An extra ABAC policy the registering peer must satisfy. */
+  policy?: string;
 }
 
 export interface OutletConfig {
@@ -114,6 +154,12 @@ export interface NodeConfig {
   inlets?: InletConfig[];
   ble?: BleConfig;
   serial?: SerialConfig[];
+  /** Serve an enrollment authority. */
+  authority?: AuthorityServiceConfig;
+  /** Run an enrollment directory (`enrollment_directory`); `authorities` restricts who may publish. */
+  enrollmentDirectory?: { authorities?: string[] };
+  /** Gate relay registrations by credential (`ockam-relay` attribute: `*` or the alias). */
+  relayAccess?: RelayAccessConfig;
   log: { level: string };
 }
 
@@ -177,6 +223,9 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'inlets',
       'ble',
       'serial',
+      'authority',
+      'enrollmentDirectory',
+      'relayAccess',
       'log',
     ],
     'node config',
@@ -214,7 +263,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   const relays = relayList.map((r, i): RelayConfig => {
     const where = `relays[${i}]`;
     if (!isObject(r) || typeof r.at !== 'string') fail(`${where} needs "at" (route to the relay node)`);
-    onlyKeys(r, ['at', 'alias', 'expose'], where);
+    onlyKeys(r, ['at', 'alias', 'expose', 'secure', 'authorized'], where);
     if (r.alias !== undefined && (typeof r.alias !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(r.alias))) {
       fail(`${where}.alias must be 1-128 letters, digits, '.', '-' or '_'`);
     }
@@ -222,6 +271,15 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     if (r.alias !== undefined) out.alias = r.alias as string;
     const expose = stringList(r.expose, `${where}.expose`);
     if (expose) out.expose = expose;
+    if (r.secure !== undefined) {
+      if (typeof r.secure !== 'boolean') fail(`${where}.secure must be true or false`);
+      out.secure = r.secure;
+    }
+    const authorized = identifierList(r.authorized, `${where}.authorized`);
+    if (authorized) {
+      if (!out.secure) fail(`${where}.authorized needs "secure": true (it names the relay node's identity)`);
+      out.authorized = authorized;
+    }
     return out;
   });
   const identity = raw.identity;
@@ -236,7 +294,17 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   if (!isObject(sc)) fail('secureChannel must be an object');
   onlyKeys(
     sc,
-    ['listener', 'address', 'expose', 'trustedIdentifiers', 'policy', 'authorities'],
+    [
+      'listener',
+      'address',
+      'expose',
+      'trustedIdentifiers',
+      'policy',
+      'authorities',
+      'revocationsFrom',
+      'revocationIntervalSeconds',
+      'maxLifetimeSeconds',
+    ],
     'secureChannel',
   );
   if (sc.listener !== undefined && typeof sc.listener !== 'boolean')
@@ -256,6 +324,22 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   const trusted = identifierList(sc.trustedIdentifiers, 'secureChannel.trustedIdentifiers');
   if (trusted) secureChannel.trustedIdentifiers = trusted;
   if (sc.policy !== undefined) secureChannel.policy = sc.policy as string;
+  if (sc.revocationsFrom !== undefined) {
+    if (typeof sc.revocationsFrom !== 'string' || sc.revocationsFrom.length === 0)
+      fail('secureChannel.revocationsFrom must be a route');
+    if (secureChannel.authorities.length === 0)
+      fail('secureChannel.revocationsFrom needs the authorities whose lists it fetches (--authority)');
+    secureChannel.revocationsFrom = sc.revocationsFrom;
+  }
+  const interval = seconds(
+    sc.revocationIntervalSeconds,
+    'secureChannel.revocationIntervalSeconds',
+    1,
+    86_400,
+  );
+  if (interval !== undefined) secureChannel.revocationIntervalSeconds = interval;
+  const lifetime = seconds(sc.maxLifetimeSeconds, 'secureChannel.maxLifetimeSeconds', 1, 10 * 365 * 86_400);
+  if (lifetime !== undefined) secureChannel.maxLifetimeSeconds = lifetime;
   // Authorities only count through a policy, and a policy only through authorities: either one
   // alone would leave the listener open to everyone (or to no one) without saying so.
   if (secureChannel.authorities.length > 0 && secureChannel.policy === undefined) {
@@ -309,6 +393,32 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     if (expose) out.expose = expose;
     return out;
   });
+  const authority = raw.authority === undefined ? undefined : parseAuthorityConfig(raw.authority);
+  if (authority && identity !== undefined && identity !== authority.name) {
+    fail(
+      `the node serves authority "${authority.name}", so its identity must be "${authority.name}" (got ${JSON.stringify(identity)})`,
+    );
+  }
+  let enrollmentDirectory: NodeConfig['enrollmentDirectory'];
+  if (raw.enrollmentDirectory !== undefined) {
+    const d = raw.enrollmentDirectory;
+    if (!isObject(d)) fail('enrollmentDirectory must be an object ({} for any authority)');
+    onlyKeys(d, ['authorities'], 'enrollmentDirectory');
+    const authorities = identifierList(d.authorities, 'enrollmentDirectory.authorities');
+    enrollmentDirectory = authorities ? { authorities } : {};
+  }
+  let relayAccess: RelayAccessConfig | undefined;
+  if (raw.relayAccess !== undefined) {
+    const r = raw.relayAccess;
+    if (!isObject(r)) fail('relayAccess must be an object');
+    onlyKeys(r, ['authorities', 'policy'], 'relayAccess');
+    const authorities = stringList(r.authorities, 'relayAccess.authorities') ?? [];
+    if (authorities.length === 0) fail('relayAccess needs the authorities whose credentials it reads');
+    if (r.policy !== undefined && (typeof r.policy !== 'string' || r.policy.length === 0))
+      fail('relayAccess.policy must be a policy expression');
+    relayAccess = { authorities, ...(r.policy !== undefined ? { policy: r.policy as string } : {}) };
+    if (s.relay !== true) fail('relayAccess is set but the node runs no relay service (services.relay)');
+  }
   const log = raw.log ?? {};
   if (!isObject(log)) fail('log must be an object');
   onlyKeys(log, ['level'], 'log');
@@ -324,14 +434,52 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       relay: (s.relay as boolean | undefined) ?? false,
     },
     relays,
-    ...(identity !== undefined ? { identity: identity as string | null } : {}),
+    ...(identity !== undefined
+      ? { identity: identity as string | null }
+      : authority
+        ? { identity: authority.name }
+        : {}),
     secureChannel,
     outlets,
     inlets,
     ...(ble ? { ble } : {}),
     ...(serial.length > 0 ? { serial } : {}),
+    ...(authority ? { authority } : {}),
+    ...(enrollmentDirectory ? { enrollmentDirectory } : {}),
+    ...(relayAccess ? { relayAccess } : {}),
     log: { level },
   };
+}
+
+function seconds(v: unknown, where: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    fail(`${where} must be whole seconds, ${min}..${max}`);
+  return v;
+}
+
+function parseAuthorityConfig(a: unknown): AuthorityServiceConfig {
+  if (!isObject(a)) fail('authority must be an object');
+  onlyKeys(
+    a,
+    ['name', 'directories', 'publishIntervalSeconds', 'prekeys', 'credentialTtlSeconds'],
+    'authority',
+  );
+  if (typeof a.name !== 'string' || !NODE_NAME.test(a.name))
+    fail('authority.name must be an authority name (letters, digits, - and _)');
+  const out: AuthorityServiceConfig = { name: a.name };
+  const directories = stringList(a.directories, 'authority.directories');
+  if (directories) out.directories = directories;
+  const interval = seconds(a.publishIntervalSeconds, 'authority.publishIntervalSeconds', 1, 86_400);
+  if (interval !== undefined) out.publishIntervalSeconds = interval;
+  if (a.prekeys !== undefined) {
+    if (typeof a.prekeys !== 'number' || !Number.isInteger(a.prekeys) || a.prekeys < 0 || a.prekeys > 10_000)
+      fail('authority.prekeys must be 0..10000');
+    out.prekeys = a.prekeys;
+  }
+  const ttl = seconds(a.credentialTtlSeconds, 'authority.credentialTtlSeconds', 60, 10 * 365 * 86_400);
+  if (ttl !== undefined) out.credentialTtlSeconds = ttl;
+  return out;
 }
 
 function parseBleConfig(b: unknown): BleConfig {

@@ -1,6 +1,8 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
+import { AUTHORITY_OPS, authorityOp } from '../enrollment/authority-admin.js';
 import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
+import type { AuthorityRunner } from './authority-runner.js';
 import type { NodeBle } from './ble-node.js';
 import { type ControlRequest, type ControlResponse, MAX_CONTROL_LINE } from './control-protocol.js';
 import type { KeyhopNode } from './node.js';
@@ -29,6 +31,28 @@ function requireBle(node: KeyhopNode): NodeBle {
   if (node.ble === undefined)
     throw new KeyhopError(ErrorCodes.USAGE, 'this node has no BLE (add a "ble" section to its config)');
   return node.ble;
+}
+
+function requireAuthority(node: KeyhopNode): AuthorityRunner {
+  if (node.authorityRunner === undefined)
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      'this node serves no authority (start it with --serve-authority <name>)',
+    );
+  return node.authorityRunner;
+}
+
+/** The route devices use to reach this node's secure-channel listener: its first TCP listener's. */
+function defaultTicketRoute(node: KeyhopNode): string {
+  const listener = node.tcp.listenerList()[0];
+  const host = listener?.address.replace(/:\d+$/, '');
+  if (!listener || host === '0.0.0.0' || host === '[::]' || host === '::') {
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      `give --route: the route devices use to reach this node (${listener ? `it listens on ${listener.address}, which is not an address to dial` : 'it has no TCP listener'})`,
+    );
+  }
+  return `1#${listener.address} => ${node.config.secureChannel?.address ?? 'api'}`;
 }
 
 export class ControlServer {
@@ -140,6 +164,30 @@ export class ControlServer {
         requireBle(node).setPairable(p.pairable);
         return { pairable: p.pairable };
       },
+      ...Object.fromEntries(
+        AUTHORITY_OPS.map((op): [string, Handler] => [
+          `authority.${op}`,
+          async (p) => {
+            const runner = requireAuthority(node);
+            if (op === 'ticket.create' && p.route === undefined)
+              p = { ...p, route: defaultTicketRoute(node) };
+            const result = await authorityOp(runner.authority, op, p);
+            // A revocation goes to the directories at once, not at the next round.
+            if (op === 'revoke') return { ...(result as object), directories: await runner.publishNow() };
+            return result;
+          },
+        ]),
+      ),
+      'credential.renew': async () => {
+        const renew = node.trustKeeper?.renewNow;
+        if (!renew)
+          throw new KeyhopError(
+            ErrorCodes.USAGE,
+            "this node's identity is not enrolled with an authority (keyhop enroll)",
+          );
+        return renew();
+      },
+      'authority.publish': async () => ({ directories: await requireAuthority(node).publishNow() }),
       'message.send': async (p) => {
         const payload = Buffer.from(
           str(p, 'payload', false) ?? '',

@@ -40,6 +40,21 @@ interface IdentityFile {
   changeHistory: string;
   credentials: string[];
   issuer?: { keyId: string; attestation: string };
+  /** Set by `keyhop enroll`: the authority this identity is a member of, and how to reach it. */
+  enrollment?: EnrollmentRecord;
+}
+
+/** How an identity enrolled, so that its node renews its credential and follows its authority's revocations. */
+export interface EnrollmentRecord {
+  /** The authority's change history (hex): the trust anchor. */
+  authority: string;
+  /** Route to the authority node's secure-channel listener (renewal through a channel), if it has one. */
+  route: string | null;
+  /** Route to an enrollment directory (X3DH: renewal through the mailbox, revocation lists). */
+  directory: string | null;
+  via: 'ticket' | 'x3dh';
+  /** Unix seconds. */
+  at: number;
 }
 
 export interface StoredIdentity {
@@ -60,6 +75,11 @@ function checkName(kind: string, name: string): void {
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+/** The identifier of the authority that issued `credential` (the subject of its signing-key attestation). */
+export function issuerOf(credential: CredentialAndPurposeKey): string {
+  return openPurposeKeyAttestationData(credential.purposeKeyAttestation.data).subject.toString();
+}
 const unhex = (s: string, what: string): Uint8Array => {
   if (!/^([0-9a-f]{2})*$/i.test(s)) throw new KeyhopError(ErrorCodes.DECODE_INVALID, `${what} is not hex`);
   return new Uint8Array(Buffer.from(s, 'hex'));
@@ -225,6 +245,27 @@ export class IdentityStore {
       credentials: [...stored.file.credentials, hex(encodeCredentialAndPurposeKey(credential))],
     };
     await this.write(file);
+  }
+
+  /**
+   * Keeps `credential` as the identity's credential from its issuer (replacing earlier ones from
+   * the same issuer), and records the enrollment when given. Returns every credential now kept.
+   */
+  async keepCredential(
+    name: string,
+    credential: CredentialAndPurposeKey,
+    enrollment?: EnrollmentRecord,
+  ): Promise<CredentialAndPurposeKey[]> {
+    const stored = await this.load(name);
+    const issuer = issuerOf(credential);
+    const kept = stored.credentials.filter((c) => issuerOf(c) !== issuer);
+    kept.push(credential);
+    await this.write({
+      ...stored.file,
+      credentials: kept.map((c) => hex(encodeCredentialAndPurposeKey(c))),
+      ...(enrollment ? { enrollment } : {}),
+    });
+    return kept;
   }
 
   /** The identity as a credential issuer (its credential-signing key is created on first use). */

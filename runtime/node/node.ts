@@ -1,14 +1,21 @@
+import { join } from 'node:path';
 import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
 import { channelPolicy } from '../channel/access.js';
+import { SECURE_CHANNEL_INFO, type SecureChannelInfo } from '../channel/channel-identity.js';
 import { OckamChannelIdentity } from '../channel/ockam-identity.js';
 import type { SecureChannelEnd } from '../channel/secure-channel.js';
 import { type SecureChannelListener, SecureChannels } from '../channel/secure-channels.js';
+import { AUTHORITY_ADDRESS, DIRECTORY_ADDRESS } from '../enrollment/client.js';
+import { Directory, directoryWorker } from '../enrollment/directory.js';
+import { TrustState } from '../enrollment/trust-state.js';
 import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
+import { Policy } from '../identity/abac.js';
 import { systemClock } from '../identity/clock.js';
 import { createIdentity, Identity, type LocalIdentity } from '../identity/identity.js';
 import type { CredentialAndPurposeKey } from '../identity/models.js';
 import {
   type AuthenticatedPeer,
+  peerSubject,
   type TrustPolicy,
   trustAll,
   trustAny,
@@ -33,13 +40,18 @@ import { createRemoteRelay, type RelayVia, type RemoteRelayInfo } from '../servi
 import { DEFAULT_BAUD_RATE, SerialTransport } from '../transports/serial/serial-transport.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
+import { AuthorityRunner } from './authority-runner.js';
 import { NodeBle } from './ble-node.js';
 import type { InletConfig, NodeConfig, OutletConfig, RelayConfig, SerialConfig } from './config.js';
 import { DEFAULT_IDENTITY, IdentityStore, type StoredIdentity } from './identity-store.js';
+import { nodePaths } from './paths.js';
 import { Backoff } from './retry.js';
+import { enrollmentRevocationRoute, type RevocationSource, TrustKeeper } from './trust-keeper.js';
 
 interface ManagedRelay {
   config: RelayConfig;
+  /** The secure channel a `secure` relay registered through. */
+  channel: SecureChannelEnd | undefined;
   info: RemoteRelayInfo | undefined;
   state: 'registering' | 'up' | 'retrying';
   lastError: string | undefined;
@@ -97,6 +109,13 @@ export class KeyhopNode {
   private readonly inlets: ManagedInlet[] = [];
   /** What the secure-channel listener accepts, in words (node show, refusals). */
   private trustDescription: string | null = null;
+  /** Known histories and revocation lists, checked on every peer. */
+  trust: TrustState | undefined;
+  trustKeeper: TrustKeeper | undefined;
+  /** The enrollment authority this node serves, if any. */
+  authorityRunner: AuthorityRunner | undefined;
+  directory: Directory | undefined;
+  private channelIdentity: OckamChannelIdentity | undefined;
 
   private constructor(
     /** The configuration, kept current: what the control API adds is recorded here too. */
@@ -127,9 +146,10 @@ export class KeyhopNode {
         node.services.push(ECHO_ADDRESS);
       }
       if (config.services.relay) {
-        node.relayService = await RelayService.start(node.router);
+        node.relayService = await RelayService.start(node.router, node.relayServiceOptions());
         node.services.push(FORWARDING_SERVICE, STATIC_FORWARDING_SERVICE);
       }
+      await node.setUpEnrollmentServices(options.home);
       await node.setUpSecureChannelListener(options.home);
       for (const o of config.outlets ?? []) await node.createOutlet(o);
       for (const l of config.tcpListeners) await node.createTcpListener(l.address, l.expose);
@@ -145,6 +165,7 @@ export class KeyhopNode {
       await Promise.all(config.relays.map((r) => node.startRelay(r)));
       for (const i of config.inlets ?? []) await node.startInlet(i);
       if (config.ble) node.ble = await NodeBle.start(node, config.ble, options.home);
+      await node.keepTrust();
     } catch (e) {
       await node.stop();
       throw e;
@@ -202,6 +223,7 @@ export class KeyhopNode {
         );
       }
       this.identity = stored.local;
+      this.storedIdentity = stored;
       credentials = stored.credentials;
     } else {
       if (typeof this.config.identity === 'string') {
@@ -213,6 +235,33 @@ export class KeyhopNode {
       this.identity = await createIdentity({ vault: SoftwareVault.inMemory(), verifier, clock: systemClock });
     }
     const authorities = await this.resolveAuthorities(home, verifier);
+    this.relayAuthorities = await this.resolveAuthorities(
+      home,
+      verifier,
+      this.config.relayAccess?.authorities ?? [],
+    );
+    const enrollment = this.storedIdentity?.file.enrollment;
+    if (enrollment) {
+      this.enrolledAuthority = Identity.import(new Uint8Array(Buffer.from(enrollment.authority, 'hex')), {
+        verifier,
+        clock: null,
+      });
+    }
+    // Credentials from any of these count for peers (the listener's policy decides what they need).
+    const known = new Map<string, Identity>();
+    for (const a of [
+      ...authorities,
+      ...this.relayAuthorities,
+      ...(this.enrolledAuthority ? [this.enrolledAuthority] : []),
+    ])
+      known.set(a.identifier.toString(), a);
+    this.trust = await TrustState.open(
+      home ? join(nodePaths(home, this.config.name).dir, 'trust') : undefined,
+      {
+        verifier,
+        clock: systemClock,
+      },
+    );
     const channelIdentity = await OckamChannelIdentity.create({
       local: this.identity,
       // The X25519 static key is made fresh for each run and attested by the identity key.
@@ -220,11 +269,132 @@ export class KeyhopNode {
       verifier,
       clock: systemClock,
       credentials,
-      authorities,
+      authorities: [...known.values()],
+      checks: this.trust,
       log: this.log,
     });
-    this.channels = new SecureChannels(this.router, { identity: channelIdentity, log: this.log });
+    this.channelIdentity = channelIdentity;
+    const lifetime = this.config.secureChannel?.maxLifetimeSeconds;
+    this.channels = new SecureChannels(this.router, {
+      identity: channelIdentity,
+      log: this.log,
+      ...(lifetime !== undefined ? { maxLifetimeMs: lifetime * 1000 } : {}),
+    });
     this.authorities = authorities;
+    this.verifier = verifier;
+  }
+
+  private verifier = new SoftwareVerifier();
+  private relayAuthorities: Identity[] = [];
+  private enrolledAuthority: Identity | undefined;
+  private storedIdentity: StoredIdentity | undefined;
+  private home: string | undefined;
+
+  /** The enrollment directory and the authority this node serves, as its config asks. */
+  private async setUpEnrollmentServices(home: string | undefined): Promise<void> {
+    this.home = home;
+    const { enrollmentDirectory, authority } = this.config;
+    if ((enrollmentDirectory || authority) && !home) {
+      throw new KeyhopError(
+        ErrorCodes.CONFIG_INVALID,
+        'an enrollment directory or authority keeps its state in KEYHOP_HOME: give the node one',
+      );
+    }
+    if (enrollmentDirectory && home) {
+      this.directory = await Directory.open(
+        join(nodePaths(home, this.config.name).dir, 'enrollment-directory'),
+        {
+          verifier: this.verifier,
+          log: this.log,
+          ...(enrollmentDirectory.authorities ? { authorities: enrollmentDirectory.authorities } : {}),
+        },
+      );
+      try {
+        await this.router.startWorker(DIRECTORY_ADDRESS, directoryWorker(this.directory));
+      } catch (e) {
+        await this.directory.close();
+        throw e;
+      }
+      this.services.push(DIRECTORY_ADDRESS);
+    }
+    if (authority && home && this.identityStore) {
+      // Its worker is reachable through this node's secure channels (and, for revocation lists only,
+      // over its transports): it starts with the listener's exposure.
+      this.authorityRunner = await AuthorityRunner.start({
+        config: authority,
+        home,
+        node: this.config.name,
+        local: this.identity,
+        store: this.identityStore,
+        router: this.router,
+        log: this.log,
+        later: (d, fn) => this.later(d, fn),
+      });
+      this.services.push(AUTHORITY_ADDRESS);
+    }
+  }
+
+  /** Who may register relays: with `relayAccess`, peers of a secure channel holding an `ockam-relay` credential. */
+  private relayServiceOptions(): ConstructorParameters<typeof RelayService>[1] {
+    const access = this.config.relayAccess;
+    if (!access) return {};
+    const policy = access.policy === undefined ? undefined : Policy.parse(access.policy);
+    return {
+      authorize: ({ alias, message }) => {
+        const info = message.info<SecureChannelInfo>(SECURE_CHANNEL_INFO);
+        if (!info) return false;
+        const subject = peerSubject(info.peer, this.relayAuthorities, systemClock);
+        const attributes = subject.attributes as ReadonlyMap<string, string> | undefined;
+        const allowed = attributes?.get('ockam-relay');
+        if (allowed === undefined) return false;
+        // A static alias only for its holder; a random name for anyone with the attribute.
+        if (alias !== undefined && allowed !== '*' && allowed !== alias) return false;
+        return policy === undefined || policy.evaluate(subject);
+      },
+    };
+  }
+
+  /**
+   * Starts what keeps trust current: revocation lists from `secureChannel.revocationsFrom` and
+   * from the enrollment authority, and the renewal of this node's own credential.
+   */
+  private async keepTrust(): Promise<void> {
+    if (!this.trust || !this.channelIdentity) return;
+    const keeper = new TrustKeeper({
+      router: this.router,
+      channels: () => this.channels,
+      channelIdentity: () => this.channelIdentity!,
+      trust: this.trust,
+      verifier: this.verifier,
+      clock: systemClock,
+      log: this.log,
+      later: (d, fn) => this.later(d, fn),
+    });
+    this.trustKeeper = keeper;
+    const sources: RevocationSource[] = [];
+    const from = this.config.secureChannel?.revocationsFrom;
+    if (from) for (const authority of this.authorities) sources.push({ authority, route: from });
+    const enrollment = this.storedIdentity?.file.enrollment;
+    if (enrollment && this.enrolledAuthority) {
+      const route = enrollmentRevocationRoute(enrollment);
+      const id = this.enrolledAuthority.identifier.toString();
+      if (route && !sources.some((s) => s.authority.identifier.toString() === id))
+        sources.push({ authority: this.enrolledAuthority, route });
+      if (this.identityStore && this.storedIdentity) {
+        keeper.keepCredential({
+          store: this.identityStore,
+          name: this.storedIdentity.name,
+          local: this.identity,
+          enrollment,
+          authority: this.enrolledAuthority,
+          credentials: this.storedIdentity.credentials,
+        });
+      }
+    }
+    await keeper.followRevocations(
+      sources,
+      (this.config.secureChannel?.revocationIntervalSeconds ?? 30) * 1000,
+    );
   }
 
   private authorities: Identity[] = [];
@@ -234,9 +404,10 @@ export class KeyhopNode {
   private async resolveAuthorities(
     home: string | undefined,
     verifier: SoftwareVerifier,
+    names: readonly string[] = this.config.secureChannel?.authorities ?? [],
   ): Promise<Identity[]> {
     const out: Identity[] = [];
-    for (const a of this.config.secureChannel?.authorities ?? []) {
+    for (const a of names) {
       if (/^[0-9a-f]{64,}$/i.test(a)) {
         out.push(Identity.import(new Uint8Array(Buffer.from(a, 'hex')), { verifier, clock: null }));
       } else if (home) {
@@ -489,15 +660,39 @@ export class KeyhopNode {
   private async register(managed: ManagedRelay): Promise<RemoteRelayInfo> {
     const route = toRoute(managed.config.at);
     const head = route.next!;
+    const expose = managed.config.expose ?? this.services;
     // Messages that come back through the relay arrive on this connection: expose our services on it.
     if (head.type === this.tcp.type) {
-      await this.tcp.connect(head.text, { expose: managed.config.expose ?? this.services });
+      await this.tcp.connect(head.text, { expose: managed.config.secure ? [] : expose });
     }
     const { alias, via } = managed.config;
-    const info = await createRemoteRelay(this.router, route, {
+    let through = route;
+    if (managed.config.secure) {
+      // Registered through a channel, so the relay node sees this node's credentials; what the
+      // relay forwards then arrives through that channel and may reach what the relay exposes.
+      const previous = managed.channel;
+      managed.channel = undefined;
+      await previous?.close().catch(() => undefined);
+      const channel = await this.createSecureChannel(route.append('api'), managed.config.authorized);
+      managed.channel = channel;
+      for (const a of expose) this.router.flowControls.addConsumer(channel.flow, Address.parse(a));
+      channel.onClose(() => {
+        if (this.stopped || managed.channel !== channel || managed.state !== 'up') return;
+        this.log.warn(
+          { relay: managed.info?.name, at: managed.config.at },
+          'relay channel closed; registering again',
+        );
+        managed.state = 'retrying';
+        this.later(0, () => this.register(managed).catch((e: unknown) => this.relayFailed(managed, e)));
+      });
+      through = Route.of(channel.encryptor);
+    }
+    const registered = await createRemoteRelay(this.router, through, {
       ...(alias === undefined ? {} : { alias }),
       ...(via === undefined ? {} : { via: this.relayVia(via) }),
     });
+    // Others reach it at the relay node's route, whichever way it was registered.
+    const info = { ...registered, node: route, route: route.append(registered.name) };
     managed.info = info;
     managed.state = 'up';
     managed.lastError = undefined;
@@ -601,6 +796,9 @@ export class KeyhopNode {
         nextAttemptAt: m.nextAttemptAt === undefined ? null : new Date(m.nextAttemptAt).toISOString(),
         ...m.inlet.stats,
       })),
+      trust: this.trustKeeper?.describe() ?? this.trust?.describe() ?? null,
+      authority: this.authorityRunner?.describe() ?? null,
+      enrollmentDirectory: this.directory?.describe() ?? null,
       workers: this.router.workers().map((a) => a.toString()),
       metrics: this.router.metrics,
       config: this.config,
@@ -616,6 +814,9 @@ export class KeyhopNode {
     for (const { outlet } of this.outlets) await outlet.close().catch(() => undefined);
     await this.channels?.shutdown().catch(() => undefined);
     await this.router.shutdown();
+    // After the router: no request is in flight in their workers any more.
+    await this.authorityRunner?.stop().catch(() => undefined);
+    await this.trust?.close().catch(() => undefined);
     await this.identityStore?.close().catch(() => undefined);
   }
 }
@@ -623,6 +824,7 @@ export class KeyhopNode {
 function managedRelay(config: RelayConfig): ManagedRelay {
   return {
     config,
+    channel: undefined,
     info: undefined,
     state: 'registering',
     lastError: undefined,

@@ -24,6 +24,15 @@ interface StartOptions {
   echo?: boolean;
   relayAt?: string;
   relayAlias?: string;
+  relaySecure?: boolean;
+  serveAuthority?: string;
+  authorityDirectory?: string[];
+  enrollmentDirectory?: boolean;
+  relayAuthority?: string[];
+  relayPolicy?: string;
+  revocationsFrom?: string;
+  revocationInterval?: string;
+  maxChannelLifetime?: string;
   logLevel?: string;
   foreground?: boolean;
   json?: boolean;
@@ -94,28 +103,75 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
     ];
   }
   if (o.udpBind) merged.udp = { bind: o.udpBind };
+  if (o.serveAuthority || o.authorityDirectory?.length) {
+    const a = { ...((raw.authority as Record<string, unknown>) ?? {}) };
+    if (o.serveAuthority) a.name = o.serveAuthority;
+    if (a.name === undefined)
+      throw new KeyhopError(ErrorCodes.USAGE, '--authority-directory needs --serve-authority <name>');
+    if (o.authorityDirectory?.length) a.directories = union(a.directories as string[], o.authorityDirectory);
+    merged.authority = a;
+  }
+  const served = (merged.authority as { name?: string } | undefined)?.name;
   if (o.identity) merged.identity = o.identity;
-  else if (raw.identity === undefined) merged.identity = 'default';
-  if (o.authority?.length || o.trust?.length || o.policy) {
+  else if (raw.identity === undefined) merged.identity = served ?? 'default';
+  if (
+    o.authority?.length ||
+    o.trust?.length ||
+    o.policy ||
+    o.revocationsFrom ||
+    o.revocationInterval ||
+    o.maxChannelLifetime
+  ) {
     const sc = { ...((raw.secureChannel as Record<string, unknown>) ?? {}) };
     if (o.authority?.length) sc.authorities = union(sc.authorities as string[], o.authority);
     if (o.trust?.length) sc.trustedIdentifiers = union(sc.trustedIdentifiers as string[], o.trust);
     if (o.policy) sc.policy = o.policy;
+    if (o.revocationsFrom) sc.revocationsFrom = o.revocationsFrom;
+    if (o.revocationInterval)
+      sc.revocationIntervalSeconds = secondsOption(o.revocationInterval, '--revocation-interval');
+    if (o.maxChannelLifetime)
+      sc.maxLifetimeSeconds = secondsOption(o.maxChannelLifetime, '--max-channel-lifetime');
     merged.secureChannel = sc;
   }
   const services = { ...((raw.services as Record<string, unknown>) ?? {}) };
   if (o.relayService) services.relay = true;
   if (o.echo === false) services.echo = false;
   merged.services = services;
+  if (o.enrollmentDirectory && raw.enrollmentDirectory === undefined) merged.enrollmentDirectory = {};
+  if (o.relayAuthority?.length || o.relayPolicy) {
+    const r = { ...((raw.relayAccess as Record<string, unknown>) ?? {}) };
+    if (o.relayAuthority?.length) r.authorities = union(r.authorities as string[], o.relayAuthority);
+    if (o.relayPolicy) r.policy = o.relayPolicy;
+    merged.relayAccess = r;
+  }
   if (o.relayAt) {
     merged.relays = union(raw.relays as unknown[], [
-      { at: o.relayAt, ...(o.relayAlias ? { alias: o.relayAlias } : {}) },
+      {
+        at: o.relayAt,
+        ...(o.relayAlias ? { alias: o.relayAlias } : {}),
+        ...(o.relaySecure ? { secure: true } : {}),
+      },
     ]);
-  } else if (o.relayAlias) {
-    throw new KeyhopError(ErrorCodes.USAGE, '--relay-alias names a relay made with --relay-at <route>');
+  } else if (o.relayAlias || o.relaySecure) {
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      `${o.relayAlias ? '--relay-alias' : '--relay-secure'} is about a relay made with --relay-at <route>`,
+    );
   }
   if (o.logLevel) merged.log = { level: o.logLevel };
   return parseNodeConfig(merged, { name: 'default' });
+}
+
+/** Seconds from an option: a whole number, or with a unit (30s, 15m, 12h, 7d). */
+export function secondsOption(text: string, option: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!m)
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      `${option} takes seconds, or a number with s, m, h or d (got "${text}")`,
+    );
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
 }
 
 async function isRunning(control: string): Promise<boolean> {
@@ -332,6 +388,44 @@ export function registerNodeCommands(program: Command): void {
         'register a relay for this node at the node at <route> (retried until it works)',
       )
       .option('--relay-alias <alias>', 'stable relay name for --relay-at')
+      .option(
+        '--relay-secure',
+        "register the --relay-at relay through a secure channel, with this node's credentials (for relay nodes that gate registrations)",
+      )
+      .option(
+        '--relay-authority <identity>',
+        'gate relay registrations: credentials from this authority (repeatable); a peer needs attribute ockam-relay = * or the alias',
+        collect,
+      )
+      .option(
+        '--relay-policy <expression>',
+        'with --relay-authority: an extra ABAC policy registering peers must satisfy',
+      )
+      .option(
+        '--enrollment-directory',
+        'run an enrollment directory (prekey bundles and mailboxes for offline authorities)',
+      )
+      .option(
+        '--serve-authority <name>',
+        'serve enrollment authority <name> (keyhop authority create); the node takes its identity',
+      )
+      .option(
+        '--authority-directory <route>',
+        'with --serve-authority: publish at and collect from the enrollment directory at <route> (repeatable)',
+        collect,
+      )
+      .option(
+        '--revocations-from <route>',
+        "fetch the --authority revocation lists from <route> (an enrollment directory, or the authority's node)",
+      )
+      .option(
+        '--revocation-interval <seconds>',
+        'how often to fetch revocation lists (default 30s; units s, m, h, d)',
+      )
+      .option(
+        '--max-channel-lifetime <seconds>',
+        'close secure channels this long after they opened (units s, m, h, d)',
+      )
       .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
       .option('--json', 'machine-readable output');
 
@@ -410,6 +504,27 @@ export function registerNodeCommands(program: Command): void {
           ? 'no nodes'
           : r.map((n) => `${n.name.padEnd(20)} ${n.status.padEnd(8)} ${n.listeners.join(' ')}`).join('\n'),
       );
+    });
+
+  node
+    .command('renew')
+    .description(
+      "renew a running node's credential from its enrollment authority now, and push it into its open channels (a node does this by itself at 80% of the credential's lifetime)",
+    )
+    .argument('<name>', 'node name')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o, cmd: Command) => {
+      const o = cmd.optsWithGlobals<{ home?: string; json?: boolean }>();
+      const r = (await controlCall(
+        nodePaths(keyhopHome(o.home), name).control,
+        'credential.renew',
+        {},
+        60_000,
+      )) as {
+        expiresAt: string | null;
+        renewals: number;
+      };
+      print(o, r, (x) => `node ${name}: credential renewed, valid until ${x.expiresAt}`);
     });
 
   node

@@ -52,7 +52,7 @@ export async function createRemoteRelay(
     const answer = await ctx.receive(options.timeoutMs ?? 10_000).catch((e: unknown) => {
       throw new KeyhopError(
         ErrorCodes.RELAY_REJECTED,
-        `no answer from a relay service at ${nodeRoute} within ${options.timeoutMs ?? 10_000} ms: does that node run one (--relay-service), exposed to this connection? (${describeError(e)})`,
+        `no answer from a relay service at ${nodeRoute} within ${options.timeoutMs ?? 10_000} ms: does that node run one (--relay-service), exposed to this connection, and does it let this node register (a relay node with --relay-authority answers only registrations made through a secure channel by holders of an ockam-relay credential: --relay-secure)? (${describeError(e)})`,
       );
     });
     const name = decodeBareString(answer.payload, 256);
