@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describeError } from '../runtime/errors.js';
 import { atecc608Benchmark } from './atecc608.js';
 import { channelBenchmark } from './channel.js';
+import { enrollmentBenchmark } from './enrollment.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
 import { linksBenchmark } from './links.js';
 import { routingBenchmark } from './routing.js';
@@ -22,6 +23,7 @@ const benchmarks: Record<string, Benchmark> = {
   links: linksBenchmark,
   vaults: vaultsBenchmark,
   atecc608: atecc608Benchmark,
+  enrollment: enrollmentBenchmark,
 };
 
 function usage(): string {

@@ -30,6 +30,18 @@ describe('examples run as written', () => {
     expect(stdout).not.toContain('hello from the guest');
   });
 
+  it('fleet-enrollment/run.mjs', async () => {
+    const { stdout } = await run(process.execPath, ['examples/fleet-enrollment/run.mjs'], {
+      cwd: root,
+      timeout: 110_000,
+    });
+    expect(stdout).toContain('devices: 3 enrollment requests left at the hub (authority offline)');
+    expect(stdout).toContain('devices: 3 enrolled once the authority came up');
+    expect(stdout).toMatch(/sensor-1 I[0-9a-f]{64} role=sensor/);
+    expect(stdout).toContain('sensor-1: refused by the service');
+    expect(stdout).toContain('sensor-0: still welcome (open)');
+  }, 120_000);
+
   it.skipIf(bleRigSkipReason() !== undefined)(
     'ble-gateway-pairing/run.mjs (virtual BLE rig)',
     async () => {

@@ -155,7 +155,7 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
   } else if (o.relayAlias || o.relaySecure) {
     throw new KeyhopError(
       ErrorCodes.USAGE,
-      `${o.relayAlias ? '--relay-alias' : '--relay-secure'} is about a relay made with --relay-at <route>`,
+      `${o.relayAlias ? '--relay-alias' : '--relay-secure'} names a relay made with --relay-at <route>`,
     );
   }
   if (o.logLevel) merged.log = { level: o.logLevel };
