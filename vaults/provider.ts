@@ -72,4 +72,12 @@ export interface CryptoProvider {
   signingPublicKey(type: SigningKeyType, privateKey: Uint8Array): Uint8Array;
   sign(type: SigningKeyType, privateKey: Uint8Array, message: Uint8Array): Uint8Array;
   verify(type: SigningKeyType, publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+  /** `sign` and `verify` off the JavaScript thread, where the provider can (node:crypto's thread pool). */
+  signAsync?(type: SigningKeyType, privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array>;
+  verifyAsync?(
+    type: SigningKeyType,
+    publicKey: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<boolean>;
 }

@@ -32,6 +32,11 @@ export interface SigningVault {
 /** Pure software and stateless: any key type, from any backend. */
 export interface SignatureVerifier {
   verify(publicKey: SigningPublicKey, data: Uint8Array, signature: Uint8Array): boolean;
+  /**
+   * The same check, off the JavaScript thread where the implementation can (node:crypto runs it
+   * on libuv's thread pool): what a busy verifier (an authority) uses to keep both cores working.
+   */
+  verifyAsync?(publicKey: SigningPublicKey, data: Uint8Array, signature: Uint8Array): Promise<boolean>;
   sha256(data: Uint8Array): Uint8Array;
 }
 

@@ -10,7 +10,9 @@ import { createCredentialIssuer, verifyCredential } from '../identity/credential
 import { createIdentity, type LocalIdentity, rotateIdentity } from '../identity/identity.js';
 import { Authority } from './authority.js';
 import {
+  decodeRevocationList,
   decodeSealedRequest,
+  decodeSigned,
   encodeSealedRequest,
   type FetchedBundle,
   type OneTimePrekey,
@@ -274,6 +276,23 @@ describe('X3DH enrollment through an authority', () => {
         clock: systemClock,
       }),
     ).toThrow(/history_older/);
+  });
+
+  it("announces a member's rotation in its revocation list when it renews with a longer history", async () => {
+    const { a } = await authority();
+    const v1 = await identity();
+    const { ticket } = await a.createTicket({ attributes: { role: 'x' }, route: 'x' });
+    const id = v1.identity.identifier.toString();
+    await a.enrollWithCode(id, 1, ticket.code);
+    const before = await a.revocations();
+    await a.credentialFor(id, 2);
+    const after = await a.revocations();
+    expect(after.version).toBe(before.version + 1);
+    expect(decodeRevocationList(decodeSigned(after.bytes, 'list').body).rotations).toEqual([
+      { identifier: id, changes: 2 },
+    ]);
+    // The old history is refused from now on.
+    await expect(a.credentialFor(id, 1)).rejects.toMatchObject({ reason: 'history_older' });
   });
 
   it('seals its prekeys when created with a passphrase, and needs it to open', async () => {

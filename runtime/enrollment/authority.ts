@@ -298,8 +298,14 @@ export class Authority {
         });
         break;
       case 'renewed': {
+        // A member that renews with a longer history rotated its key: the revocation list says so,
+        // so that verifiers that never saw the new history refuse the old key too.
         const m = this.members.get(r.identifier);
-        if (m) m.changes = Math.max(m.changes, r.changes);
+        if (m && r.changes > m.changes) {
+          m.changes = r.changes;
+          this.rotations.set(r.identifier, Math.max(this.rotations.get(r.identifier) ?? 0, r.changes));
+          this.revocationVersion++;
+        }
         break;
       }
       case 'opk-used':
@@ -747,7 +753,9 @@ export class Authority {
     const { verifier } = this.o;
     let device: Identity;
     try {
-      device = Identity.import(body.changeHistory, { verifier, clock: this.clock });
+      // Off the JavaScript thread where the verifier can: an authority verifies two signatures
+      // per enrollment (the history and the proof) and keeps both cores busy that way.
+      device = await Identity.importAsync(body.changeHistory, { verifier, clock: this.clock });
     } catch (e) {
       throw new EnrollmentRefused(
         'identity_invalid',
@@ -758,7 +766,9 @@ export class Authority {
     const key = device.primaryPublicKey;
     let proven = false;
     try {
-      proven = verifier.verify(key, new Uint8Array(digest), body.proof);
+      proven = verifier.verifyAsync
+        ? await verifier.verifyAsync(key, new Uint8Array(digest), body.proof)
+        : verifier.verify(key, new Uint8Array(digest), body.proof);
     } catch {
       proven = false;
     }

@@ -12,7 +12,7 @@ import {
   openChangeData,
   sealChangeData,
 } from './models.js';
-import { checkNow, checkSignature, checkTtl, signDigest, vaultKey } from './signing.js';
+import { checkNow, checkSignature, checkSignatureAsync, checkTtl, signDigest, vaultKey } from './signing.js';
 
 /** A change whose signatures and link to the previous change were checked. */
 export interface VerifiedChange {
@@ -58,6 +58,41 @@ export class Identity {
    * Throws IDENTITY_INVALID, SIGNATURE_INVALID or DECODE_*.
    */
   static verify(changes: readonly Change[], options: VerifyIdentityOptions): Identity {
+    return Identity.check(changes, options, (key, hash, signature, what) =>
+      checkSignature(options.verifier, key, hash, signature, what),
+    );
+  }
+
+  /**
+   * Identity.verify with the signature checks off the JavaScript thread, all at once, when the
+   * verifier can (SignatureVerifier.verifyAsync): for a service that verifies many histories.
+   */
+  static async verifyAsync(changes: readonly Change[], options: VerifyIdentityOptions): Promise<Identity> {
+    const checks: Promise<void>[] = [];
+    const identity = Identity.check(changes, options, (key, hash, signature, what) => {
+      const p = checkSignatureAsync(options.verifier, key, hash, signature, what);
+      p.catch(() => undefined);
+      checks.push(p);
+    });
+    // In order, so that the first bad signature is the one reported.
+    for (const c of checks) await c;
+    return identity;
+  }
+
+  static async importAsync(changeHistory: Uint8Array, options: VerifyIdentityOptions): Promise<Identity> {
+    return Identity.verifyAsync(decodeChangeHistory(changeHistory), options);
+  }
+
+  private static check(
+    changes: readonly Change[],
+    options: VerifyIdentityOptions,
+    signatureCheck: (
+      key: SigningPublicKey,
+      hash: Uint8Array,
+      signature: Change['signature'],
+      what: string,
+    ) => void,
+  ): Identity {
     const { verifier } = options;
     if (changes.length === 0) throw invalid('empty change history');
     if (changes.length > MAX_CHANGES) {
@@ -87,15 +122,14 @@ export class Identity {
           throw invalid(`change ${i} is valid from before change ${i - 1}`);
         }
         if (!change.previousSignature) throw invalid(`change ${i} has no previous_signature`);
-        checkSignature(
-          verifier,
+        signatureCheck(
           previous.data.primaryPublicKey,
           hash,
           change.previousSignature,
           `${what} previous_signature`,
         );
       }
-      checkSignature(verifier, data.primaryPublicKey, hash, change.signature, `${what} signature`);
+      signatureCheck(data.primaryPublicKey, hash, change.signature, `${what} signature`);
       verified.push({ change, data, hash });
     }
     const identifier = Identifier.fromBytes(verified[0]!.hash);

@@ -30,6 +30,30 @@ export function checkSignature(
   if (!ok) throw new KeyhopError(ErrorCodes.SIGNATURE_INVALID, `${what}: signature does not verify`);
 }
 
+/** checkSignature, with the verification off the JavaScript thread when the verifier can. */
+export async function checkSignatureAsync(
+  verifier: SignatureVerifier,
+  key: SigningPublicKey,
+  digest: Uint8Array,
+  signature: Signature,
+  what: string,
+): Promise<void> {
+  if (!verifier.verifyAsync) return checkSignature(verifier, key, digest, signature, what);
+  if (signature.type !== key.type) {
+    throw new KeyhopError(
+      ErrorCodes.SIGNATURE_INVALID,
+      `${what}: ${signature.type} signature for a ${key.type} key`,
+    );
+  }
+  let ok = false;
+  try {
+    ok = await verifier.verifyAsync(key, digest, signature.bytes);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new KeyhopError(ErrorCodes.SIGNATURE_INVALID, `${what}: signature does not verify`);
+}
+
 /**
  * Signs `digest` with a vault key and checks the result with the software verifier before it is
  * used: a hardware signer that returns a wrongly converted signature (DER instead of r ‖ s, say)
@@ -51,7 +75,7 @@ export async function signDigest(
     );
   }
   const signature: Signature = { type: key.type, bytes: bytes.slice() };
-  checkSignature(verifier, key, digest, signature, `${what} (vault ${vault.backend})`);
+  await checkSignatureAsync(verifier, key, digest, signature, `${what} (vault ${vault.backend})`);
   return signature;
 }
 

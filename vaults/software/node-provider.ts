@@ -420,4 +420,52 @@ export const nodeCrypto: CryptoProvider = Object.freeze({
       return false;
     }
   },
+
+  signAsync(type: SigningKeyType, privateKey: Uint8Array, message: Uint8Array): Promise<Uint8Array> {
+    let key: KeyObject;
+    try {
+      key = signingPrivateKeyObject(type, privateKey);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise((resolve, reject) => {
+      const done = (e: Error | null, sig: Buffer) => {
+        if (e) reject(e);
+        else resolve(type === 'Ed25519' ? plain(sig) : normalizeLowS(plain(sig)));
+      };
+      if (type === 'Ed25519') nodeSign(null, message, key, done);
+      else nodeSign('sha256', message, { key, dsaEncoding: 'ieee-p1363' }, done);
+    });
+  },
+
+  verifyAsync(
+    type: SigningKeyType,
+    publicKey: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<boolean> {
+    let key: KeyObject;
+    try {
+      checkSigningType(type);
+      if (type === 'Ed25519') {
+        checkLength(publicKey, ED25519_KEY_LENGTH, 'Ed25519 public key');
+        key = okpPublicKey('Ed25519', publicKey);
+      } else {
+        key = p256PublicKey(publicKey);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!(signature instanceof Uint8Array) || signature.length !== SIGNATURE_LENGTH)
+      return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (e: Error | null, ok: boolean) => resolve(e === null && ok);
+      try {
+        if (type === 'Ed25519') nodeVerify(null, message, key, signature, done);
+        else nodeVerify('sha256', message, { key, dsaEncoding: 'ieee-p1363' }, signature, done);
+      } catch {
+        resolve(false);
+      }
+    });
+  },
 });

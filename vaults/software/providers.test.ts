@@ -548,3 +548,37 @@ describe('node and noble providers agree (fast-check)', () => {
     }
   });
 });
+
+describe('node provider off the JavaScript thread (signAsync, verifyAsync)', () => {
+  const p = nodeCrypto;
+  it.each(ed25519Tests)('Wycheproof ed25519 tcId $tcId $result', async (t) => {
+    const ok = await p.verifyAsync!('Ed25519', unhex(t.pk), unhex(t.msg), unhex(t.sig)).catch(() => false);
+    expect(ok).toBe(t.result === 'valid');
+  });
+
+  it('agree with sign and verify (Ed25519 and P-256, low-S, bad signatures, bad keys)', async () => {
+    for (const type of ['Ed25519', 'P256'] as const) {
+      const { privateKey, publicKey } = p.signingGenerate(type);
+      for (let i = 0; i < 8; i++) {
+        const msg = p.randomBytes(i * 11);
+        const sig = await p.signAsync!(type, privateKey, msg);
+        expect(p.verify(type, publicKey, msg, sig)).toBe(true);
+        if (type === 'P256') expect(isHighS(sig)).toBe(false);
+        else expect(hex(sig)).toBe(hex(p.sign(type, privateKey, msg)));
+        expect(await p.verifyAsync!(type, publicKey, msg, sig)).toBe(true);
+        const bad = sig.slice();
+        bad[5]! ^= 1;
+        expect(await p.verifyAsync!(type, publicKey, msg, bad)).toBe(false);
+        expect(await p.verifyAsync!(type, publicKey, msg, sig.subarray(0, 63))).toBe(false);
+      }
+      await expect(
+        p.verifyAsync!(type, new Uint8Array(3), utf8('x'), new Uint8Array(64)),
+      ).rejects.toMatchObject({
+        code: 'KEY_INVALID',
+      });
+      await expect(p.signAsync!(type, new Uint8Array(3), utf8('x'))).rejects.toMatchObject({
+        code: 'KEY_INVALID',
+      });
+    }
+  });
+});

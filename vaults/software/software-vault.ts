@@ -34,6 +34,13 @@ export class SoftwareVerifier implements SignatureVerifier {
     return this.#provider.verify(publicKey.type, publicKey.bytes, data, signature);
   }
 
+  async verifyAsync(publicKey: SigningPublicKey, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    const p = this.#provider;
+    return p.verifyAsync
+      ? p.verifyAsync(publicKey.type, publicKey.bytes, data, signature)
+      : p.verify(publicKey.type, publicKey.bytes, data, signature);
+  }
+
   sha256(data: Uint8Array): Uint8Array {
     return this.#provider.hash('SHA256', data);
   }
@@ -159,7 +166,10 @@ export class SoftwareVault implements SigningVault, SignatureVerifier, SecureCha
 
   async sign(keyId: KeyId, data: Uint8Array): Promise<Uint8Array> {
     const entry = await this.#load(keyId);
-    return this.provider.sign(signingType(keyId, entry.type), entry.privateKey, data);
+    const type = signingType(keyId, entry.type);
+    return this.provider.signAsync
+      ? this.provider.signAsync(type, entry.privateKey, data)
+      : this.provider.sign(type, entry.privateKey, data);
   }
 
   async deleteKey(keyId: KeyId): Promise<void> {
