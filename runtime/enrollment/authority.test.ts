@@ -126,6 +126,42 @@ describe('X3DH enrollment through an authority', () => {
     expect(a.memberList().map((m) => m.via)).toEqual(['x3dh', 'x3dh']);
   });
 
+  it("refuses a device presenting someone else's identity (its proof does not verify), and spends nothing", async () => {
+    const { a } = await authority();
+    const p = await a.publication(2);
+    const victim = await identity();
+    const mallory = await identity();
+    const { ticket } = await a.createTicket({ attributes: { role: 'device' }, route: 'x' });
+    // Mallory's own software, which does not check what her key signs against the history she sends.
+    const lax = { verify: () => true, sha256: (d: Uint8Array) => verifier.sha256(d) };
+    const { request, pending } = await prepareEnrollment({
+      local: { identity: victim.identity, vault: mallory.vault, keyId: mallory.keyId },
+      anchor: a.identity,
+      fetched: fetchFrom(a, p),
+      token: ticket.code,
+      provider: nodeCrypto,
+      verifier: lax,
+      clock: systemClock,
+    });
+    const response = await a.processRequest(request);
+    expect(() =>
+      openResponse(pending, response!, {
+        authority: a.identity,
+        subject: victim.identity.identifier.toString(),
+        provider: nodeCrypto,
+        verifier,
+        clock: systemClock,
+      }),
+    ).toThrow(/\(proof_invalid\)/);
+    expect(a.memberList()).toHaveLength(0);
+    expect(a.ticketList()[0]).toMatchObject({ state: 'valid', used: 0 });
+    expect(a.counters.refused).toMatchObject({ proof_invalid: 1 });
+    // The victim, with the same code, is still welcome.
+    const { response: ok } = await enroll(a, p, victim, ticket.code);
+    expect(ok).toBeDefined();
+    expect(a.memberList()).toHaveLength(1);
+  });
+
   it('refuses, with a reason the device can read: no code, a used or unknown code, attributes the code does not grant, a revoked identity', async () => {
     const { a } = await authority();
     const p = await a.publication(10);

@@ -85,6 +85,23 @@ const unhex = (s: string, what: string): Uint8Array => {
   return new Uint8Array(Buffer.from(s, 'hex'));
 };
 
+function checkEnrollment(e: unknown): void {
+  const r = e as Partial<EnrollmentRecord>;
+  const routeOrNull = (v: unknown) => v === null || (typeof v === 'string' && v.length > 0);
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    typeof r.authority !== 'string' ||
+    !/^([0-9a-f]{2})+$/i.test(r.authority) ||
+    !routeOrNull(r.route) ||
+    !routeOrNull(r.directory) ||
+    (r.via !== 'ticket' && r.via !== 'x3dh') ||
+    typeof r.at !== 'number'
+  ) {
+    throw new Error('its enrollment record is not one keyhop wrote');
+  }
+}
+
 export class IdentityStore {
   readonly verifier = new SoftwareVerifier();
   private readonly vaults = new Map<string, Promise<OpenedVault>>();
@@ -192,6 +209,7 @@ export class IdentityStore {
       if (file.version !== 1 || typeof file.changeHistory !== 'string' || typeof file.keyId !== 'string') {
         throw new Error('unexpected content');
       }
+      if (file.enrollment !== undefined) checkEnrollment(file.enrollment);
     } catch (e) {
       throw new KeyhopError(
         ErrorCodes.KEY_STORE_CORRUPT,
