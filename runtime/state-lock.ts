@@ -7,7 +7,8 @@ export interface LockOwner {
   node: string | null;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (run by anyone: EPERM still means it is there). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -28,7 +29,7 @@ export async function lockOwner(path: string): Promise<LockOwner | undefined> {
   try {
     const o = JSON.parse(text) as Partial<LockOwner>;
     if (typeof o.pid !== 'number' || !Number.isInteger(o.pid) || o.pid <= 0) return undefined;
-    return alive(o.pid) ? { pid: o.pid, node: typeof o.node === 'string' ? o.node : null } : undefined;
+    return processAlive(o.pid) ? { pid: o.pid, node: typeof o.node === 'string' ? o.node : null } : undefined;
   } catch {
     return undefined;
   }

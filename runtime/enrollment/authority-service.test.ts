@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type TestNode, testNode } from '../../test/support/nodes.js';
 import { propertyRuns } from '../../test/support/property-runs.js';
-import { isKeyhopError } from '../errors.js';
+import { refusalOf } from '../../test/support/refusal.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { createCredentialIssuer, verifyCredential } from '../identity/credentials.js';
 import type { Router } from '../routing/router.js';
@@ -17,7 +17,7 @@ import {
   type MemberOptions,
   renewCredential,
 } from './authority-service.js';
-import { AUTHORITY_ADDRESS, ask, EnrollmentRefused } from './client.js';
+import { AUTHORITY_ADDRESS, ask } from './client.js';
 import { encodeAuthorityRequest } from './codec.js';
 import { TrustState } from './trust-state.js';
 
@@ -71,17 +71,6 @@ function member(d: TestNode, a: Authority, route: string): MemberOptions {
   };
 }
 
-async function reason(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof EnrollmentRefused) return e.reason;
-    if (isKeyhopError(e)) return e.code;
-    throw e;
-  }
-  return 'accepted';
-}
-
 describe('one-time-code enrollment over a secure channel', () => {
   it('a code gives a credential with its attributes once; renewal gives a fresh one to members only', async () => {
     const { authority, route } = await authorityNode();
@@ -99,16 +88,16 @@ describe('one-time-code enrollment over a secure channel', () => {
 
     // Used once: another device with the same code is refused, and so is the same device again.
     const other = await node('other');
-    expect(await reason(enrollWithCode(member(other, authority, route), ticket.code))).toBe('ticket_used');
-    expect(await reason(enrollWithCode(member(d, authority, route), ticket.code))).toBe('ticket_used');
+    expect(await refusalOf(enrollWithCode(member(other, authority, route), ticket.code))).toBe('ticket_used');
+    expect(await refusalOf(enrollWithCode(member(d, authority, route), ticket.code))).toBe('ticket_used');
 
     const renewed = await renewCredential(member(d, authority, route));
     expect(renewed.credential.data).toBeDefined();
-    expect(await reason(renewCredential(member(other, authority, route)))).toBe('not_member');
+    expect(await refusalOf(renewCredential(member(other, authority, route)))).toBe('not_member');
 
     // Revoked: renewal refused.
     await authority.revokeIdentity(d.local.identity.identifier.toString());
-    expect(await reason(renewCredential(member(d, authority, route)))).toBe('revoked');
+    expect(await refusalOf(renewCredential(member(d, authority, route)))).toBe('revoked');
     expect(authority.counters.refused).toMatchObject({ ticket_used: 2, not_member: 1, revoked: 1 });
   });
 
@@ -118,15 +107,15 @@ describe('one-time-code enrollment over a secure channel', () => {
     const withdrawn = await authority.createTicket({ attributes: {}, route });
     await authority.withdrawTicket(withdrawn.id);
     const d = await node('device');
-    expect(await reason(enrollWithCode(member(d, authority, route), withdrawn.ticket.code))).toBe(
+    expect(await refusalOf(enrollWithCode(member(d, authority, route), withdrawn.ticket.code))).toBe(
       'ticket_withdrawn',
     );
-    expect(await reason(enrollWithCode(member(d, authority, route), new Uint8Array(32)))).toBe(
+    expect(await refusalOf(enrollWithCode(member(d, authority, route), new Uint8Array(32)))).toBe(
       'ticket_unknown',
     );
     const short = await authority.createTicket({ attributes: {}, route, ttlSeconds: 1 });
     now += 5;
-    expect(await reason(enrollWithCode(member(d, authority, route), short.ticket.code))).toBe(
+    expect(await refusalOf(enrollWithCode(member(d, authority, route), short.ticket.code))).toBe(
       'ticket_expired',
     );
   });
@@ -136,7 +125,7 @@ describe('one-time-code enrollment over a secure channel', () => {
     const impostor = await authorityNode(systemClock, 'impostor');
     const d = await node('device');
     const { ticket } = await authority.createTicket({ attributes: {}, route: impostor.route });
-    expect(await reason(enrollWithCode(member(d, authority, impostor.route), ticket.code))).toBe(
+    expect(await refusalOf(enrollWithCode(member(d, authority, impostor.route), ticket.code))).toBe(
       'TRUST_REFUSED',
     );
     expect(impostor.authority.counters.refused).toEqual({});
@@ -162,10 +151,10 @@ describe('one-time-code enrollment over a secure channel', () => {
       `${tcp} => ${AUTHORITY_ADDRESS}`,
       encodeAuthorityRequest({ kind: 'enroll', code: ticket.code }),
     );
-    expect(await reason(direct)).toBe('secure_channel_required');
+    expect(await refusalOf(direct)).toBe('secure_channel_required');
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 200 }), async (bytes) => {
-        expect(await reason(ask(d.router, `${tcp} => ${AUTHORITY_ADDRESS}`, bytes))).not.toBe('accepted');
+        expect(await refusalOf(ask(d.router, `${tcp} => ${AUTHORITY_ADDRESS}`, bytes))).not.toBe('accepted');
       }),
       { numRuns: propertyRuns(30) },
     );

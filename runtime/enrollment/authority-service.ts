@@ -7,7 +7,6 @@ import { Identity } from '../identity/identity.js';
 import type { CredentialAndPurposeKey } from '../identity/models.js';
 import { trustIdentifiers } from '../identity/trust.js';
 import type { Logger } from '../log.js';
-import type { Context } from '../routing/context.js';
 import type { Message } from '../routing/message.js';
 import { Route, type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
@@ -21,6 +20,7 @@ import {
   encodeAuthorityRequest,
 } from './codec.js';
 import { checkCredential } from './device.js';
+import { requestWorker } from './request-worker.js';
 
 /**
  * The authority as a service (`authority`), reached through a secure channel to the authority's
@@ -33,21 +33,10 @@ export function authorityWorker(
   authority: Authority,
   o: { log?: Logger; concurrency?: number } = {},
 ): Worker {
-  const inFlight = new Set<Promise<void>>();
-  const concurrency = o.concurrency ?? 64;
-  return {
-    async handleMessage(ctx: Context, message: Message): Promise<void> {
-      while (inFlight.size >= concurrency) await Promise.race(inFlight);
-      const p = answer(authority, message, o.log)
-        .then((bytes) => ctx.reply(message, bytes))
-        .catch(() => undefined)
-        .finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    },
-    async shutdown() {
-      await Promise.all(inFlight);
-    },
-  };
+  return requestWorker(
+    (m) => answer(authority, m, o.log),
+    o.concurrency === undefined ? {} : { concurrency: o.concurrency },
+  );
 }
 
 async function answer(authority: Authority, message: Message, log: Logger | undefined): Promise<Uint8Array> {

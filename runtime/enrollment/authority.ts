@@ -194,9 +194,18 @@ export class Authority {
     if (await Authority.exists(o.home, o.name))
       throw new KeyhopError(ErrorCodes.AUTHORITY_EXISTS, `authority "${o.name}" exists (${dir})`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    return Authority.locked(o, dir, (unlock) => Authority.make(o, dir, unlock));
+  }
+
+  /** Runs `open` holding the authority's lock (released again if it fails). */
+  private static async locked(
+    o: AuthorityOpenOptions,
+    dir: string,
+    open: (unlock: () => Promise<void>) => Promise<Authority>,
+  ): Promise<Authority> {
     const unlock = await acquireLock(join(dir, 'lock'), `authority "${o.name}"`, o.owner ?? null);
     try {
-      return await Authority.make(o, dir, unlock);
+      return await open(unlock);
     } catch (e) {
       await unlock();
       throw e;
@@ -242,13 +251,7 @@ export class Authority {
         `no authority "${o.name}" here (create it with: keyhop authority create ${o.name})`,
       );
     }
-    const unlock = await acquireLock(join(dir, 'lock'), `authority "${o.name}"`, o.owner ?? null);
-    try {
-      return await Authority.load(o, dir, unlock);
-    } catch (e) {
-      await unlock();
-      throw e;
-    }
+    return Authority.locked(o, dir, (unlock) => Authority.load(o, dir, unlock));
   }
 
   private static async load(

@@ -195,16 +195,19 @@ export async function prepareEnrollment(
  * this device, valid now), or the authority's refusal as a TRUST_REFUSED KeyhopError naming its
  * reason. Answers that are not for this request or do not open are DECODE_INVALID / AEAD_FAILED.
  */
+/** What reading an authority's answer needs: whom it is from, whom it is about, how to check it. */
+export interface AnswerOptions {
+  authority: Identity;
+  subject: string;
+  provider: CryptoProvider;
+  verifier: SignatureVerifier;
+  clock: Clock;
+}
+
 export function openResponse(
   pending: PendingEnrollment,
   bytes: Uint8Array,
-  o: {
-    authority: Identity;
-    subject: string;
-    provider: CryptoProvider;
-    verifier: SignatureVerifier;
-    clock: Clock;
-  },
+  o: AnswerOptions,
 ): CredentialAndPurposeKey {
   const sealed = decodeSealedResponse(bytes);
   if (Buffer.compare(sealed.requestId, pending.requestId) !== 0) {

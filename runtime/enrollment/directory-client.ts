@@ -19,7 +19,7 @@ import {
   LIMITS,
   type Signed,
 } from './codec.js';
-import { openResponse, type PendingEnrollment, prepareEnrollment } from './device.js';
+import { type AnswerOptions, openResponse, type PendingEnrollment, prepareEnrollment } from './device.js';
 
 /** Talks to the enrollment directory at `route` (the route to its node; the service name is added). */
 export class DirectoryClient {
@@ -172,13 +172,7 @@ export async function leaveRequest(
 export async function collectAnswer(
   client: DirectoryClient,
   pending: PendingEnrollment,
-  o: {
-    authority: Identity;
-    subject: string;
-    provider: CryptoProvider;
-    verifier: SignatureVerifier;
-    clock: Clock;
-  },
+  o: AnswerOptions,
 ): Promise<CredentialAndPurposeKey | undefined> {
   let refusal: KeyhopError | undefined;
   for (const answer of await client.poll(pending.requestId)) {

@@ -4,16 +4,17 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { propertyRuns } from '../../test/support/property-runs.js';
+import { refusalOf } from '../../test/support/refusal.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
-import { ErrorCodes, isKeyhopError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { systemClock } from '../identity/clock.js';
 import { createCredentialIssuer, verifyCredential } from '../identity/credentials.js';
 import { createIdentity, type LocalIdentity, rotateIdentity } from '../identity/identity.js';
 import { Router } from '../routing/router.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { Authority } from './authority.js';
-import { ask, DIRECTORY_ADDRESS, EnrollmentRefused } from './client.js';
+import { ask, DIRECTORY_ADDRESS } from './client.js';
 import { encodeDirectoryRequest, encodePublication } from './codec.js';
 import { Directory, directoryWorker } from './directory.js';
 import { collectAnswer, DirectoryClient, leaveRequest, publishAt, serveMailbox } from './directory-client.js';
@@ -88,17 +89,6 @@ const answerOptions = (local: LocalIdentity, a: Authority) => ({
   verifier,
   clock: systemClock,
 });
-
-async function refusal(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof EnrollmentRefused) return e.reason;
-    if (isKeyhopError(e)) return e.code;
-    throw e;
-  }
-  throw new Error('not refused');
-}
 
 describe('enrollment through a directory over TCP', () => {
   it('devices enroll while the authority is offline; it comes up, answers, and they collect their credentials', async () => {
@@ -183,15 +173,17 @@ describe('enrollment through a directory over TCP', () => {
       signature: await mallory.vault.sign(mallory.keyId, verifier.sha256(body)),
     };
     // Someone else's signature over the authority's publication.
-    expect(await refusal(client.publish(a.identity.export(), forged))).toBe(ErrorCodes.SIGNATURE_INVALID);
+    expect(await refusalOf(client.publish(a.identity.export(), forged))).toBe(ErrorCodes.SIGNATURE_INVALID);
     // Mallory publishing the authority's bundle as her own: the bundle is not hers, and she is not pinned.
     const mal = { body, signature: await mallory.vault.sign(mallory.keyId, verifier.sha256(body)) };
-    expect(await refusal(client.publish(mallory.identity.export(), mal))).toBe(ErrorCodes.SIGNATURE_INVALID);
+    expect(await refusalOf(client.publish(mallory.identity.export(), mal))).toBe(
+      ErrorCodes.SIGNATURE_INVALID,
+    );
     expect(h.directory.describe().authorities).toHaveLength(1);
     // A replayed publication adds no prekey twice; an older one is refused.
     const older = encodePublication({ ...p, publishedAt: p.publishedAt - 10 });
     const signed = { body: older, signature: await a.signBody(older, 'publication') };
-    expect(await refusal(client.publish(a.identity.export(), signed))).toBe('stale_publication');
+    expect(await refusalOf(client.publish(a.identity.export(), signed))).toBe('stale_publication');
     const first = encodePublication(await a.publication(2));
     const replayed = { body: first, signature: await a.signBody(first, 'publication') };
     await client.publish(a.identity.export(), replayed);
@@ -215,13 +207,13 @@ describe('enrollment through a directory over TCP', () => {
     await client.putRevocations(rotated.identity.export(), (await after.revocations()).bytes);
     expect(h.directory.describe().authorities).toHaveLength(1);
     // The rotated-away key signs nothing here any more, even presented with the old history.
-    expect(await refusal(client.putRevocations(a.identity.export(), (await a.revocations()).bytes))).toBe(
+    expect(await refusalOf(client.putRevocations(a.identity.export(), (await a.revocations()).bytes))).toBe(
       ErrorCodes.SIGNATURE_INVALID,
     );
     const fork = await rotateIdentity(local, { verifier, clock: systemClock });
     const forked = await authority('ca-fork', fork);
     expect(
-      await refusal(client.putRevocations(fork.identity.export(), (await forked.revocations()).bytes)),
+      await refusalOf(client.putRevocations(fork.identity.export(), (await forked.revocations()).bytes)),
     ).toBe('history_conflict');
   });
 
@@ -239,13 +231,13 @@ describe('enrollment through a directory over TCP', () => {
     const response = await a.processRequest((await client.collect(a.identifier))[0]!);
     const alien = new Uint8Array(response!);
     alien[5] = alien[5]! ^ 1; // inside the request id
-    expect(await refusal(client.reply(alien))).toBe('unknown_request');
+    expect(await refusalOf(client.reply(alien))).toBe('unknown_request');
 
     // An acknowledgement not signed by the authority.
     const mallory = await identity();
     const ackBody = (await a.acknowledgement([pending.requestId])).body;
     expect(
-      await refusal(
+      await refusalOf(
         client.ack(a.identifier, {
           body: ackBody,
           signature: await mallory.vault.sign(mallory.keyId, verifier.sha256(ackBody)),
@@ -260,7 +252,7 @@ describe('enrollment through a directory over TCP', () => {
     const v2 = await a.revocations();
     expect(v2.version).toBeGreaterThan(v1.version);
     await client.putRevocations(a.identity.export(), v2.bytes);
-    expect(await refusal(client.putRevocations(a.identity.export(), v1.bytes))).toBe('rollback');
+    expect(await refusalOf(client.putRevocations(a.identity.export(), v1.bytes))).toBe('rollback');
     expect(
       Buffer.from((await client.getRevocations(a.identifier, v1.version))!).equals(Buffer.from(v2.bytes)),
     ).toBe(true);
@@ -275,8 +267,8 @@ describe('enrollment through a directory over TCP', () => {
     const d = await identity();
     await leaveRequest(client, deviceOptions(d, a, null));
     await leaveRequest(client, deviceOptions(d, a, null));
-    expect(await refusal(leaveRequest(client, deviceOptions(d, a, null)))).toBe('mailbox_full');
-    expect(await refusal(client.fetch(`I${'0'.repeat(64)}`))).toBe('unknown_authority');
+    expect(await refusalOf(leaveRequest(client, deviceOptions(d, a, null)))).toBe('mailbox_full');
+    expect(await refusalOf(client.fetch(`I${'0'.repeat(64)}`))).toBe('unknown_authority');
   });
 
   it('answers any bytes with a typed refusal and keeps serving', async () => {
@@ -287,7 +279,7 @@ describe('enrollment through a directory over TCP', () => {
     await publishAt(client, a, 0);
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), async (bytes) => {
-        const code = await refusal(ask(r, client.route, bytes)).catch(() => 'accepted');
+        const code = await refusalOf(ask(r, client.route, bytes)).catch(() => 'accepted');
         expect(typeof code).toBe('string');
       }),
       { numRuns: propertyRuns(50) },
@@ -299,7 +291,9 @@ describe('enrollment through a directory over TCP', () => {
       { op: 'collect' as const, authority: unknown, max: 1 },
       { op: 'get-revocations' as const, authority: unknown, have: 0 },
     ]) {
-      expect(await refusal(ask(r, client.route, encodeDirectoryRequest(request)))).toBe('unknown_authority');
+      expect(await refusalOf(ask(r, client.route, encodeDirectoryRequest(request)))).toBe(
+        'unknown_authority',
+      );
     }
     expect((await client.fetch(a.identifier)).prekey).toBeNull();
     expect(h.directory.counters.refused.undecodable).toBeGreaterThan(0);

@@ -6,8 +6,6 @@ import { CborWriter } from '../identity/cbor-writer.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
-import type { Context } from '../routing/context.js';
-import type { Message } from '../routing/message.js';
 import type { Worker } from '../routing/worker.js';
 import { EnrollmentRefused, failure } from './client.js';
 import {
@@ -29,6 +27,7 @@ import {
 } from './codec.js';
 import { checkSignedBy } from './device.js';
 import { Journal } from './journal.js';
+import { requestWorker } from './request-worker.js';
 
 /**
  * The enrollment directory: a service any node can run (a relay node is a good place) that keeps,
@@ -434,20 +433,5 @@ export class Directory {
  * devices never get the same one-time prekey.
  */
 export function directoryWorker(directory: Directory, concurrency = 64): Worker {
-  const inFlight = new Set<Promise<void>>();
-  return {
-    async handleMessage(ctx: Context, message: Message): Promise<void> {
-      while (inFlight.size >= concurrency) await Promise.race(inFlight);
-      const p = directory
-        .handle(message.payload)
-        .then((answer) => ctx.reply(message, answer))
-        .catch(() => undefined)
-        .finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    },
-    async shutdown() {
-      await Promise.all(inFlight);
-      await directory.close();
-    },
-  };
+  return requestWorker((m) => directory.handle(m.payload), { concurrency, close: () => directory.close() });
 }

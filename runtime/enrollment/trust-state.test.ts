@@ -4,13 +4,12 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { propertyRuns } from '../../test/support/property-runs.js';
+import { refusalOf } from '../../test/support/refusal.js';
 import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
-import { isKeyhopError } from '../errors.js';
 import { type Clock, systemClock } from '../identity/clock.js';
 import { createCredentialIssuer, issueCredential, verifyCredential } from '../identity/credentials.js';
 import { createIdentity, type LocalIdentity, rotateIdentity } from '../identity/identity.js';
 import { Authority } from './authority.js';
-import { EnrollmentRefused } from './client.js';
 import { decodeSigned, encodeRevocationList, encodeSigned } from './codec.js';
 import { TrustState } from './trust-state.js';
 
@@ -52,17 +51,6 @@ async function authority(clock: Clock = systemClock, name = 'ca') {
   return { a, issuer, local };
 }
 
-async function reason(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof EnrollmentRefused) return e.reason;
-    if (isKeyhopError(e)) return e.code;
-    throw e;
-  }
-  return 'accepted';
-}
-
 describe('known identities (Ockam: refuse a history older than, or conflicting with, the one seen)', () => {
   it('remembers the first history, follows a rotation, refuses the old key and a fork, across a restart', async () => {
     let s = await state();
@@ -70,15 +58,15 @@ describe('known identities (Ockam: refuse a history older than, or conflicting w
     await s.checkIdentity(device.identity);
     const rotated = await rotateIdentity(device, { verifier, clock: systemClock });
     await s.checkIdentity(rotated.identity);
-    expect(await reason(s.checkIdentity(device.identity))).toBe('IDENTITY_INVALID');
+    expect(await refusalOf(s.checkIdentity(device.identity))).toBe('IDENTITY_INVALID');
     await s.close();
     cleanups.pop();
 
     s = await state();
-    expect(await reason(s.checkIdentity(device.identity))).toBe('IDENTITY_INVALID');
+    expect(await refusalOf(s.checkIdentity(device.identity))).toBe('IDENTITY_INVALID');
     await s.checkIdentity(rotated.identity);
     const fork = await rotateIdentity(device, { verifier, clock: systemClock });
-    expect(await reason(s.checkIdentity(fork.identity))).toBe('IDENTITY_INVALID');
+    expect(await refusalOf(s.checkIdentity(fork.identity))).toBe('IDENTITY_INVALID');
     // Counters are this run's.
     expect(s.known.counters).toMatchObject({ known: 1, refusedOlder: 1, refusedConflict: 1 });
   });
@@ -90,7 +78,7 @@ describe('known identities (Ockam: refuse a history older than, or conflicting w
     await a.recordRotation(device.identity.identifier.toString(), 2);
     s.revocations.track(a.identifier);
     await s.acceptRevocations((await a.revocations()).bytes, a.identity);
-    expect(await reason(s.checkIdentity(device.identity))).toBe('IDENTITY_INVALID');
+    expect(await refusalOf(s.checkIdentity(device.identity))).toBe('IDENTITY_INVALID');
     await s.checkIdentity((await rotateIdentity(device, { verifier, clock: systemClock })).identity);
   });
 });
@@ -150,17 +138,17 @@ describe('revocation lists', () => {
     expect(await s.acceptRevocations(v2.bytes, a.identity)).toBeDefined();
     // The same list again changes nothing; an older one is a rollback.
     expect(await s.acceptRevocations(v2.bytes, a.identity)).toBeUndefined();
-    expect(await reason(s.acceptRevocations(v1.bytes, a.identity))).toBe('rollback');
+    expect(await refusalOf(s.acceptRevocations(v1.bytes, a.identity))).toBe('rollback');
     // Signed by someone else (with the authority's list inside), or presented as someone else's.
     const body = decodeSigned(v2.bytes, 'list').body;
     const forged = encodeSigned({
       body,
       signature: await mallory.vault.sign(mallory.keyId, verifier.sha256(body)),
     });
-    expect(await reason(s.acceptRevocations(forged, a.identity))).toBe('SIGNATURE_INVALID');
-    expect(await reason(s.acceptRevocations(forged, mallory.identity))).toBe('other_authority');
+    expect(await refusalOf(s.acceptRevocations(forged, a.identity))).toBe('SIGNATURE_INVALID');
+    expect(await refusalOf(s.acceptRevocations(forged, mallory.identity))).toBe('other_authority');
     // Unsigned: not even a Signed structure.
-    expect(await reason(s.acceptRevocations(body, a.identity))).toMatch(/^DECODE_/);
+    expect(await refusalOf(s.acceptRevocations(body, a.identity))).toMatch(/^DECODE_/);
     // Stale: signed long ago.
     const stale = encodeRevocationList({
       authority: a.identifier,
@@ -172,7 +160,7 @@ describe('revocation lists', () => {
       rotations: [],
     });
     const staleSigned = encodeSigned({ body: stale, signature: await a.signBody(stale, 'list') });
-    expect(await reason(s.acceptRevocations(staleSigned, a.identity))).toBe('stale');
+    expect(await refusalOf(s.acceptRevocations(staleSigned, a.identity))).toBe('stale');
     expect(s.revocations.versionOf(a.identifier)).toBe(2);
     expect(s.revocations.counters.refusedLists).toMatchObject({
       rollback: 1,
@@ -208,7 +196,7 @@ describe('revocation lists', () => {
     s = await state();
     s.revocations.track(a.identifier);
     expect(s.revocations.versionOf(a.identifier)).toBe(2);
-    expect(await reason(s.acceptRevocations(v1.bytes, a.identity))).toBe('rollback');
+    expect(await refusalOf(s.acceptRevocations(v1.bytes, a.identity))).toBe('rollback');
   });
 
   it('answers any bytes with a typed error and keeps nothing', async () => {
@@ -216,7 +204,7 @@ describe('revocation lists', () => {
     const { a } = await authority();
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), async (bytes) => {
-        const r = await reason(s.acceptRevocations(bytes, a.identity));
+        const r = await refusalOf(s.acceptRevocations(bytes, a.identity));
         expect(r).not.toBe('accepted');
       }),
       { numRuns: propertyRuns(200) },

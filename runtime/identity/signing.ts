@@ -15,12 +15,7 @@ export function checkSignature(
   signature: Signature,
   what: string,
 ): void {
-  if (signature.type !== key.type) {
-    throw new KeyhopError(
-      ErrorCodes.SIGNATURE_INVALID,
-      `${what}: ${signature.type} signature for a ${key.type} key`,
-    );
-  }
+  checkSignatureType(key, signature, what);
   let ok = false;
   try {
     ok = verifier.verify(key, digest, signature.bytes);
@@ -28,6 +23,15 @@ export function checkSignature(
     ok = false;
   }
   if (!ok) throw new KeyhopError(ErrorCodes.SIGNATURE_INVALID, `${what}: signature does not verify`);
+}
+
+function checkSignatureType(key: SigningPublicKey, signature: Signature, what: string): void {
+  if (signature.type !== key.type) {
+    throw new KeyhopError(
+      ErrorCodes.SIGNATURE_INVALID,
+      `${what}: ${signature.type} signature for a ${key.type} key`,
+    );
+  }
 }
 
 /** checkSignature, with the verification off the JavaScript thread when the verifier can. */
@@ -39,12 +43,7 @@ export async function checkSignatureAsync(
   what: string,
 ): Promise<void> {
   if (!verifier.verifyAsync) return checkSignature(verifier, key, digest, signature, what);
-  if (signature.type !== key.type) {
-    throw new KeyhopError(
-      ErrorCodes.SIGNATURE_INVALID,
-      `${what}: ${signature.type} signature for a ${key.type} key`,
-    );
-  }
+  checkSignatureType(key, signature, what);
   let ok = false;
   try {
     ok = await verifier.verifyAsync(key, digest, signature.bytes);

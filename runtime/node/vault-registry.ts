@@ -6,6 +6,7 @@ import { type AteccLinkSpec, checkLinkSpec } from '../../vaults/atecc608/link-sp
 import { SoftwareVault } from '../../vaults/software/software-vault.js';
 import type { KeyId, SigningVault } from '../../vaults/vault.js';
 import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
+import { processAlive } from '../state-lock.js';
 
 /**
  * Vaults under KEYHOP_HOME/vaults/<name>/. A software vault is a key directory; a hardware vault
@@ -524,7 +525,7 @@ export async function withDescriptorLock<T>(home: string, name: string, fn: () =
       }
     }
     const pid = Number(await readFile(owner, 'utf8').catch(() => ''));
-    if (Number.isInteger(pid) && pid > 0 && !isRunning(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) {
       await rm(lock, { recursive: true, force: true });
       continue;
     }
@@ -540,15 +541,6 @@ export async function withDescriptorLock<T>(home: string, name: string, fn: () =
     return await fn();
   } finally {
     await rm(lock, { recursive: true, force: true });
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -10,7 +10,15 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_MAIN, type CliResult, errorLine, freePort, freePorts, keyhop } from '../support/cli.js';
+import {
+  CLI_MAIN,
+  type CliResult,
+  errorLine,
+  freePort,
+  freePorts,
+  keyhop,
+  untilReported,
+} from '../support/cli.js';
 
 /**
  * Several nodes start and stop in these tests, each a process of its own, and relays and inlets
@@ -29,16 +37,6 @@ async function json<T = Record<string, unknown>>(...args: string[]): Promise<T> 
   const r = await keyhop(home, [...args, '--json']);
   if (r.code !== 0) throw new Error(`keyhop ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
-}
-
-/** Polls `probe` (a node's reported state, not the clock) until it gives a value. */
-async function until<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 600; i++) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 interface Show {
@@ -115,7 +113,7 @@ describe('a node starts when its relay is down, and keeps trying', () => {
         (await run('node', 'start', 'hub', '--tcp-listener', `127.0.0.1:${relayPort}`, '--relay-service'))
           .code,
       ).toBe(0);
-      const up = await until(async () => {
+      const up = await untilReported(async () => {
         const s = await show('edge');
         return s.relays[0]!.state === 'up' ? s : undefined;
       }, 'the relay registered');
@@ -166,7 +164,7 @@ describe('a node starts when its relay is down, and keeps trying', () => {
       expect((await run('tcp-outlet', 'create', '--at', 'site', '--to', `127.0.0.1:${webPort}`)).code).toBe(
         0,
       );
-      await until(
+      await untilReported(
         async () => ((await show('client')).inlets[0]!.state === 'up' ? true : undefined),
         'inlet channel up',
       );
@@ -175,7 +173,7 @@ describe('a node starts when its relay is down, and keeps trying', () => {
       // The outlet's node restarts (its outlet comes back from its stored configuration).
       expect((await run('node', 'stop', 'site')).code).toBe(0);
       expect((await run('node', 'start', 'site')).code).toBe(0);
-      await until(async () => {
+      await untilReported(async () => {
         const i = (await show('client')).inlets[0]!;
         return i.state === 'up' && i.channelsOpened === 2 ? true : undefined;
       }, 'inlet channel opened again');
@@ -303,7 +301,7 @@ describe('under a supervisor', () => {
         },
       );
       children.push(c);
-      await until(
+      await untilReported(
         async () =>
           (await keyhop(home, ['node', 'show', 'svc', '--json'])).stdout.includes('"running"')
             ? true
@@ -324,7 +322,7 @@ describe('under a supervisor', () => {
       c.kill('SIGTERM');
       expect(await exited).toBe(0);
       // The peer's end was closed by the Close the stopping node sent.
-      await until(
+      await untilReported(
         async () =>
           (await json<unknown[]>('secure-channel', 'list', '--at', 'peer')).length === 0 ? true : undefined,
         'peer channel closed',

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, errorLine, freePorts, keyhop } from '../support/cli.js';
+import { type CliResult, errorLine, freePorts, keyhop, untilReported } from '../support/cli.js';
 
 /**
  * Enrollment and the trust lifecycle as an operator scripts them, over real TCP between real node
@@ -33,16 +33,6 @@ async function json<T = Record<string, unknown>>(name: string, ...args: string[]
 function ok(r: CliResult): CliResult {
   expect(r.code, r.stderr).toBe(0);
   return r;
-}
-
-/** Polls a node's reported state until `probe` gives a value (events, not the clock). */
-async function until<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 600; i++) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 const route = (port: number, ...rest: string[]) => [`1#127.0.0.1:${port}`, ...rest].join(' => ');
@@ -298,7 +288,7 @@ describe('enrollment from the command line', () => {
       expect(d1.credentials).toHaveLength(1);
 
       ok(await at('ca', 'authority', 'revoke', 'ca', '--identity', d1.identifier));
-      await until(async () => {
+      await untilReported(async () => {
         const s = await json<{ secureChannels: unknown[] }>('svc', 'node', 'show', 'svc');
         return s.secureChannels.length === 0 ? true : undefined;
       }, 'the service closed the revoked device channel');

@@ -5,7 +5,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SECURE_CHANNEL_INFO, type SecureChannelInfo } from '../../runtime/channel/channel-identity.js';
 import { Authority } from '../../runtime/enrollment/authority.js';
 import { TrustState } from '../../runtime/enrollment/trust-state.js';
-import { isKeyhopError } from '../../runtime/errors.js';
 import { type Clock, systemClock } from '../../runtime/identity/clock.js';
 import { createCredentialIssuer, issueCredential } from '../../runtime/identity/credentials.js';
 import { type LocalIdentity, rotateIdentity } from '../../runtime/identity/identity.js';
@@ -14,6 +13,7 @@ import type { Message } from '../../runtime/routing/message.js';
 import { Route } from '../../runtime/routing/route.js';
 import type { Router } from '../../runtime/routing/router.js';
 import { type TestNode, testNode } from '../support/nodes.js';
+import { refusalOf } from '../support/refusal.js';
 import { until } from '../support/wait.js';
 
 /**
@@ -103,16 +103,6 @@ async function send(d: TestNode, channel: { encryptor: { toString(): string } },
   await ctx.stop();
 }
 
-async function refusal(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (isKeyhopError(e)) return e.code;
-    throw e;
-  }
-  return 'accepted';
-}
-
 describe('the trust lifecycle at a verifier', () => {
   it('a revoked device loses its open channel as soon as the new list arrives, and cannot open another', async () => {
     const s = await setup();
@@ -126,7 +116,7 @@ describe('the trust lifecycle at a verifier', () => {
     await s.trust.acceptRevocations((await s.authority.revocations()).bytes, s.authority.identity);
     expect(await s.service.channels.revalidateAll('revocation list')).toBe(1);
     await closed;
-    expect(await refusal(d.channels.create(s.route))).toBe('TRUST_REFUSED');
+    expect(await refusalOf(d.channels.create(s.route))).toBe('TRUST_REFUSED');
     // Another device of the same authority is unaffected.
     const other = await s.device();
     await other.channels.create(s.route);
@@ -176,7 +166,7 @@ describe('the trust lifecycle at a verifier', () => {
     await after.channels.create(s.route);
     // The thief kept the old key: same identifier, the history as it was, a valid credential.
     const thief = await s.device(first.local);
-    expect(await refusal(thief.channels.create(s.route))).toMatch(
+    expect(await refusalOf(thief.channels.create(s.route))).toMatch(
       /TRUST_REFUSED|HANDSHAKE_TIMEOUT|CHANNEL_CLOSED/,
     );
     expect(s.trust.known.counters.refusedOlder).toBe(1);

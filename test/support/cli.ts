@@ -67,3 +67,16 @@ export async function freePorts(count: number): Promise<number[]> {
 export async function freePort(): Promise<number> {
   return (await freePorts(1))[0]!;
 }
+
+/**
+ * Polls `probe` (what a node reports, not the clock) every 50 ms until it gives a value; throws
+ * naming `what` after 30 s (a generous bound for 2 busy cores, not a timing assertion).
+ */
+export async function untilReported<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
+  for (let i = 0; i < 600; i++) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`never happened: ${what}`);
+}

@@ -14,7 +14,7 @@ import { Router } from '../../routing/router.js';
 import { lockOwner } from '../../state-lock.js';
 import { TcpTransport } from '../../transports/tcp/tcp-transport.js';
 import { print } from '../output.js';
-import { announceVaultCreated } from './identity.js';
+import { announceVaultCreated, parseAttributes } from './identity.js';
 import { secondsOption } from './node.js';
 
 interface Common {
@@ -23,16 +23,6 @@ interface Common {
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-function parseAttributes(list: string[] | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const a of list ?? []) {
-    const i = a.indexOf('=');
-    if (i <= 0) throw new KeyhopError(ErrorCodes.USAGE, `attribute "${a}" is not key=value`);
-    out[a.slice(0, i)] = a.slice(i + 1);
-  }
-  return out;
-}
 
 function positive(text: string | undefined, option: string, max: number): number | undefined {
   if (text === undefined) return undefined;

@@ -56,7 +56,8 @@ export async function closeIdentityStores(): Promise<void> {
   await Promise.all(opened.splice(0).map((s) => s.close()));
 }
 
-function parseAttributes(list: string[] | undefined): Record<string, string> {
+/** `key=value` options as attributes. */
+export function parseAttributes(list: string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const a of list ?? []) {
     const i = a.indexOf('=');
