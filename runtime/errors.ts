@@ -65,6 +65,9 @@ export const ErrorCodes = {
   NONCE_EXHAUSTED: 'NONCE_EXHAUSTED',
   NONCE_REJECTED: 'NONCE_REJECTED',
   PORTAL_FAILED: 'PORTAL_FAILED',
+  // Brokers and store-and-forward
+  /** A store-and-forward outbox is at its configured size: the message was not taken. */
+  OUTBOX_FULL: 'OUTBOX_FULL',
   // pairing
   PAIRING_FAILED: 'PAIRING_FAILED',
   // Hardware vaults (secure elements, TPMs, tokens)

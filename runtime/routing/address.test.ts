@@ -7,7 +7,16 @@ import { Address, MAX_ADDRESS_VALUE_BYTES, TransportType } from './address.js';
 
 describe('TransportType', () => {
   it('has the type bytes Ockam assigns', () => {
-    expect(TransportType).toEqual({ LOCAL: 0, TCP: 1, UDP: 2, WEBSOCKET: 3, BLE: 4, UDS: 5, SERIAL: 6 });
+    expect(TransportType).toEqual({
+      LOCAL: 0,
+      TCP: 1,
+      UDP: 2,
+      WEBSOCKET: 3,
+      BLE: 4,
+      UDS: 5,
+      SERIAL: 6,
+      MQTT: 7,
+    });
   });
 });
 

@@ -11,6 +11,8 @@ export const TransportType = {
   UDS: 5,
   /** keyhop's own: Ockam has no serial transport. */
   SERIAL: 6,
+  /** keyhop's own: a mailbox on an MQTT broker (docs/protocols/mqtt.md). */
+  MQTT: 7,
 } as const;
 
 const encoder = new TextEncoder();
