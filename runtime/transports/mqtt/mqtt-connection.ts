@@ -128,6 +128,14 @@ interface Peer {
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * CONNACK codes that refuse the credentials or the client: 3.1.1's 2 (identifier rejected), 4 (bad
+ * user name or password), 5 (not authorized); MQTT 5's 0x85, 0x86, 0x87, 0x8C (bad authentication
+ * method).
+ */
+const AUTH_REFUSALS = new Set([2, 4, 5, 0x85, 0x86, 0x87, 0x8c]);
+/** Node's codes for a TLS handshake that failed on certificates (ours refused, or theirs untrusted). */
+const TLS_REFUSAL = /^(ERR_SSL_|ERR_TLS_CERT|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_)/;
 
 /**
  * One mailbox on one broker (or cluster): an mqtt.js client with a persistent session, the
@@ -342,9 +350,25 @@ export class MqttConnection {
       }, timeout);
       const ok = () => {
         clearTimeout(timer);
+        client.off('error', refused);
         resolve();
       };
+      // The broker said no to these credentials (or this client): trying again will not help.
+      const refused = (e: Error & { code?: unknown }) => {
+        const tlsRefusal = typeof e.code === 'string' && TLS_REFUSAL.test(e.code);
+        if (!AUTH_REFUSALS.has(e.code as number) && !tlsRefusal) return;
+        clearTimeout(timer);
+        client.off('connect', ok);
+        client.off('error', refused);
+        reject(
+          new KeyhopError(
+            ErrorCodes.CONNECT_FAILED,
+            `MQTT broker ${o.urls.join(', ')} refused the connection: ${e.message}`,
+          ),
+        );
+      };
       client.once('connect', ok);
+      client.on('error', refused);
     });
   }
 
@@ -792,10 +816,16 @@ export class MqttConnection {
     if (this.client) {
       const client = this.client;
       await new Promise<void>((resolve) => {
-        // Not forced: acknowledgements already handed to the client still leave.
-        const t = setTimeout(() => client.end(true, () => resolve()), 2_000);
-        client.end(false, () => {
+        // Connected: not forced, so acknowledgements already handed to the client still leave.
+        // Otherwise mqtt.js would queue the DISCONNECT until a connection that never comes.
+        const force = !client.connected;
+        const t = setTimeout(() => {
+          client.stream?.destroy();
+          resolve();
+        }, 2_000);
+        client.end(force, () => {
           clearTimeout(t);
+          client.stream?.destroy();
           resolve();
         });
       });

@@ -1,12 +1,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../../../test/support/wait.js';
+import { Address } from '../../routing/address.js';
+import { encodeCborFrame } from '../../routing/codec/cbor-frame.js';
+import { Message } from '../../routing/message.js';
 import { Route } from '../../routing/route.js';
 import { Router } from '../../routing/router.js';
 import { EchoService } from '../../services/echo.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './embedded-broker.js';
+import { encodeAck, encodeData } from './frame.js';
 import type { MqttConnectionOptions } from './mqtt-connection.js';
 import { MqttTransport } from './mqtt-transport.js';
 
@@ -82,5 +88,139 @@ describe('MQTT transport through the embedded broker', () => {
     await until(() => seen.length >= 300, 15_000);
     expect(seen).toEqual([...Array(300).keys()]);
     await until(() => alice.conn.stats().outbox.messages === 0, 15_000);
+  });
+
+  it('counts and drops bad input on its topics and goes on delivering: garbage, oversized, retained, undecodable, foreign acks', async () => {
+    const b = await broker();
+    const raw = await mqtt.connectAsync(b.url, { clientId: 'raw' });
+    cleanups.push(() => raw.endAsync());
+    const stream = Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1);
+    const frame = (i: number, seq = i) =>
+      Buffer.from(
+        encodeData(
+          stream,
+          seq,
+          1,
+          encodeCborFrame(new Message(Route.of('inbox'), Route.EMPTY, Uint8Array.of(i))),
+        ),
+      );
+    // Left retained on bob's topic before bob subscribes: the broker hands it to every new subscription.
+    await raw.publishAsync('keyhop/bob/old', frame(9, 1), { qos: 1, retain: true });
+    const router = new Router({ name: 'bob' });
+    cleanups.push(() => router.shutdown());
+    const seen: number[] = [];
+    await router.startWorker('inbox', { handleMessage: (_c, m) => void seen.push(m.payload[0]!) });
+    const bob = await MqttTransport.create(router).connect({
+      urls: [b.url],
+      mailbox: 'bob',
+      broker: 'hub',
+      expose: ['inbox'],
+      maxMessageBytes: 4096,
+    });
+    await raw.publishAsync('keyhop/bob/raw', frame(1), { qos: 1 });
+    await raw.publishAsync('keyhop/bob/raw', Buffer.from('garbage'), { qos: 1 });
+    await raw.publishAsync('keyhop/bob/raw', Buffer.from(encodeData(stream, 2, 1, new Uint8Array(5000))), {
+      qos: 1,
+    });
+    await raw.publishAsync(
+      'keyhop/bob/raw',
+      Buffer.from(encodeData(stream, 2, 1, Uint8Array.of(0xff, 0x00))),
+      { qos: 1 },
+    );
+    await raw.publishAsync(
+      'keyhop/bob/raw',
+      Buffer.from(encodeAck(Uint8Array.of(7, 7, 7, 7, 7, 7, 7, 7), 5)),
+      { qos: 1 },
+    );
+    await raw.publishAsync('keyhop/bob/raw', frame(1), { qos: 1 }); // a duplicate
+    await raw.publishAsync('keyhop/bob/raw', frame(3), { qos: 1 });
+    await until(() => seen.length === 2);
+    expect(seen).toEqual([1, 3]);
+    expect(bob.stats().drops).toMatchObject({
+      undecodable_frame: 2,
+      retained: 1,
+      undecodable_message: 1,
+      unknown_stream: 1,
+      duplicate: 1,
+    });
+    await raw.publishAsync('keyhop/bob/old', Buffer.alloc(0), { qos: 1, retain: true });
+  });
+
+  it('refuses a message when the outbox is full, with OUTBOX_FULL and a counter, and keeps what it took', async () => {
+    const b = await broker();
+    const alice = await node('alice', b, { outbox: { maxMessages: 10 } });
+    const ctx = await alice.router.context();
+    for (let i = 0; i < 12; i++) await ctx.send(Route.of('7#hub/nobody', 'inbox'), Uint8Array.of(i));
+    await until(() => alice.conn.stats().drops.outbox_full === 2);
+    expect(alice.conn.stats().outbox.messages).toBe(10);
+    expect(alice.router.metrics.workerErrors).toBe(2);
+  });
+
+  it('gives up messages older than maxAgeMs, counted at both ends, and delivers the rest', async () => {
+    const b = await broker();
+    const bob1 = await node('bob', b, { expose: ['inbox'] });
+    await bob1.router.shutdown();
+    const alice = await node('alice', b, { outbox: { maxAgeMs: 100, window: 1 } });
+    const ctx = await alice.router.context();
+    for (let i = 0; i < 5; i++) await ctx.send(Route.of('7#hub/bob', 'inbox'), Uint8Array.of(i));
+    await until(() => alice.conn.stats().drops.expired === 5);
+    await ctx.send(Route.of('7#hub/bob', 'inbox'), Uint8Array.of(9));
+    const router = new Router({ name: 'bob2' });
+    cleanups.push(() => router.shutdown());
+    const seen: number[] = [];
+    await router.startWorker('inbox', { handleMessage: (_c, m) => void seen.push(m.payload[0]!) });
+    const bob = await MqttTransport.create(router).connect({
+      urls: [b.url],
+      mailbox: 'bob',
+      broker: 'hub',
+      expose: ['inbox'],
+    });
+    await until(() => seen.includes(9), 10_000);
+    // The one published before it expired may arrive first (it was at the broker); 9 arrives, once.
+    expect(seen.filter((x) => x === 9)).toHaveLength(1);
+    expect(bob.stats().drops.skipped + seen.length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('fails to open with CONNECT_FAILED when the broker never answers, and keeps trying when told not to wait', async () => {
+    // Reads (so it notices a client leaving) and never answers.
+    const silent = createServer((socket) => socket.resume());
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => silent.close(() => r())));
+    const port = (silent.address() as { port: number }).port;
+    const router = new Router({ name: 'x' });
+    cleanups.push(() => router.shutdown());
+    const t = MqttTransport.create(router);
+    await expect(
+      t.connect({ urls: [`mqtt://127.0.0.1:${port}`], mailbox: 'x', connectTimeoutMs: 300 }),
+    ).rejects.toMatchObject({ code: 'CONNECT_FAILED' });
+    const c = await t.connect({ urls: [`mqtt://127.0.0.1:${port}`], mailbox: 'x', connectTimeoutMs: 0 });
+    expect(c.connected).toBe(false);
+    const ctx = await router.context();
+    await ctx.send(Route.of(`7#127.0.0.1:${port}/y`, 'inbox'), Uint8Array.of(1));
+    await until(() => c.stats().outbox.messages === 1);
+  });
+
+  it('refuses bad options with CONFIG_INVALID and routes to unknown brokers with CONNECT_FAILED', async () => {
+    const router = new Router({ name: 'x' });
+    cleanups.push(() => router.shutdown());
+    const t = MqttTransport.create(router);
+    for (const bad of [
+      { urls: [] },
+      { urls: ['http://x:1'] },
+      { urls: ['mqtt://x:1/path'] },
+      { urls: ['mqtt://x:1'], outbox: { window: 0 } },
+      { urls: ['mqtt://x:1'], protocolVersion: 3 as never },
+      { urls: ['mqtt://x:1'], maxMessageBytes: 32 * 1024 * 1024 },
+    ]) {
+      await expect(t.connect({ mailbox: 'x', connectTimeoutMs: 0, ...bad })).rejects.toMatchObject({
+        code: 'CONFIG_INVALID',
+      });
+    }
+    await expect(t.connect({ urls: ['mqtt://x:1'], mailbox: 'bad/name' })).rejects.toMatchObject({
+      code: 'ADDRESS_INVALID',
+    });
+    await expect(t.resolve(Address.parse('7#elsewhere/box'))).rejects.toMatchObject({
+      code: 'CONNECT_FAILED',
+    });
   });
 });

@@ -416,7 +416,7 @@ function applyRecord(
   cursors: Map<string, LoggedCursor>,
 ): boolean {
   if (body.length < STREAM_ID_BYTES + 4) return false;
-  const id = Uint8Array.prototype.slice.call(body, 0, STREAM_ID_BYTES);
+  const id = new Uint8Array(body.subarray(0, STREAM_ID_BYTES));
   const key = streamKey(id);
   const n = body.readUInt32BE(STREAM_ID_BYTES);
   switch (type) {
