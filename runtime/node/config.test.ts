@@ -114,4 +114,44 @@ describe('parseNodeConfig', () => {
       expect((e as { code: string }).code).toBe('CONFIG_INVALID');
     }
   });
+
+  it('reads MQTT mailboxes (url or urls) and the embedded broker', () => {
+    const c = parseNodeConfig({
+      name: 'n',
+      mqttBroker: { bind: '127.0.0.1:1883' },
+      mqtt: [
+        { url: 'mqtt://127.0.0.1:1883' },
+        {
+          urls: ['mqtts://a:8883', 'mqtts://b:8883'],
+          mailbox: 'gw-1',
+          broker: 'fleet',
+          username: 'gw-1',
+          passwordFile: '/etc/keyhop/mqtt-password',
+          tls: { ca: 'ca.pem', cert: 'c.pem', key: 'k.pem' },
+          protocolVersion: 4,
+          expose: ['api'],
+          durable: false,
+          outbox: { maxMessages: 10, maxAgeSeconds: 0, window: 5 },
+        },
+      ],
+    });
+    expect(c.mqttBroker).toEqual({ bind: '127.0.0.1:1883' });
+    expect(c.mqtt![0]).toEqual({ urls: ['mqtt://127.0.0.1:1883'] });
+    expect(c.mqtt![1]).toMatchObject({
+      urls: ['mqtts://a:8883', 'mqtts://b:8883'],
+      protocolVersion: 4,
+      durable: false,
+    });
+  });
+
+  it.each([
+    [{}, /mqtt\[0\] needs a "url"/],
+    [{ url: 'mqtt://x:1', password: 'p' }, /unknown setting "password"/],
+    [{ url: 'mqtt://x:1', protocolVersion: 3 }, /protocolVersion must be 4/],
+    [{ url: 'mqtt://x:1', tls: { cert: 'c.pem' } }, /needs both "cert" and "key"/],
+    [{ url: 'mqtt://x:1', outbox: { window: 0 } }, /outbox.window must be a whole number >= 1/],
+    [{ url: 'mqtt://x:1', durable: 'yes' }, /durable must be true or false/],
+  ])('rejects mqtt %j with CONFIG_INVALID', (mqtt, message) => {
+    expect(() => parseNodeConfig({ name: 'n', mqtt: [mqtt] })).toThrow(message);
+  });
 });

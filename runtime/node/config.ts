@@ -140,6 +140,27 @@ export interface InletConfig {
   authorized?: string[];
 }
 
+/** A mailbox on an MQTT broker (or cluster): docs/protocols/mqtt.md. */
+export interface MqttConfig {
+  /** Broker URLs (`mqtt://host:port`, `mqtts://…`); several for a cluster. */
+  urls: string[];
+  /** This node's mailbox (default: the node's name). */
+  mailbox?: string;
+  /** The broker's name in addresses (`7#<broker>/<mailbox>`; default host:port of the first URL). */
+  broker?: string;
+  username?: string;
+  /** A file holding the password (kept out of the config). */
+  passwordFile?: string;
+  tls?: { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
+  protocolVersion?: 4 | 5 | 'auto';
+  topicPrefix?: string;
+  /** Local workers messages from any mailbox may reach (default: the node's services). */
+  expose?: string[];
+  /** Keep the outbox and delivery cursors in the node's directory (default true with KEYHOP_HOME). */
+  durable?: boolean;
+  outbox?: { maxMessages?: number; maxBytes?: number; maxAgeSeconds?: number; window?: number };
+}
+
 export interface NodeConfig {
   name: string;
   tcpListeners: TcpListenerConfig[];
@@ -160,6 +181,10 @@ export interface NodeConfig {
   enrollmentDirectory?: { authorities?: string[] };
   /** Gate relay registrations by credential (`ockam-relay` attribute: `*` or the alias). */
   relayAccess?: RelayAccessConfig;
+  /** Mailboxes on MQTT brokers. */
+  mqtt?: MqttConfig[];
+  /** Run an in-process MQTT broker (aedes) on `bind`, e.g. for a single machine. */
+  mqttBroker?: { bind: string };
   log: { level: string };
 }
 
@@ -226,6 +251,8 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'authority',
       'enrollmentDirectory',
       'relayAccess',
+      'mqtt',
+      'mqttBroker',
       'log',
     ],
     'node config',
@@ -419,6 +446,14 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     relayAccess = { authorities, ...(r.policy !== undefined ? { policy: r.policy as string } : {}) };
     if (s.relay !== true) fail('relayAccess is set but the node runs no relay service (services.relay)');
   }
+  const mqtt = listOf(raw.mqtt, 'mqtt', parseMqttConfig);
+  let mqttBroker: NodeConfig['mqttBroker'];
+  if (raw.mqttBroker !== undefined) {
+    const b = raw.mqttBroker;
+    if (!isObject(b) || typeof b.bind !== 'string') fail('mqttBroker needs a "bind" (host:port)');
+    onlyKeys(b, ['bind'], 'mqttBroker');
+    mqttBroker = { bind: b.bind };
+  }
   const log = raw.log ?? {};
   if (!isObject(log)) fail('log must be an object');
   onlyKeys(log, ['level'], 'log');
@@ -447,8 +482,92 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     ...(authority ? { authority } : {}),
     ...(enrollmentDirectory ? { enrollmentDirectory } : {}),
     ...(relayAccess ? { relayAccess } : {}),
+    ...(mqtt.length > 0 ? { mqtt } : {}),
+    ...(mqttBroker ? { mqttBroker } : {}),
     log: { level },
   };
+}
+
+function parseMqttConfig(o: Record<string, unknown>, where: string): MqttConfig {
+  onlyKeys(
+    o,
+    [
+      'url',
+      'urls',
+      'mailbox',
+      'broker',
+      'username',
+      'passwordFile',
+      'tls',
+      'protocolVersion',
+      'topicPrefix',
+      'expose',
+      'durable',
+      'outbox',
+    ],
+    where,
+  );
+  const urls =
+    o.urls !== undefined
+      ? stringList(o.urls, `${where}.urls`)
+      : typeof o.url === 'string'
+        ? [o.url]
+        : undefined;
+  if (!urls || urls.length === 0) fail(`${where} needs a "url" (mqtt://host:port) or "urls"`);
+  const out: MqttConfig = { urls };
+  for (const k of ['mailbox', 'broker', 'username', 'passwordFile', 'topicPrefix'] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.length === 0) fail(`${where}.${k} must be a non-empty string`);
+    out[k] = v;
+  }
+  if (o.protocolVersion !== undefined) {
+    if (o.protocolVersion !== 4 && o.protocolVersion !== 5 && o.protocolVersion !== 'auto') {
+      fail(`${where}.protocolVersion must be 4 (MQTT 3.1.1), 5 or "auto"`);
+    }
+    out.protocolVersion = o.protocolVersion;
+  }
+  if (o.tls !== undefined) {
+    const t = o.tls;
+    if (!isObject(t)) fail(`${where}.tls must be an object`);
+    onlyKeys(t, ['ca', 'cert', 'key', 'rejectUnauthorized'], `${where}.tls`);
+    const tls: NonNullable<MqttConfig['tls']> = {};
+    for (const k of ['ca', 'cert', 'key'] as const) {
+      if (t[k] === undefined) continue;
+      if (typeof t[k] !== 'string') fail(`${where}.tls.${k} must be a file path`);
+      tls[k] = t[k] as string;
+    }
+    if (t.rejectUnauthorized !== undefined) {
+      if (typeof t.rejectUnauthorized !== 'boolean')
+        fail(`${where}.tls.rejectUnauthorized must be true or false`);
+      tls.rejectUnauthorized = t.rejectUnauthorized;
+    }
+    if ((tls.cert === undefined) !== (tls.key === undefined))
+      fail(`${where}.tls needs both "cert" and "key", or neither`);
+    out.tls = tls;
+  }
+  const expose = stringList(o.expose, `${where}.expose`);
+  if (expose) out.expose = expose;
+  if (o.durable !== undefined) {
+    if (typeof o.durable !== 'boolean') fail(`${where}.durable must be true or false`);
+    out.durable = o.durable;
+  }
+  if (o.outbox !== undefined) {
+    const b = o.outbox;
+    if (!isObject(b)) fail(`${where}.outbox must be an object`);
+    onlyKeys(b, ['maxMessages', 'maxBytes', 'maxAgeSeconds', 'window'], `${where}.outbox`);
+    const outbox: NonNullable<MqttConfig['outbox']> = {};
+    for (const k of ['maxMessages', 'maxBytes', 'maxAgeSeconds', 'window'] as const) {
+      const v = b[k];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (k === 'maxAgeSeconds' ? 0 : 1)) {
+        fail(`${where}.outbox.${k} must be a whole number${k === 'maxAgeSeconds' ? ' >= 0' : ' >= 1'}`);
+      }
+      outbox[k] = v;
+    }
+    out.outbox = outbox;
+  }
+  return out;
 }
 
 function seconds(v: unknown, where: string, min: number, max: number): number | undefined {

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
 import { channelPolicy } from '../channel/access.js';
@@ -37,12 +38,21 @@ import {
   STATIC_FORWARDING_SERVICE,
 } from '../services/relay/relay-service.js';
 import { createRemoteRelay, type RelayVia, type RemoteRelayInfo } from '../services/relay/remote-relay.js';
+import { type EmbeddedBroker, startEmbeddedBroker } from '../transports/mqtt/embedded-broker.js';
+import { MqttTransport } from '../transports/mqtt/mqtt-transport.js';
 import { DEFAULT_BAUD_RATE, SerialTransport } from '../transports/serial/serial-transport.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
 import { AuthorityRunner } from './authority-runner.js';
 import { NodeBle } from './ble-node.js';
-import type { InletConfig, NodeConfig, OutletConfig, RelayConfig, SerialConfig } from './config.js';
+import type {
+  InletConfig,
+  MqttConfig,
+  NodeConfig,
+  OutletConfig,
+  RelayConfig,
+  SerialConfig,
+} from './config.js';
 import { DEFAULT_IDENTITY, IdentityStore, type StoredIdentity } from './identity-store.js';
 import { nodePaths } from './paths.js';
 import { Backoff } from './retry.js';
@@ -92,6 +102,8 @@ export class KeyhopNode {
   readonly tcp: TcpTransport;
   serial: SerialTransport | undefined;
   udp: UdpTransport | undefined;
+  mqtt: MqttTransport | undefined;
+  mqttBroker: EmbeddedBroker | undefined;
   readonly log: Logger;
   readonly startedAt = Date.now();
   private readonly services: string[] = [];
@@ -160,6 +172,9 @@ export class KeyhopNode {
         await node.createUdpTransport(config.udp.bind, config.udp.expose ?? udpDefault);
       }
       for (const sc of config.serial ?? []) await node.createSerialLink(sc, true);
+      if (config.mqttBroker)
+        node.mqttBroker = await startEmbeddedBroker(config.mqttBroker.bind, { log: node.log });
+      for (const m of config.mqtt ?? []) await node.openMqttMailbox(m, options.home);
       // Remote dependencies get one attempt now (so that a node whose peers are up is whole when
       // it reports ready), then retry in the background.
       await Promise.all(config.relays.map((r) => node.startRelay(r)));
@@ -605,6 +620,55 @@ export class KeyhopNode {
   }
 
   /**
+   * Opens this node's mailbox on an MQTT broker. The broker is a remote dependency: the node
+   * waits a moment for it, then goes on and the connection keeps trying in the background;
+   * messages to other mailboxes wait in the outbox meanwhile (durable in the node's directory).
+   */
+  async openMqttMailbox(config: MqttConfig, home?: string): Promise<string> {
+    this.mqtt ??= MqttTransport.create(this.router, { log: this.log });
+    let password: string | undefined;
+    if (config.passwordFile !== undefined) {
+      try {
+        password = (await readFile(config.passwordFile, 'utf8')).replace(/\r?\n$/, '');
+      } catch (e) {
+        throw new KeyhopError(
+          ErrorCodes.CONFIG_INVALID,
+          `cannot read the MQTT password file ${config.passwordFile}: ${describeError(e)}`,
+        );
+      }
+    }
+    const durable = config.durable ?? true;
+    const outbox = config.outbox ?? {};
+    const conn = await this.mqtt.connect({
+      urls: config.urls,
+      mailbox: config.mailbox ?? this.name,
+      ...(config.broker !== undefined ? { broker: config.broker } : {}),
+      ...(config.username !== undefined ? { username: config.username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(config.tls ? { tls: config.tls } : {}),
+      ...(config.protocolVersion !== undefined ? { protocolVersion: config.protocolVersion } : {}),
+      ...(config.topicPrefix !== undefined ? { topicPrefix: config.topicPrefix } : {}),
+      ...(durable && home ? { stateDir: join(nodePaths(home, this.name).dir, 'mqtt') } : {}),
+      outbox: {
+        ...(outbox.maxMessages !== undefined ? { maxMessages: outbox.maxMessages } : {}),
+        ...(outbox.maxBytes !== undefined ? { maxBytes: outbox.maxBytes } : {}),
+        ...(outbox.maxAgeSeconds !== undefined ? { maxAgeMs: outbox.maxAgeSeconds * 1000 } : {}),
+        ...(outbox.window !== undefined ? { window: outbox.window } : {}),
+      },
+      expose: config.expose ?? this.services,
+      connectTimeoutMs: 0,
+      log: this.log,
+    });
+    if (!(await conn.connectedWithin(5_000))) {
+      this.log.warn(
+        { broker: conn.broker, err: conn.stats().lastError },
+        'MQTT broker not reached yet: the node keeps trying in the background',
+      );
+    }
+    return conn.address.toString();
+  }
+
+  /**
    * Opens a serial port (a cable to a board). What arrives on it may reach `expose`: local
    * workers, and `1#host:port` entries, which let the board's messages go on over TCP to that peer
    * (the node is then the board's gateway).
@@ -759,6 +823,8 @@ export class KeyhopNode {
       udp: this.udp
         ? { address: this.udp.address, route: `2#${this.udp.address}`, ...this.udp.stats() }
         : null,
+      mqtt: (this.mqtt?.connections() ?? []).map((c) => ({ route: c.address.toString(), ...c.stats() })),
+      mqttBroker: this.mqttBroker ? { url: this.mqttBroker.url, clients: this.mqttBroker.clients } : null,
       relaysHosted: this.relayService
         ? [...this.relayService.relays.values()].map((r) => ({
             name: r.name,
@@ -814,6 +880,7 @@ export class KeyhopNode {
     for (const { outlet } of this.outlets) await outlet.close().catch(() => undefined);
     await this.channels?.shutdown().catch(() => undefined);
     await this.router.shutdown();
+    await this.mqttBroker?.close().catch(() => undefined);
     // After the router: no request is in flight in their workers any more.
     await this.authorityRunner?.stop().catch(() => undefined);
     await this.trust?.close().catch(() => undefined);

@@ -1,10 +1,13 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { trustIdentifiers } from '../../runtime/identity/trust.js';
+import { KeyhopNode } from '../../runtime/node/node.js';
 import type { Message } from '../../runtime/routing/message.js';
 import { Route } from '../../runtime/routing/route.js';
 import { Router } from '../../runtime/routing/router.js';
@@ -275,5 +278,54 @@ describe.skipIf(skip !== undefined)('MQTT transport through mosquitto', () => {
     for (const i of range(20)) await ctx.send(Route.of('7#b/bob', 'inbox'), seq(i));
     await until(() => seen.length >= 20, 30_000);
     expect(seen).toEqual(range(20));
+  }, 60_000);
+
+  it('serves a TCP portal through a secure channel whose traffic crosses the broker, between two nodes configured with mailboxes', async () => {
+    const b = await broker();
+    const blob = randomBytes(2 * 1024 * 1024);
+    const web = createHttpServer((_req, res) => {
+      res.setHeader('content-length', blob.length);
+      res.end(blob);
+    });
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      web.closeAllConnections();
+      return new Promise((r) => web.close(r));
+    });
+    const base = {
+      tcpListeners: [],
+      services: { echo: true, relay: false },
+      relays: [],
+      identity: null,
+      secureChannel: { listener: true, address: 'api', authorities: [] },
+      inlets: [],
+      log: { level: 'silent' },
+    };
+    const server = await KeyhopNode.start({
+      ...base,
+      name: 'server',
+      outlets: [{ target: `127.0.0.1:${(web.address() as AddressInfo).port}` }],
+      mqtt: [{ urls: [b.url], broker: 'fleet' }],
+    });
+    cleanups.push(() => server.stop());
+    const client = await KeyhopNode.start({
+      ...base,
+      name: 'client',
+      outlets: [],
+      mqtt: [{ urls: [b.url], broker: 'fleet' }],
+    });
+    cleanups.push(() => client.stop());
+    const inlet = await client.createInlet({
+      bind: '127.0.0.1:0',
+      to: '7#fleet/server => api',
+      authorized: [server.identity!.identity.identifier.toString()],
+    });
+    const res = await fetch(`http://${inlet.address}/`);
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(createHash('sha256').update(body).digest('hex')).toBe(
+      createHash('sha256').update(blob).digest('hex'),
+    );
+    const shown = client.describe().mqtt as { route: string; connected: boolean }[];
+    expect(shown).toEqual([expect.objectContaining({ route: '7#fleet/client', connected: true })]);
   }, 60_000);
 });

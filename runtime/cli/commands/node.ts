@@ -16,6 +16,15 @@ interface StartOptions {
   config?: string;
   tcpListener?: string[];
   udpBind?: string;
+  mqtt?: string[];
+  mqttMailbox?: string;
+  mqttName?: string;
+  mqttUser?: string;
+  mqttPasswordFile?: string;
+  mqttCa?: string;
+  mqttCert?: string;
+  mqttKey?: string;
+  mqttBroker?: string | boolean;
   identity?: string;
   authority?: string[];
   trust?: string[];
@@ -103,6 +112,46 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
     ];
   }
   if (o.udpBind) merged.udp = { bind: o.udpBind };
+  const embedded = o.mqttBroker === true ? '127.0.0.1:1883' : o.mqttBroker || undefined;
+  if (embedded) merged.mqttBroker = { bind: embedded };
+  const mqttUrls = o.mqtt?.length ? o.mqtt : embedded ? [`mqtt://${embedded}`] : undefined;
+  const mqttDetails = [
+    o.mqttMailbox,
+    o.mqttName,
+    o.mqttUser,
+    o.mqttPasswordFile,
+    o.mqttCa,
+    o.mqttCert,
+    o.mqttKey,
+  ];
+  if (!mqttUrls && mqttDetails.some((v) => v !== undefined)) {
+    throw new KeyhopError(
+      ErrorCodes.USAGE,
+      'the --mqtt-… options describe a mailbox: give its broker with --mqtt <url> (or --mqtt-broker)',
+    );
+  }
+  if (mqttUrls) {
+    const tls = {
+      ...(o.mqttCa ? { ca: o.mqttCa } : {}),
+      ...(o.mqttCert ? { cert: o.mqttCert } : {}),
+      ...(o.mqttKey ? { key: o.mqttKey } : {}),
+    };
+    const mailbox = {
+      urls: mqttUrls,
+      ...(o.mqttMailbox ? { mailbox: o.mqttMailbox } : {}),
+      ...(o.mqttName ? { broker: o.mqttName } : {}),
+      ...(o.mqttUser ? { username: o.mqttUser } : {}),
+      ...(o.mqttPasswordFile ? { passwordFile: o.mqttPasswordFile } : {}),
+      ...(Object.keys(tls).length > 0 ? { tls } : {}),
+    };
+    // The command line's mailbox replaces a stored one on the same broker name, or is added.
+    const key = (m: Record<string, unknown>) =>
+      `${m.broker ?? ''}|${(m.urls as string[] | undefined)?.[0] ?? m.url}`;
+    const stored = ((raw.mqtt as Record<string, unknown>[] | undefined) ?? []).filter(
+      (m) => key(m) !== key(mailbox),
+    );
+    merged.mqtt = [...stored, mailbox];
+  }
   if (o.serveAuthority || o.authorityDirectory?.length) {
     const a = { ...((raw.authority as Record<string, unknown>) ?? {}) };
     if (o.serveAuthority) a.name = o.serveAuthority;
@@ -313,6 +362,14 @@ function describeNode(d: Record<string, unknown>): string {
   for (const l of d.tcpListeners as { route: string }[]) lines.push(`  listener:   ${l.route}`);
   const udp = d.udp as { route: string; peers: number } | null;
   if (udp) lines.push(`  udp:        ${udp.route} (${udp.peers} peers)`);
+  const broker = d.mqttBroker as { url: string; clients: number } | null;
+  if (broker) lines.push(`  broker:     ${broker.url} (embedded, ${broker.clients} clients)`);
+  for (const m of (d.mqtt as
+    | { route: string; connected: boolean; lastError: string | null; outbox: { messages: number } }[]
+    | undefined) ?? []) {
+    const state = m.connected ? 'connected' : `not connected${m.lastError ? `: ${m.lastError}` : ''}`;
+    lines.push(`  mailbox:    ${m.route} (${state}; ${m.outbox.messages} in the outbox)`);
+  }
   for (const c of d.tcpConnections as { peer: string; direction: string; sender: string }[]) {
     lines.push(`  connection: ${c.direction} ${c.peer} (route via ${c.sender})`);
   }
@@ -363,6 +420,25 @@ export function registerNodeCommands(program: Command): void {
       .option('--config <file>', 'JSON node config (see docs/cli.md); replaces the stored one')
       .option('--tcp-listener <host:port>', 'listen for TCP on host:port (repeatable)', collect)
       .option('--udp-bind <host:port>', 'open a UDP socket on host:port (2#… routes)')
+      .option(
+        '--mqtt <url>',
+        "open this node's mailbox on the MQTT broker at <url> (mqtt:// or mqtts://; repeat for a cluster's nodes)",
+        collect,
+      )
+      .option('--mqtt-mailbox <name>', "the node's mailbox name on the broker (default: the node's name)")
+      .option(
+        '--mqtt-name <name>',
+        "the broker's name in addresses, 7#<name>/<mailbox> (default: host:port of the first --mqtt)",
+      )
+      .option('--mqtt-user <name>', 'broker user name')
+      .option('--mqtt-password-file <file>', 'file holding the broker password')
+      .option('--mqtt-ca <file>', 'PEM of the CA that signed the broker certificate (mqtts://)')
+      .option('--mqtt-cert <file>', 'client certificate (PEM) for brokers that ask for one')
+      .option('--mqtt-key <file>', 'key of --mqtt-cert (PEM)')
+      .option(
+        '--mqtt-broker [host:port]',
+        'run an in-process MQTT broker (default 127.0.0.1:1883); without --mqtt the node opens its mailbox there',
+      )
       .option(
         '--identity <name>',
         'identity in KEYHOP_HOME (default "default", made on first use; any other must exist: keyhop identity create)',

@@ -106,6 +106,8 @@ export type MqttDropReason =
 
 export interface MqttConnectionStats {
   connected: boolean;
+  /** Why the last connection attempt failed or the connection dropped, if it did. */
+  lastError: string | null;
   connects: number;
   messagesIn: number;
   messagesOut: number;
@@ -447,6 +449,22 @@ export class MqttConnection {
     return this.client?.connected ?? false;
   }
 
+  /** Resolves true once connected, or false after `ms` (the connection keeps trying). */
+  connectedWithin(ms: number): Promise<boolean> {
+    const client = this.client;
+    if (!client || this.connected) return Promise.resolve(this.connected);
+    return new Promise((resolve) => {
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        client.off('connect', ok);
+        resolve(v);
+      };
+      const ok = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      client.on('connect', ok);
+    });
+  }
+
   /** Lets messages from every remote mailbox reach `address`. */
   expose(address: AddressLike): void {
     this.router.flowControls.addConsumer(this.flow, Address.from(address));
@@ -780,6 +798,7 @@ export class MqttConnection {
     const held = this.inbox.held;
     return {
       connected: this.connected,
+      lastError: this.lastError ?? null,
       ...this.counters,
       outbox: this.outbox.stats(),
       inbox: { streams: this.inbox.streamCount, heldMessages: held.messages, heldBytes: held.bytes },
