@@ -48,6 +48,14 @@ export {
   NUS_PROFILE,
 } from './transports/ble/gatt-link.js';
 export { createCentral, createPeripheral } from './transports/ble/hci/index.js';
+export { type EmbeddedBroker, startEmbeddedBroker } from './transports/mqtt/embedded-broker.js';
+export {
+  MqttConnection,
+  type MqttConnectionOptions,
+  type MqttConnectionStats,
+  type MqttDropReason,
+} from './transports/mqtt/mqtt-connection.js';
+export { MqttTransport } from './transports/mqtt/mqtt-transport.js';
 export { TcpConnection } from './transports/tcp/tcp-connection.js';
 export { type TcpListener, TcpTransport } from './transports/tcp/tcp-transport.js';
 export { TRANSPORT_INFO, type TransportInfo } from './transports/transport-info.js';

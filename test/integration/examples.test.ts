@@ -30,6 +30,19 @@ describe('examples run as written', () => {
     expect(stdout).not.toContain('hello from the guest');
   });
 
+  it('broker-store-and-forward.mjs', async () => {
+    const { stdout } = await run(process.execPath, ['examples/broker-store-and-forward.mjs'], {
+      cwd: root,
+      timeout: 50_000,
+    });
+    expect(stdout).toContain('collector: 5 readings while online');
+    expect(stdout).toContain(
+      'sensor: 100 readings sent while the collector is offline, 100 kept in its outbox',
+    );
+    expect(stdout).toContain('collector: back online, 105 readings in all, in order and once: true');
+    expect(stdout).toMatch(/broker: carried \d+ frames, 0 with a reading in clear/);
+  }, 60_000);
+
   it('fleet-enrollment/run.mjs', async () => {
     const { stdout } = await run(process.execPath, ['examples/fleet-enrollment/run.mjs'], {
       cwd: root,

@@ -179,6 +179,8 @@ export class MqttConnection {
   private paused: (() => void)[] = [];
   private compacting = false;
   private stopped = false;
+  /** Taken offline on purpose (disconnect()): no reconnection until reconnect(). */
+  private offline = false;
   private connectedOnce = false;
   private autoVersion = false;
   private connackSeen = false;
@@ -411,7 +413,7 @@ export class MqttConnection {
   }
 
   private onClose(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.offline) return;
     const refusedVersion = !this.connackSeen || /protocol version/i.test(this.lastError ?? '');
     this.connackSeen = false;
     if (this.autoVersion && this.client && refusedVersion) {
@@ -820,6 +822,45 @@ export class MqttConnection {
     return true;
   }
 
+  private async endClient(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    await new Promise<void>((resolve) => {
+      // Connected: not forced, so acknowledgements already handed to the client still leave.
+      // Otherwise mqtt.js would queue the DISCONNECT until a connection that never comes.
+      const force = !client.connected;
+      const t = setTimeout(() => {
+        client.stream?.destroy();
+        resolve();
+      }, 2_000);
+      client.end(force, () => {
+        clearTimeout(t);
+        client.stream?.destroy();
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Leaves the broker on purpose and stays offline (a device powering its radio down): the
+   * session stays at the broker, messages for this mailbox wait there, messages from it wait in
+   * the outbox, and the workers and their routes stay. `reconnect()` comes back.
+   */
+  async disconnect(): Promise<void> {
+    if (this.stopped || this.offline) return;
+    this.offline = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    await this.endClient();
+  }
+
+  /** Comes back after disconnect() (the session resumes where it was). */
+  reconnect(): void {
+    if (this.stopped || !this.offline) return;
+    this.offline = false;
+    this.client?.reconnect();
+  }
+
   /** Writes the state file, leaves the broker (the session stays for the next run) and stops the workers. */
   async close(): Promise<void> {
     if (this.stopped) return;
@@ -832,23 +873,7 @@ export class MqttConnection {
     if (log) {
       for (const c of this.inbox.takeDirty()) log.cursor(c.from, c.stream, c.next);
     }
-    if (this.client) {
-      const client = this.client;
-      await new Promise<void>((resolve) => {
-        // Connected: not forced, so acknowledgements already handed to the client still leave.
-        // Otherwise mqtt.js would queue the DISCONNECT until a connection that never comes.
-        const force = !client.connected;
-        const t = setTimeout(() => {
-          client.stream?.destroy();
-          resolve();
-        }, 2_000);
-        client.end(force, () => {
-          clearTimeout(t);
-          client.stream?.destroy();
-          resolve();
-        });
-      });
-    }
+    await this.endClient();
     for (const p of this.peers.values()) {
       this.router.flowControls.remove(p.flow);
       await this.router.stopWorker(p.sender).catch(() => undefined);
