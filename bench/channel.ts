@@ -10,8 +10,6 @@ import {
   type Server as TlsServer,
   connect as tlsConnect,
 } from 'node:tls';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { noise } from '@chainsafe/libp2p-noise';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { ConnectionEncrypter, Logger as Libp2pLogger, Upgrader } from '@libp2p/interface';
@@ -36,6 +34,7 @@ import {
   closeSocket,
   fixed,
   framedEchoClient,
+  gcFunction,
   type IdentityNode,
   identityNode,
   measureRig,
@@ -154,14 +153,6 @@ function sumProblems(list: readonly Record<string, number>[]): Record<string, nu
 }
 
 const hasProblems = (p: Record<string, number>) => Object.values(p).some((n) => n > 0);
-
-/** A forced full GC: `--expose-gc`'s gc, or one obtained at run time through V8 flags. */
-function gcFunction(): () => void {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (existing) return existing;
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
 
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));

@@ -13,6 +13,7 @@ import { channelBenchmark } from './channel.js';
 import { enrollmentBenchmark } from './enrollment.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
 import { linksBenchmark } from './links.js';
+import { mqttBenchmark } from './mqtt.js';
 import { routingBenchmark } from './routing.js';
 import { vaultsBenchmark } from './vaults.js';
 
@@ -24,6 +25,7 @@ const benchmarks: Record<string, Benchmark> = {
   vaults: vaultsBenchmark,
   atecc608: atecc608Benchmark,
   enrollment: enrollmentBenchmark,
+  mqtt: mqttBenchmark,
 };
 
 function usage(): string {

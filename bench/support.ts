@@ -2,6 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { OckamChannelIdentity } from '../runtime/channel/ockam-identity.js';
 import { SecureChannels } from '../runtime/channel/secure-channels.js';
 import { describeError } from '../runtime/errors.js';
@@ -310,4 +312,12 @@ export async function identityNode(name: string, routers: Router[]): Promise<Ide
   });
   const channels = new SecureChannels(router, { identity, provider: nodeCrypto });
   return { router, tcp, channels, identifier: identity.identifier };
+}
+
+/** A forced full GC: `--expose-gc`'s gc, or one obtained at run time through V8 flags. */
+export function gcFunction(): () => void {
+  const existing = (globalThis as { gc?: () => void }).gc;
+  if (existing) return existing;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
 }

@@ -54,6 +54,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     'autosave_interval 1800',
     `max_queued_messages ${options.maxQueuedMessages ?? 1000}`,
     'max_inflight_messages 100',
+    // mosquitto's default leaves Nagle on: a request and its reply then wait on delayed ACKs (~40 ms).
+    'set_tcp_nodelay true',
     // As root it drops to the mosquitto user, which cannot write this directory.
     ...(process.getuid?.() === 0 ? ['user root'] : []),
     `log_dest file ${dir}/mosquitto.log`,

@@ -170,6 +170,7 @@ export class MqttConnection {
   private releaseLock: (() => Promise<void>) | undefined;
   private readonly pumping = new Set<SendStream>();
   private readonly pumpAgain = new Set<SendStream>();
+  private readonly trimming = new Set<SendStream>();
   private readonly pendingAcks = new Map<string, { remote: string; stream: Uint8Array; acked: number }>();
   private tickScheduled = false;
   private timer: NodeJS.Timeout | undefined;
@@ -528,6 +529,19 @@ export class MqttConnection {
     }
     this.counters.messagesOut++;
     this.pump(stream);
+    this.scheduleTrim(stream);
+  }
+
+  /** Once the state file has the messages waiting outside the window, their bytes leave memory. */
+  private scheduleTrim(stream: SendStream): void {
+    const log = this.stateLog;
+    if (!log || this.trimming.has(stream)) return;
+    if (stream.entries.length <= stream.published + this.outbox.limits.window) return;
+    this.trimming.add(stream);
+    void log.flush().then(() => {
+      this.trimming.delete(stream);
+      this.trim(stream);
+    });
   }
 
   /** Publishes what the window of `stream` allows (reading back from the state file what it must). */
@@ -554,7 +568,9 @@ export class MqttConnection {
           await this.load(entries);
           continue;
         }
-        for (const e of entries) this.publish(stream, e);
+        this.corked(() => {
+          for (const e of entries) this.publish(stream, e);
+        });
         this.outbox.markPublished(stream, entries, Date.now());
         this.trim(stream);
       }
@@ -587,6 +603,26 @@ export class MqttConnection {
     for (let i = keep; i < stream.entries.length; i++) {
       const e = stream.entries[i]!;
       if (e.bytes !== undefined && e.offset >= 0) e.bytes = undefined;
+    }
+  }
+
+  /**
+   * Runs `fn` with the socket corked until the next tick, so a burst of publishes leaves in one
+   * writev instead of one system call per packet part.
+   */
+  private corked(fn: () => void): void {
+    const stream = this.client?.stream as
+      | { cork?: () => void; uncork?: () => void; writableCorked?: number }
+      | undefined;
+    if (!stream?.cork || !stream.uncork) {
+      fn();
+      return;
+    }
+    stream.cork();
+    try {
+      fn();
+    } finally {
+      process.nextTick(() => stream.uncork?.());
     }
   }
 
@@ -770,17 +806,15 @@ export class MqttConnection {
     const acks = [...this.pendingAcks.values()];
     this.pendingAcks.clear();
     const publish = () => {
-      if (this.stopped || !this.client) return;
-      for (const a of acks) {
-        this.counters.acksOut++;
-        this.client.publish(
-          mailboxTopic(this.prefix, a.remote, this.mailbox),
-          Buffer.from(encodeAck(a.stream, a.acked)),
-          {
-            qos: 1,
-          },
-        );
-      }
+      const client = this.client;
+      if (this.stopped || !client) return;
+      this.corked(() => {
+        for (const a of acks) {
+          this.counters.acksOut++;
+          const topic = mailboxTopic(this.prefix, a.remote, this.mailbox);
+          client.publish(topic, Buffer.from(encodeAck(a.stream, a.acked)), { qos: 1 });
+        }
+      });
     };
     const log = this.stateLog;
     if (!log) {

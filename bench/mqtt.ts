@@ -1,0 +1,375 @@
+/**
+ * `npm run bench -- mqtt` (issue 12): keyhop's MQTT mailboxes against mqtt.js on its own, through
+ * the same broker in the same run.
+ *
+ * - Throughput: --messages (default 20,000) one-way messages of each --sizes (64 B, 1 KiB) from
+ *   one mailbox to another, inside a secure channel (node:crypto), timed from the first send to the
+ *   last delivery; against raw mqtt.js QoS 1 publish/subscribe of the same payloads with as many
+ *   publishes in flight as keyhop's window (1,000). Target: ≥ 0.7× at 1 KiB.
+ * - Latency: --round-trips (default 500) request/replies one at a time over the channel (to an
+ *   echo worker), against a raw request/reply (publish, the responder publishes back); medians.
+ * - Store-and-forward: --offline (default 100,000) 64 B messages sent to a mailbox whose node is
+ *   offline, kept in the sender's durable outbox (state file); then the receiver comes online:
+ *   every message arrives in order; time to drain; the process's heap at its peak over the start.
+ * The broker is Debian's mosquitto (test/rig/mosquitto.ts, max_queued_messages raised so that it
+ * drops nothing) when installed, else the embedded aedes broker; the results say which.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { Route } from '../runtime/routing/route.js';
+import { Router } from '../runtime/routing/router.js';
+import { EchoService } from '../runtime/services/echo.js';
+import { startEmbeddedBroker } from '../runtime/transports/mqtt/embedded-broker.js';
+import type { MqttConnection } from '../runtime/transports/mqtt/mqtt-connection.js';
+import { MqttTransport } from '../runtime/transports/mqtt/mqtt-transport.js';
+import { mosquittoSkipReason, startMosquitto } from '../test/rig/mosquitto.js';
+import { type BenchFlags, type Benchmark, intFlag, packageRoot } from './harness.js';
+import { gcFunction, identityNode, median, round, sizeLabel } from './support.js';
+
+const TARGET_RATIO = 0.7;
+const WINDOW = 1000;
+
+interface Broker {
+  url: string;
+  kind: string;
+  close(): Promise<void>;
+}
+
+async function startBroker(): Promise<Broker> {
+  let reason: string | undefined;
+  try {
+    reason = mosquittoSkipReason();
+  } catch (e) {
+    reason = String(e);
+  }
+  if (reason === undefined) {
+    const m = await startMosquitto({ maxQueuedMessages: 1_000_000 });
+    return { url: m.url, kind: 'mosquitto 2.0 (Debian)', close: () => m.dispose() };
+  }
+  const b = await startEmbeddedBroker('127.0.0.1:0');
+  return { url: b.url, kind: 'aedes (embedded; mosquitto not installed)', close: () => b.close() };
+}
+
+const until = async (cond: () => boolean, what: string, timeoutMs = 300_000) => {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`${what}: not done within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+};
+
+async function mailbox(
+  router: Router,
+  url: string,
+  name: string,
+  extra: object = {},
+): Promise<MqttConnection> {
+  const t = (router.transport(7) as MqttTransport | undefined) ?? MqttTransport.create(router);
+  return t.connect({ urls: [url], mailbox: name, broker: 'b', ...extra });
+}
+
+/**
+ * keyhop: one-way messages across the broker, through a secure channel (or, `secure` false, the
+ * transport alone); messages per second.
+ */
+export async function keyhopThroughput(
+  url: string,
+  size: number,
+  count: number,
+  tag: string,
+  secure = true,
+): Promise<number> {
+  const routers: Router[] = [];
+  try {
+    const rx = await identityNode(`rx-${tag}`, routers);
+    const tx = await identityNode(`tx-${tag}`, routers);
+    let received = 0;
+    await rx.router.startWorker('sink', { handleMessage: () => void received++ });
+    await rx.channels.createListener('api', { expose: ['sink'] });
+    await mailbox(rx.router, url, `rx-${tag}`, { expose: ['api', 'sink'] });
+    await mailbox(tx.router, url, `tx-${tag}`);
+    const ctx = await tx.router.context();
+    let route = Route.parse(`7#b/rx-${tag} => sink`);
+    if (secure) {
+      const channel = await tx.channels.create(Route.parse(`7#b/rx-${tag} => api`));
+      route = Route.of(channel.encryptor, 'sink');
+    }
+    const payload = new Uint8Array(size).fill(7);
+    const started = performance.now();
+    for (let i = 0; i < count; i++) {
+      await ctx.send(route, payload);
+      // Let the router and the socket work now and then, as a producer that is not a tight loop would.
+      if (i % 256 === 255) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => received >= count, 'keyhop throughput');
+    return count / ((performance.now() - started) / 1000);
+  } finally {
+    for (const r of routers) await r.shutdown();
+  }
+}
+
+/** mqtt.js alone: QoS 1 publish/subscribe, at most WINDOW publishes unacknowledged. */
+async function rawThroughput(url: string, size: number, count: number, tag: string): Promise<number> {
+  const sub = await mqtt.connectAsync(url, { clientId: `raw-rx-${tag}`, clean: true });
+  const pub = await mqtt.connectAsync(url, { clientId: `raw-tx-${tag}`, clean: true });
+  try {
+    let received = 0;
+    sub.on('message', () => void received++);
+    await sub.subscribeAsync(`raw/${tag}`, { qos: 1 });
+    const payload = Buffer.alloc(size, 7);
+    let inFlight = 0;
+    let sent = 0;
+    const started = performance.now();
+    await new Promise<void>((resolve) => {
+      const pump = () => {
+        while (inFlight < WINDOW && sent < count) {
+          inFlight++;
+          sent++;
+          pub.publish(`raw/${tag}`, payload, { qos: 1 }, () => {
+            inFlight--;
+            if (sent < count) pump();
+            else if (inFlight === 0) resolve();
+          });
+        }
+      };
+      pump();
+    });
+    await until(() => received >= count, 'raw throughput');
+    return count / ((performance.now() - started) / 1000);
+  } finally {
+    await sub.endAsync();
+    await pub.endAsync();
+  }
+}
+
+async function keyhopLatency(url: string, rounds: number): Promise<number> {
+  const routers: Router[] = [];
+  try {
+    const rx = await identityNode('lat-rx', routers);
+    const tx = await identityNode('lat-tx', routers);
+    await rx.router.startWorker('echo', new EchoService());
+    await rx.channels.createListener('api', { expose: ['echo'] });
+    await mailbox(rx.router, url, 'lat-rx', { expose: ['api'] });
+    await mailbox(tx.router, url, 'lat-tx');
+    const channel = await tx.channels.create(Route.parse('7#b/lat-rx => api'));
+    const ctx = await tx.router.context();
+    const route = Route.of(channel.encryptor, 'echo');
+    const payload = new Uint8Array(64).fill(1);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const t = performance.now();
+      await ctx.send(route, payload);
+      await ctx.receive(10_000);
+      times.push(performance.now() - t);
+    }
+    return median(times.slice(Math.min(50, rounds >> 2)));
+  } finally {
+    for (const r of routers) await r.shutdown();
+  }
+}
+
+async function rawLatency(url: string, rounds: number): Promise<number> {
+  const a = await mqtt.connectAsync(url, { clientId: 'raw-lat-a' });
+  const b = await mqtt.connectAsync(url, { clientId: 'raw-lat-b' });
+  // mqtt.js's own sockets: Nagle off, as keyhop's are.
+  (a.stream as unknown as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(true);
+  (b.stream as unknown as { setNoDelay?: (v: boolean) => void }).setNoDelay?.(true);
+  try {
+    await b.subscribeAsync('raw/ping', { qos: 1 });
+    b.on('message', (_t, p) => void b.publish('raw/pong', p, { qos: 1 }));
+    await a.subscribeAsync('raw/pong', { qos: 1 });
+    let waiting: (() => void) | undefined;
+    a.on('message', () => waiting?.());
+    const payload = Buffer.alloc(64, 1);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const t = performance.now();
+      await new Promise<void>((resolve) => {
+        waiting = resolve;
+        a.publish('raw/ping', payload, { qos: 1 });
+      });
+      times.push(performance.now() - t);
+    }
+    return median(times.slice(Math.min(50, rounds >> 2)));
+  } finally {
+    await a.endAsync();
+    await b.endAsync();
+  }
+}
+
+interface StoreAndForward {
+  messages: number;
+  delivered: number;
+  inOrder: boolean;
+  queueSeconds: number;
+  drainSeconds: number;
+  drainPerSecond: number;
+  stateFileBytes: number;
+  /** Heap still in use (after a full GC) with every message queued, and after the drain, over the start. */
+  retainedHeapQueuedMiB: number;
+  retainedHeapDrainedMiB: number;
+  rssPeakOverStartMiB: number;
+}
+
+export async function storeAndForward(url: string, count: number): Promise<StoreAndForward> {
+  const dir = mkdtempSync(join(packageRoot(), 'bench', '.mqtt-'));
+  const routers: Router[] = [];
+  let rssPeak = 0;
+  const sample = () => {
+    rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+  };
+  const gc = gcFunction();
+  const retained = (since: number) => {
+    gc();
+    return round((process.memoryUsage().heapUsed - since) / 2 ** 20, 1);
+  };
+  try {
+    const rx1 = new Router({ name: 'sf-rx' });
+    routers.push(rx1);
+    const first = await mailbox(rx1, url, 'sf-rx', { stateDir: join(dir, 'rx') });
+    await first.close(); // offline from now on; its session stays at the broker
+    gc();
+    const start = process.memoryUsage();
+    const sampler = setInterval(sample, 20);
+    const tx = new Router({ name: 'sf-tx' });
+    routers.push(tx);
+    const sender = await mailbox(tx, url, 'sf-tx', {
+      stateDir: join(dir, 'tx'),
+      outbox: { maxMessages: count },
+    });
+    const ctx = await tx.context();
+    const route = Route.of('7#b/sf-rx', 'sink');
+    const queued = performance.now();
+    for (let i = 0; i < count; i++) {
+      const p = new Uint8Array(64);
+      new DataView(p.buffer).setUint32(0, i);
+      await ctx.send(route, p);
+      if (i % 256 === 255) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => sender.stats().outbox.messages === count, 'queueing');
+    const queueSeconds = (performance.now() - queued) / 1000;
+    const retainedHeapQueuedMiB = retained(start.heapUsed);
+
+    const rx = new Router({ name: 'sf-rx2' });
+    routers.push(rx);
+    let delivered = 0;
+    let inOrder = true;
+    await rx.startWorker('sink', {
+      handleMessage: (_c, m) => {
+        if (new DataView(m.payload.buffer, m.payload.byteOffset).getUint32(0) !== delivered) inOrder = false;
+        delivered++;
+      },
+    });
+    const draining = performance.now();
+    await mailbox(rx, url, 'sf-rx', { stateDir: join(dir, 'rx'), expose: ['sink'] });
+    await until(() => delivered >= count, 'draining', 600_000);
+    const drainSeconds = (performance.now() - draining) / 1000;
+    await until(() => sender.stats().outbox.messages === 0, 'acknowledgements');
+    const stateFileBytes = sender.stats().stateFileBytes;
+    clearInterval(sampler);
+    sample();
+    const retainedHeapDrainedMiB = retained(start.heapUsed);
+    return {
+      messages: count,
+      delivered,
+      inOrder,
+      queueSeconds: round(queueSeconds, 2),
+      drainSeconds: round(drainSeconds, 2),
+      drainPerSecond: Math.round(count / drainSeconds),
+      stateFileBytes,
+      retainedHeapQueuedMiB,
+      retainedHeapDrainedMiB,
+      rssPeakOverStartMiB: round((rssPeak - start.rss) / 2 ** 20, 1),
+    };
+  } finally {
+    for (const r of routers) await r.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const mqttBenchmark: Benchmark = {
+  description:
+    'MQTT mailboxes: secure-channel messages through a broker vs raw mqtt.js; store-and-forward of 100,000',
+  async run(flags: BenchFlags) {
+    const sizes = (flags.sizes ?? '64,1024').split(',').map(Number);
+    const count = intFlag(flags, 'messages', 20_000);
+    const rounds = intFlag(flags, 'round-trips', 500);
+    const offline = intFlag(flags, 'offline', 100_000);
+    const broker = await startBroker();
+    try {
+      const throughput = [];
+      for (const size of sizes) {
+        // Alternate, twice each, so neither side always runs on a warmer broker.
+        const k: number[] = [];
+        const t: number[] = [];
+        const r: number[] = [];
+        for (let i = 0; i < 2; i++) {
+          r.push(await rawThroughput(broker.url, size, count, `${size}-${i}`));
+          k.push(await keyhopThroughput(broker.url, size, count, `${size}-${i}`));
+          t.push(await keyhopThroughput(broker.url, size, count, `${size}-${i}-plain`, false));
+        }
+        const keyhop = Math.max(...k);
+        const transport = Math.max(...t);
+        const raw = Math.max(...r);
+        throughput.push({
+          size,
+          keyhopPerSecond: Math.round(keyhop),
+          transportOnlyPerSecond: Math.round(transport),
+          rawPerSecond: Math.round(raw),
+          ratio: round(keyhop / raw, 2),
+          transportOnlyRatio: round(transport / raw, 2),
+        });
+      }
+      const keyhopRtt = await keyhopLatency(broker.url, rounds);
+      const rawRtt = await rawLatency(broker.url, rounds);
+      const latency = {
+        keyhopMedianMs: round(keyhopRtt, 3),
+        rawMedianMs: round(rawRtt, 3),
+        ratio: round(keyhopRtt / rawRtt, 2),
+      };
+      const sf = await storeAndForward(broker.url, offline);
+      const at1k = throughput.find((t) => t.size === 1024);
+      return {
+        parameters: {
+          broker: broker.kind,
+          messages: count,
+          window: WINDOW,
+          roundTrips: rounds,
+          offline,
+          sizes,
+        },
+        results: { throughput, latency, storeAndForward: sf },
+        summary: {
+          target: `keyhop ≥ ${TARGET_RATIO}× raw mqtt.js at 1 KiB`,
+          targetMet: at1k ? at1k.ratio >= TARGET_RATIO : null,
+          storeAndForwardComplete: sf.delivered === sf.messages && sf.inOrder,
+        },
+        table: {
+          columns: ['measure', 'keyhop', 'raw mqtt.js', 'ratio'],
+          rows: [
+            ...throughput.flatMap((t) => [
+              [`${sizeLabel(t.size)} msg/s, secure channel`, t.keyhopPerSecond, t.rawPerSecond, t.ratio],
+              [
+                `${sizeLabel(t.size)} msg/s, transport only`,
+                t.transportOnlyPerSecond,
+                t.rawPerSecond,
+                t.transportOnlyRatio,
+              ],
+            ]),
+            ['request/reply median ms', latency.keyhopMedianMs, latency.rawMedianMs, latency.ratio],
+          ],
+        },
+        notes: [
+          `broker: ${broker.kind}`,
+          `store-and-forward: ${sf.delivered}/${sf.messages} delivered in order=${sf.inOrder}; queued in ${sf.queueSeconds} s, ` +
+            `drained in ${sf.drainSeconds} s (${sf.drainPerSecond}/s); state file ${Math.round(sf.stateFileBytes / 2 ** 20)} MiB; ` +
+            `heap in use after a GC +${sf.retainedHeapQueuedMiB} MiB with all queued, +${sf.retainedHeapDrainedMiB} MiB after the drain; ` +
+            `RSS peak +${sf.rssPeakOverStartMiB} MiB over the start`,
+        ],
+      };
+    } finally {
+      await broker.close();
+    }
+  },
+};
