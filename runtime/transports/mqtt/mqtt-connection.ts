@@ -184,6 +184,7 @@ export class MqttConnection {
   private offline = false;
   private connectedOnce = false;
   private autoVersion = false;
+  private sameServerAgain = false;
   private connackSeen = false;
   private v5Properties: IClientOptions['properties'];
   private lastError: string | undefined;
@@ -308,7 +309,9 @@ export class MqttConnection {
     // Our own stream builder: the cluster's URLs in turn, and Nagle off (a request/reply over
     // QoS 1 otherwise waits on delayed ACKs, ~40 ms a hop).
     const streamBuilder = () => {
-      const u = urls[attempt++ % urls.length]!;
+      // A retry in the other protocol version goes to the same server, not the next one.
+      const u = urls[(this.sameServerAgain ? attempt - 1 : attempt++) % urls.length]!;
+      this.sameServerAgain = false;
       const host = u.hostname.replace(/^\[|\]$/g, '');
       const port = Number(u.port || (u.protocol === 'mqtts:' ? 8883 : 1883));
       const socket =
@@ -429,6 +432,7 @@ export class MqttConnection {
         if (this.v5Properties) o.properties = this.v5Properties;
       }
       if (o.protocolVersion === 4 && !this.reconnectTimer) {
+        this.sameServerAgain = true;
         this.reconnectTimer = setTimeout(() => {
           this.reconnectTimer = undefined;
           if (!this.stopped) this.client?.reconnect();
@@ -957,8 +961,8 @@ function checkOptions(o: MqttConnectionOptions): void {
     if (url.pathname !== '' && url.pathname !== '/') throw invalid(`"${u}": a broker URL has no path`);
   }
   checkMailboxName(o.mailbox);
-  if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5) {
-    throw invalid(`protocolVersion must be 4 (MQTT 3.1.1) or 5, got ${o.protocolVersion}`);
+  if (o.protocolVersion !== undefined && ![4, 5, 'auto'].includes(o.protocolVersion)) {
+    throw invalid(`protocolVersion must be 4 (MQTT 3.1.1), 5 or 'auto', got ${String(o.protocolVersion)}`);
   }
   const positive: [string, number | undefined][] = [
     ['retransmitMs', o.retransmitMs],

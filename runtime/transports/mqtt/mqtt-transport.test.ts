@@ -223,4 +223,22 @@ describe('MQTT transport through the embedded broker', () => {
       code: 'CONNECT_FAILED',
     });
   });
+
+  it('goes offline on purpose and back, keeping its workers, routes and the messages sent meanwhile', async () => {
+    const b = await broker();
+    const bob = await node('bob', b, { expose: ['echo'] });
+    await bob.router.startWorker('echo', new EchoService());
+    const alice = await node('alice', b);
+    const ctx = await alice.router.context();
+    await ctx.send(Route.of('7#hub/bob', 'echo'), Uint8Array.of(0));
+    await ctx.receive(5000);
+    await bob.conn.disconnect();
+    expect(bob.conn.connected).toBe(false);
+    for (let i = 1; i <= 20; i++) await ctx.send(Route.of('7#hub/bob', 'echo'), Uint8Array.of(i));
+    bob.conn.reconnect();
+    const replies: number[] = [];
+    for (let i = 1; i <= 20; i++) replies.push((await ctx.receive(10_000)).payload[0]!);
+    expect(replies).toEqual([...Array(20).keys()].map((i) => i + 1));
+    expect(bob.conn.stats().connects).toBe(2);
+  });
 });

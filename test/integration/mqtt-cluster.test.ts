@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { trustIdentifiers } from '../../runtime/identity/trust.js';
+import { Route } from '../../runtime/routing/route.js';
+import type { MqttConnection } from '../../runtime/transports/mqtt/mqtt-connection.js';
+import { MqttTransport } from '../../runtime/transports/mqtt/mqtt-transport.js';
+import { type RabbitCluster, rabbitmqSkipReason, startRabbitCluster } from '../rig/rabbitmq.js';
+import { type TestNode, testNode } from '../support/nodes.js';
+import { until } from '../support/wait.js';
+
+const skip = rabbitmqSkipReason();
+
+describe.skipIf(skip !== undefined)('MQTT mailboxes on a three-node RabbitMQ cluster (quorum queues)', () => {
+  let cluster: RabbitCluster;
+  const nodes: TestNode[] = [];
+  beforeAll(async () => {
+    cluster = await startRabbitCluster();
+  }, 240_000);
+  afterAll(async () => {
+    for (const n of nodes) await n.router.shutdown();
+    await cluster?.dispose();
+  }, 60_000);
+
+  /** A node whose mailbox starts on cluster node `first` and fails over to the others in turn. */
+  async function device(name: string, first: number): Promise<{ node: TestNode; conn: MqttConnection }> {
+    const node = await testNode(name);
+    nodes.push(node);
+    const urls = [0, 1, 2].map((i) => cluster.nodes[(first + i) % 3]!.url);
+    const conn = await MqttTransport.create(node.router).connect({
+      urls,
+      mailbox: name,
+      broker: 'rmq',
+      protocolVersion: 'auto',
+      expose: ['api'],
+      retransmitMs: 2_000,
+      reconnectMinMs: 200,
+      reconnectMaxMs: 2_000,
+      connectTimeoutMs: 30_000,
+    });
+    return { node, conn };
+  }
+
+  it('carries a secure channel between devices on different cluster nodes, and loses or duplicates nothing when the receiver node is killed mid-stream', async () => {
+    const a = await device('dev-a', 0);
+    const b = await device('dev-b', 1);
+    const seen: number[] = [];
+    await b.node.router.startWorker('inbox', {
+      handleMessage: (_c, m) => void seen.push((m.payload[0]! << 8) | m.payload[1]!),
+    });
+    await b.node.channels.createListener('api', { expose: ['inbox'] });
+    const channel = await a.node.channels.create(Route.parse('7#rmq/dev-b => api'), {
+      trustPolicy: trustIdentifiers([b.node.local.identity.identifier]),
+    });
+    const ctx = await a.node.router.context();
+    const total = 3000;
+    const sending = (async () => {
+      for (let i = 0; i < total; i++) {
+        await ctx.send(Route.of(channel.encryptor, 'inbox'), Uint8Array.of(i >> 8, i & 0xff));
+        if (i % 100 === 99) await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await until(() => seen.length >= 500, 60_000);
+    // dev-b's cluster node (and its session's queue leader) dies; dev-b moves to the next node.
+    await cluster.kill(1);
+    await sending;
+    await until(() => seen.length >= total, 120_000);
+    expect(seen).toEqual([...Array(total).keys()]);
+    expect(b.conn.stats().connects).toBeGreaterThanOrEqual(2);
+    await until(() => a.conn.stats().outbox.messages === 0, 60_000);
+  }, 240_000);
+});
