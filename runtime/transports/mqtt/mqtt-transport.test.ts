@@ -41,6 +41,30 @@ async function node(name: string, b: EmbeddedBroker, o: Partial<MqttConnectionOp
   return { router, mqtt, conn };
 }
 
+/** A node whose `inbox` worker records what `read` makes of each payload, with mailbox `mailbox` open. */
+async function inboxNode<T>(
+  name: string,
+  mailbox: string,
+  b: EmbeddedBroker,
+  read: (payload: Uint8Array) => T,
+  o: Partial<MqttConnectionOptions> = {},
+) {
+  const router = new Router({ name });
+  cleanups.push(() => router.shutdown());
+  const seen: T[] = [];
+  await router.startWorker('inbox', { handleMessage: (_c, m) => void seen.push(read(m.payload)) });
+  const conn = await MqttTransport.create(router).connect({
+    urls: [b.url],
+    mailbox,
+    broker: 'hub',
+    expose: ['inbox'],
+    ...o,
+  });
+  return { router, conn, seen };
+}
+
+const firstByte = (p: Uint8Array) => p[0]!;
+
 describe('MQTT transport through the embedded broker', () => {
   it('carries request/replies between two mailboxes, the reply through the sender worker', async () => {
     const b = await broker();
@@ -71,18 +95,7 @@ describe('MQTT transport through the embedded broker', () => {
     const ctx = await alice.router.context();
     for (let i = 0; i < 300; i++)
       await ctx.send(Route.of('7#hub/bob', 'inbox'), Uint8Array.of(i >> 8, i & 0xff));
-    const router = new Router({ name: 'bob2' });
-    cleanups.push(() => router.shutdown());
-    const seen: number[] = [];
-    await router.startWorker('inbox', {
-      handleMessage: (_c, m) => void seen.push((m.payload[0]! << 8) | m.payload[1]!),
-    });
-    const mqtt = MqttTransport.create(router);
-    await mqtt.connect({
-      urls: [b.url],
-      mailbox: 'bob',
-      broker: 'hub',
-      expose: ['inbox'],
+    const { seen } = await inboxNode('bob2', 'bob', b, (p) => (p[0]! << 8) | p[1]!, {
       stateDir: join(dir, 'bob'),
     });
     await until(() => seen.length >= 300, 15_000);
@@ -106,17 +119,7 @@ describe('MQTT transport through the embedded broker', () => {
       );
     // Left retained on bob's topic before bob subscribes: the broker hands it to every new subscription.
     await raw.publishAsync('keyhop/bob/old', frame(9, 1), { qos: 1, retain: true });
-    const router = new Router({ name: 'bob' });
-    cleanups.push(() => router.shutdown());
-    const seen: number[] = [];
-    await router.startWorker('inbox', { handleMessage: (_c, m) => void seen.push(m.payload[0]!) });
-    const bob = await MqttTransport.create(router).connect({
-      urls: [b.url],
-      mailbox: 'bob',
-      broker: 'hub',
-      expose: ['inbox'],
-      maxMessageBytes: 4096,
-    });
+    const { conn: bob, seen } = await inboxNode('bob', 'bob', b, firstByte, { maxMessageBytes: 4096 });
     await raw.publishAsync('keyhop/bob/raw', frame(1), { qos: 1 });
     await raw.publishAsync('keyhop/bob/raw', Buffer.from('garbage'), { qos: 1 });
     await raw.publishAsync('keyhop/bob/raw', Buffer.from(encodeData(stream, 2, 1, new Uint8Array(5000))), {
@@ -165,16 +168,7 @@ describe('MQTT transport through the embedded broker', () => {
     for (let i = 0; i < 5; i++) await ctx.send(Route.of('7#hub/bob', 'inbox'), Uint8Array.of(i));
     await until(() => alice.conn.stats().drops.expired === 5);
     await ctx.send(Route.of('7#hub/bob', 'inbox'), Uint8Array.of(9));
-    const router = new Router({ name: 'bob2' });
-    cleanups.push(() => router.shutdown());
-    const seen: number[] = [];
-    await router.startWorker('inbox', { handleMessage: (_c, m) => void seen.push(m.payload[0]!) });
-    const bob = await MqttTransport.create(router).connect({
-      urls: [b.url],
-      mailbox: 'bob',
-      broker: 'hub',
-      expose: ['inbox'],
-    });
+    const { conn: bob, seen } = await inboxNode('bob2', 'bob', b, firstByte);
     await until(() => seen.includes(9), 10_000);
     // The one published before it expired may arrive first (it was at the broker); 9 arrives, once.
     expect(seen.filter((x) => x === 9)).toHaveLength(1);
