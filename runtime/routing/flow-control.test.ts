@@ -18,6 +18,20 @@ describe('FlowControls', () => {
     expect(fc.isConsumer(Address.local('c'), conn)).toBe(false);
   });
 
+  it('admits every transport address of a group exposed as `type#group/*`, never a local one', () => {
+    const fc = new FlowControls();
+    const listener = fc.create();
+    const conn = fc.create(listener);
+    fc.addConsumer(listener, Address.parse('7#fleet/*'));
+    expect(fc.isConsumer(Address.parse('7#fleet/sensor-1'), conn)).toBe(true);
+    expect(fc.isConsumer(Address.parse('7#fleet/sensor-2'), listener)).toBe(true);
+    expect(fc.isConsumer(Address.parse('7#other/sensor-1'), conn)).toBe(false);
+    expect(fc.isConsumer(Address.parse('7#fleet'), conn)).toBe(false);
+    expect(fc.isConsumer(Address.parse('1#fleet/x'), conn)).toBe(false);
+    fc.addConsumer(conn, Address.parse('0#fleet/*'));
+    expect(fc.isConsumer(Address.local('fleet/x'), conn)).toBe(false);
+  });
+
   it('forgets an address in every flow, and removes flows from the index', () => {
     const fc = new FlowControls();
     const f1 = fc.create();

@@ -78,8 +78,16 @@ export class FlowControls {
   isConsumer(address: Address, flow: FlowId): boolean {
     const f = this.flows.get(flow);
     if (!f) return false;
-    if (f.consumers?.has(address.key)) return true;
-    return f.parent !== undefined && (this.flows.get(f.parent)?.consumers?.has(address.key) ?? false);
+    const parent = f.parent === undefined ? undefined : this.flows.get(f.parent);
+    const key = address.key;
+    if (f.consumers?.has(key) || parent?.consumers?.has(key)) return true;
+    // A transport address may also be admitted by its group: `7#fleet/*` admits every mailbox on
+    // the broker `fleet` (a relay tier that lets its TCP peers reach any device on a cluster).
+    if (address.isLocal) return false;
+    const slash = key.lastIndexOf('/');
+    if (slash < 0) return false;
+    const group = `${key.slice(0, slash)}/*`;
+    return (f.consumers?.has(group) ?? false) || (parent?.consumers?.has(group) ?? false);
   }
 
   /** Give `to` every flow `from` is a consumer of (a spawned worker inherits its spawner's exposure). */

@@ -10,7 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePorts } from '../support/cli.js';
 import { exited, rigSkipReason, stopChild } from './daemon.js';
@@ -57,6 +57,11 @@ interface NodeProcess {
   mqttPort: number;
 }
 
+/** Node names unique to this cluster: two rigs (two test runs) may share the machine's epmd. */
+function nodeName(root: string, n: number): string {
+  return `rabbit${n}-${basename(root).replace(/[^A-Za-z0-9]/g, '')}@localhost`;
+}
+
 function nodeEnv(root: string, n: number, ports: { amqp: number; dist: number }): NodeJS.ProcessEnv {
   const dir = join(root, `n${n}`);
   return {
@@ -64,7 +69,7 @@ function nodeEnv(root: string, n: number, ports: { amqp: number; dist: number })
     HOME: join(root, 'home'),
     ERL_EPMD_ADDRESS: '127.0.0.1',
     ERL_EPMD_PORT: process.env.KEYHOP_RIG_EPMD_PORT ?? '4369',
-    RABBITMQ_NODENAME: `rabbit${n}@localhost`,
+    RABBITMQ_NODENAME: nodeName(root, n),
     RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
     RABBITMQ_NODE_PORT: String(ports.amqp),
     RABBITMQ_DIST_PORT: String(ports.dist),
@@ -84,7 +89,7 @@ async function ctl(env: NodeJS.ProcessEnv, node: string, ...args: string[]): Pro
 
 /** Polls `rabbitmqctl await_startup` (it fails while the node is not yet registered with epmd). */
 async function awaitStartup(p: NodeProcess): Promise<void> {
-  const deadline = Date.now() + 90_000;
+  const deadline = Date.now() + 180_000;
   let last = '';
   for (;;) {
     if (exited(p.child)) throw new Error(`${p.name} exited: ${readLogs(p.dir).slice(-1500)}`);
@@ -94,7 +99,7 @@ async function awaitStartup(p: NodeProcess): Promise<void> {
     } catch (e) {
       last = String((e as { stderr?: string }).stderr ?? e);
     }
-    if (Date.now() > deadline) throw new Error(`${p.name} did not start within 90 s: ${last.slice(-800)}`);
+    if (Date.now() > deadline) throw new Error(`${p.name} did not start within 180 s: ${last.slice(-800)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -139,7 +144,7 @@ export async function startRabbitCluster(): Promise<RabbitCluster> {
       // kill of the group reaches.
       const child = spawn(SERVER, [], { env, stdio: ['ignore', out, out], detached: true });
       closeSync(out);
-      procs.push({ name: `rabbit${n}@localhost`, child, dir, env, mqttPort });
+      procs.push({ name: nodeName(root, n), child, dir, env, mqttPort });
     }
     await Promise.all(procs.map((p) => awaitStartup(p)));
     for (const p of procs.slice(1)) {
