@@ -11,7 +11,11 @@
  * - Store-and-forward: --offline (default 100,000) 64 B messages sent to a mailbox whose node is
  *   offline, kept in the sender's durable outbox (state file); then the receiver comes online:
  *   every message arrives in order; time to drain; the process's heap at its peak over the start.
- * The broker is Debian's mosquitto (test/rig/mosquitto.ts, max_queued_messages raised so that it
+ * - Cluster failover: a three-node RabbitMQ cluster (test/rig/rabbitmq.ts), --failover-messages
+ *   (default 6,000) secure-channel messages at 1,000/s, the receiver's node killed a third of the
+ *   way: messages lost (target 0), duplicates to the application, time to the first delivery after
+ *   the kill.
+ * The broker of the other parts is Debian's mosquitto (test/rig/mosquitto.ts, max_queued_messages raised so that it
  * drops nothing) when installed, else the embedded aedes broker; the results say which.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,6 +28,7 @@ import { startEmbeddedBroker } from '../runtime/transports/mqtt/embedded-broker.
 import type { MqttConnection } from '../runtime/transports/mqtt/mqtt-connection.js';
 import { MqttTransport } from '../runtime/transports/mqtt/mqtt-transport.js';
 import { mosquittoSkipReason, startMosquitto } from '../test/rig/mosquitto.js';
+import { rabbitmqSkipReason, startRabbitCluster } from '../test/rig/rabbitmq.js';
 import { type BenchFlags, type Benchmark, intFlag, packageRoot } from './harness.js';
 import { gcFunction, identityNode, median, round, sizeLabel } from './support.js';
 
@@ -288,6 +293,103 @@ export async function storeAndForward(url: string, count: number): Promise<Store
   }
 }
 
+interface Failover {
+  messages: number;
+  delivered: number;
+  lost: number;
+  duplicatesToApplication: number;
+  inOrder: boolean;
+  /** From the kill to the delivery of the first message sent after it. */
+  failoverSeconds: number;
+  receiverReconnects: number;
+}
+
+/**
+ * Three-node RabbitMQ cluster (quorum queues): a secure-channel stream of `count` messages at
+ * ~`rate`/s from a mailbox on node 1 to one on node 2; node 2 is killed (SIGKILL) at a third of
+ * the way; the receiver moves to node 3.
+ */
+export async function clusterFailover(count: number, rate: number): Promise<Failover> {
+  const cluster = await startRabbitCluster();
+  const routers: Router[] = [];
+  try {
+    const urls = (first: number) => [0, 1, 2].map((i) => cluster.nodes[(first + i) % 3]!.url);
+    const options = {
+      retransmitMs: 2_000,
+      reconnectMinMs: 200,
+      reconnectMaxMs: 2_000,
+      connectTimeoutMs: 60_000,
+    };
+    const rx = await identityNode('fo-rx', routers);
+    const tx = await identityNode('fo-tx', routers);
+    const seen: number[] = [];
+    let firstAfterKill = 0;
+    let killedAt = 0;
+    const killSeq = Math.floor(count / 3);
+    await rx.router.startWorker('sink', {
+      handleMessage: (_c, m) => {
+        const n = new DataView(m.payload.buffer, m.payload.byteOffset).getUint32(0);
+        // Messages sent after the kill can only arrive through the receiver's new cluster node.
+        if (killedAt > 0 && n > killSeq && firstAfterKill === 0) firstAfterKill = performance.now();
+        seen.push(n);
+      },
+    });
+    await rx.channels.createListener('api', { expose: ['sink'] });
+    const t = MqttTransport.create(rx.router);
+    const receiver = await t.connect({
+      urls: urls(1),
+      mailbox: 'fo-rx',
+      broker: 'b',
+      expose: ['api'],
+      ...options,
+    });
+    await MqttTransport.create(tx.router).connect({
+      urls: urls(0),
+      mailbox: 'fo-tx',
+      broker: 'b',
+      ...options,
+    });
+    const channel = await tx.channels.create(Route.parse('7#b/fo-rx => api'));
+    const ctx = await tx.router.context();
+    const route = Route.of(channel.encryptor, 'sink');
+    const started = performance.now();
+    for (let i = 0; i < count; i++) {
+      const p = new Uint8Array(64);
+      new DataView(p.buffer).setUint32(0, i);
+      await ctx.send(route, p);
+      if (i === killSeq) {
+        killedAt = performance.now();
+        await cluster.kill(1);
+      }
+      const due = started + ((i + 1) * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    }
+    await until(() => new Set(seen).size >= count, 'failover drain', 180_000);
+    const unique = new Set(seen).size;
+    return {
+      messages: count,
+      delivered: seen.length,
+      lost: count - unique,
+      duplicatesToApplication: seen.length - unique,
+      inOrder: seen.every((v, i) => v === i),
+      failoverSeconds: round((firstAfterKill - killedAt) / 1000, 2),
+      receiverReconnects: receiver.stats().connects - 1,
+    };
+  } finally {
+    for (const r of routers) await r.shutdown();
+    await cluster.dispose();
+  }
+}
+
+function clusterAvailable(): boolean {
+  try {
+    return rabbitmqSkipReason() === undefined;
+  } catch {
+    return false;
+  }
+}
+
 export const mqttBenchmark: Benchmark = {
   description:
     'MQTT mailboxes: secure-channel messages through a broker vs raw mqtt.js; store-and-forward of 100,000',
@@ -329,6 +431,9 @@ export const mqttBenchmark: Benchmark = {
         ratio: round(keyhopRtt / rawRtt, 2),
       };
       const sf = await storeAndForward(broker.url, offline);
+      const failover = clusterAvailable()
+        ? await clusterFailover(intFlag(flags, 'failover-messages', 6000), 1000)
+        : null;
       const at1k = throughput.find((t) => t.size === 1024);
       return {
         parameters: {
@@ -339,11 +444,17 @@ export const mqttBenchmark: Benchmark = {
           offline,
           sizes,
         },
-        results: { throughput, latency, storeAndForward: sf },
+        results: {
+          throughput,
+          latency,
+          storeAndForward: sf,
+          clusterFailover: failover ?? 'not run: rabbitmq-server is not installed',
+        },
         summary: {
           target: `keyhop ≥ ${TARGET_RATIO}× raw mqtt.js at 1 KiB`,
           targetMet: at1k ? at1k.ratio >= TARGET_RATIO : null,
           storeAndForwardComplete: sf.delivered === sf.messages && sf.inOrder,
+          clusterMessagesLost: failover?.lost ?? 'not run',
         },
         table: {
           columns: ['measure', 'keyhop', 'raw mqtt.js', 'ratio'],
@@ -366,6 +477,11 @@ export const mqttBenchmark: Benchmark = {
             `drained in ${sf.drainSeconds} s (${sf.drainPerSecond}/s); state file ${Math.round(sf.stateFileBytes / 2 ** 20)} MiB; ` +
             `heap in use after a GC +${sf.retainedHeapQueuedMiB} MiB with all queued, +${sf.retainedHeapDrainedMiB} MiB after the drain; ` +
             `RSS peak +${sf.rssPeakOverStartMiB} MiB over the start`,
+          failover
+            ? `RabbitMQ 3.10, 3 nodes, quorum queues: ${failover.messages} messages at 1,000/s, the receiver's node killed at a third: ` +
+              `lost ${failover.lost}, duplicated to the application ${failover.duplicatesToApplication}, in order=${failover.inOrder}; ` +
+              `the first message sent after the kill arrived ${failover.failoverSeconds} s after it (${failover.receiverReconnects} reconnects)`
+            : 'cluster failover: not run (rabbitmq-server is not installed)',
         ],
       };
     } finally {
