@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hex, unhex } from '../../test/support/bytes.js';
+import { propertyRuns } from '../../test/support/property-runs.js';
 import { nobleCrypto } from '../../vaults/software/noble-provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { KeyhopError } from '../errors.js';
@@ -48,6 +50,58 @@ describe.each([nodeCrypto, nobleCrypto])('Ockam data messages ($name provider)',
     for (const i of order) expect(new TextDecoder().decode(d.decrypt(wires[i]!).plaintext)).toBe(`m${i}`);
     expect(() => d.decrypt(wires[99]!)).toThrow(/replayed/);
     expect(() => d.decrypt(wires[10]!)).toThrow(/too_old/);
+  });
+
+  it("queue mode: a wider receive window takes messages a queue reordered or held back beyond Ockam's 32, once each", () => {
+    const e = new DataEncryptor(provider, unhex(handshake.k1));
+    const wires = Array.from({ length: 600 }, (_, i) => e.encrypt(Uint8Array.of(i & 0xff, i >> 8)));
+    // 0, then 300 (9 buckets ahead), then everything in between backwards: too far for Ockam's window.
+    const order = [
+      0,
+      300,
+      ...[...Array(299).keys()].map((i) => 299 - i),
+      ...[...Array(299).keys()].map((i) => 301 + i),
+    ];
+    const ockam = new DataDecryptor(provider, unhex(handshake.k1));
+    ockam.decrypt(wires[0]!);
+    expect(() => ockam.decrypt(wires[300]!)).toThrow(/too_far_ahead/);
+    const wide = new DataDecryptor(provider, unhex(handshake.k1), true, 512);
+    const got = order.map((i) => {
+      const p = wide.decrypt(wires[i]!).plaintext;
+      return p[0]! | (p[1]! << 8);
+    });
+    expect(got).toEqual(order);
+    for (const i of [100, 300, 599]) expect(() => wide.decrypt(wires[i]!)).toThrow(/replayed/);
+    expect(() => wide.decrypt(wires[0]!)).toThrow(/too_old/);
+    // Beyond the wide window the same rules hold: too far ahead, and too old once passed.
+    const more = Array.from({ length: 1200 }, () => e.encrypt(Uint8Array.of(1)));
+    expect(() => wide.decrypt(more[1000]!)).toThrow(/too_far_ahead/);
+    wide.decrypt(more[400]!); // nonce 1000
+    expect(() => wide.decrypt(wires[450]!)).toThrow(/too_old/);
+  });
+
+  it('queue mode accepts every permutation within the window exactly once', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 32, max: 300 }),
+        fc.array(fc.nat(), { maxLength: 400 }),
+        (window, swaps) => {
+          const e = new DataEncryptor(provider, unhex(handshake.k2));
+          const n = window;
+          const wires = Array.from({ length: n }, (_, i) => e.encrypt(Uint8Array.of(i & 0xff)));
+          const order = [...Array(n).keys()];
+          for (const x of swaps) {
+            const i = x % n;
+            const j = (x >> 3) % n;
+            [order[i], order[j]] = [order[j]!, order[i]!];
+          }
+          const d = new DataDecryptor(provider, unhex(handshake.k2), true, window);
+          for (const i of order) expect(d.decrypt(wires[i]!).nonce).toBe(BigInt(i));
+          for (const i of order.slice(0, 5)) expect(() => d.decrypt(wires[i]!)).toThrow(KeyhopError);
+        },
+      ),
+      { numRuns: propertyRuns(15) },
+    );
   });
 
   it('refuses short, tampered and unauthenticated messages without moving the window', () => {

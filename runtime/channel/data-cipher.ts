@@ -67,18 +67,30 @@ export class DataEncryptor {
 }
 
 export class DataDecryptor {
-  private readonly window = new ReplayWindow();
-  /** Key of bucket `bucket` and of the bucket before it (undefined for bucket 0). */
+  private readonly window: ReplayWindow;
+  /** Bucket (nonce / 32) of the highest accepted nonce, and the keys of it and the buckets before it still in the window. */
   private bucket = 0n;
-  private current: Uint8Array;
-  private previous: Uint8Array | undefined;
+  private readonly keys = new Map<bigint, Uint8Array>();
+  /** Buckets a nonce may be ahead of / behind `bucket`: 1 each for Ockam's window of 32. */
+  private readonly bucketsAhead: bigint;
+  private readonly bucketsBehind: bigint;
 
+  /**
+   * `window`: how far behind and ahead of the highest nonce a message may be (Ockam: 32). A wider
+   * one (queue mode) suits channels over queues that delay or reorder more; it is this end's own
+   * setting, the wire is unchanged.
+   */
   constructor(
     private readonly provider: CryptoProvider,
     key: Uint8Array,
     private readonly rekeying = true,
+    window = 32,
   ) {
-    this.current = key;
+    this.window = new ReplayWindow(window);
+    this.keys.set(0n, key);
+    const buckets = BigInt(Math.ceil(window / Number(REKEY_INTERVAL)));
+    this.bucketsAhead = buckets;
+    this.bucketsBehind = buckets;
   }
 
   /**
@@ -97,38 +109,51 @@ export class DataDecryptor {
     const why = this.window.check(nonce);
     if (why !== undefined)
       throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `nonce ${nonce} rejected: ${why}`);
-    let key = this.current;
-    let advance: Uint8Array | undefined;
-    if (this.rekeying) {
+    let key = this.keys.get(this.rekeying ? nonce / REKEY_INTERVAL : 0n);
+    // Keys of the buckets up to the nonce's, derived only as far as needed, kept once it authenticates.
+    let derived: Uint8Array[] | undefined;
+    if (key === undefined) {
       const bucket = nonce / REKEY_INTERVAL;
-      if (bucket === this.bucket + 1n) {
-        advance = rekey(this.provider, this.current);
-        key = advance;
-      } else if (bucket + 1n === this.bucket && this.previous) {
-        key = this.previous;
-      } else if (bucket !== this.bucket) {
+      if (bucket <= this.bucket || bucket - this.bucket > this.bucketsAhead) {
         throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `nonce ${nonce} is outside the current key window`);
       }
+      derived = [];
+      let k = this.keys.get(this.bucket)!;
+      for (let b = this.bucket; b < bucket; b++) {
+        k = rekey(this.provider, k);
+        derived.push(k);
+      }
+      key = k;
     }
-    const plaintext = this.provider.aeadDecrypt(
-      'AESGCM',
-      key,
-      aeadNonce(nonce),
-      EMPTY,
-      wire.subarray(NONCE_BYTES),
-    );
+    let plaintext: Uint8Array;
+    try {
+      plaintext = this.provider.aeadDecrypt(
+        'AESGCM',
+        key,
+        aeadNonce(nonce),
+        EMPTY,
+        wire.subarray(NONCE_BYTES),
+      );
+    } catch (e) {
+      for (const k of derived ?? []) k.fill(0);
+      throw e;
+    }
     this.window.accept(nonce);
-    if (advance) {
-      this.previous = this.current;
-      this.current = advance;
-      this.bucket++;
+    if (derived) {
+      for (const k of derived) this.keys.set(++this.bucket, k);
+      for (const [b, k] of this.keys) {
+        if (b + this.bucketsBehind < this.bucket) {
+          k.fill(0);
+          this.keys.delete(b);
+        }
+      }
     }
     return { plaintext, nonce };
   }
 
   /** Overwrites the keys; every later message fails to decrypt. */
   destroy(): void {
-    this.current.fill(0);
-    this.previous?.fill(0);
+    for (const k of this.keys.values()) k.fill(0);
+    this.keys.clear();
   }
 }

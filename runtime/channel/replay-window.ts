@@ -6,29 +6,41 @@
  * move the window (Ockam PR #4756).
  */
 export const WINDOW = 32;
-const MASK = (1n << BigInt(WINDOW + 1)) - 1n;
+/** The widest receive window keyhop accepts (queue mode: docs/protocols/secure-channel.md). */
+export const MAX_WINDOW = 65_536;
 
+/**
+ * The same rule for a wider window W (a receiver-local setting, nothing changes on the wire):
+ * at most W behind and W ahead, each nonce once.
+ */
 export class ReplayWindow {
   /** Highest accepted nonce; -1n before the first message. */
   private highest = -1n;
-  /** Bit i set = nonce (highest - i) was accepted, for i in 0..WINDOW. */
+  /** Bit i set = nonce (highest - i) was accepted, for i in 0..size. */
   private seen = 0n;
+  private readonly width: bigint;
+  private readonly mask: bigint;
+
+  constructor(readonly size: number = WINDOW) {
+    this.width = BigInt(size);
+    this.mask = (1n << BigInt(size + 1)) - 1n;
+  }
 
   /** Why `nonce` cannot be accepted, or undefined if it can. */
   check(nonce: bigint): 'replayed' | 'too_old' | 'too_far_ahead' | undefined {
     if (nonce > this.highest) {
-      const limit = this.highest < 0n ? BigInt(WINDOW) : this.highest + BigInt(WINDOW);
+      const limit = this.highest < 0n ? this.width : this.highest + this.width;
       return nonce > limit ? 'too_far_ahead' : undefined;
     }
     const behind = this.highest - nonce;
-    if (behind > BigInt(WINDOW)) return 'too_old';
+    if (behind > this.width) return 'too_old';
     return (this.seen >> behind) & 1n ? 'replayed' : undefined;
   }
 
   accept(nonce: bigint): void {
     if (nonce > this.highest) {
-      const shift = this.highest < 0n ? BigInt(WINDOW + 1) : nonce - this.highest;
-      this.seen = shift > BigInt(WINDOW) ? 1n : ((this.seen << shift) | 1n) & MASK;
+      const shift = this.highest < 0n ? this.width + 1n : nonce - this.highest;
+      this.seen = shift > this.width ? 1n : ((this.seen << shift) | 1n) & this.mask;
       this.highest = nonce;
     } else {
       this.seen |= 1n << (this.highest - nonce);

@@ -36,6 +36,8 @@ export interface ChannelSettings {
   confirm: boolean;
   /** Closes the channel this long after it opened (the initiator's node opens a new one if it wants). */
   maxLifetimeMs?: number;
+  /** Receive window in nonces (default 32; wider = queue mode). */
+  receiveWindow?: number;
   /** Unix seconds, for credential expiry while open (default: the system clock). */
   now?: () => number;
 }
@@ -256,7 +258,12 @@ export class SecureChannelEnd implements Worker {
     const keys = ockamSplit(hs, this.initiator);
     this.hs = undefined;
     this.encryptorState = new DataEncryptor(this.settings.provider, keys.encrypt);
-    this.decryptorState = new DataDecryptor(this.settings.provider, keys.decrypt);
+    this.decryptorState = new DataDecryptor(
+      this.settings.provider,
+      keys.decrypt,
+      true,
+      this.settings.receiveWindow ?? 32,
+    );
     this.state = 'open';
     if (this.accepted) {
       clearTimeout(this.timer);

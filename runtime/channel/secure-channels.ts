@@ -10,6 +10,7 @@ import type { Message } from '../routing/message.js';
 import { type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
 import type { ChannelIdentity, ChannelTrustPolicy } from './channel-identity.js';
+import { MAX_WINDOW, WINDOW } from './replay-window.js';
 import { type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
 
 /** Ockam nodes listen for secure channels at `api`. */
@@ -25,6 +26,12 @@ export interface SecureChannelsOptions {
   maxLifetimeMs?: number;
   /** For credential expiry while channels are open (default: the system clock). */
   clock?: Clock;
+  /**
+   * How far behind and ahead of the highest nonce received a message may be (default 32, Ockam's).
+   * Wider (queue mode, up to 65,536) for channels over queues that hold back or reorder more;
+   * replays are still refused. Each end's own setting: the wire does not change.
+   */
+  receiveWindow?: number;
 }
 
 export interface ListenerOptions {
@@ -61,6 +68,13 @@ export class SecureChannels {
     this.provider = options.provider ?? nodeCrypto;
     this.log = (options.log ?? router.log ?? silentLogger).child({ component: 'secure-channel' });
     this.timeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    const w = options.receiveWindow;
+    if (w !== undefined && (!Number.isInteger(w) || w < WINDOW || w > MAX_WINDOW)) {
+      throw new KeyhopError(
+        ErrorCodes.CONFIG_INVALID,
+        `receiveWindow must be a whole number from ${WINDOW} to ${MAX_WINDOW}, got ${w}`,
+      );
+    }
   }
 
   get identity(): ChannelIdentity {
@@ -80,6 +94,7 @@ export class SecureChannels {
       log: this.log,
       confirm,
       ...(this.options.maxLifetimeMs !== undefined ? { maxLifetimeMs: this.options.maxLifetimeMs } : {}),
+      ...(this.options.receiveWindow !== undefined ? { receiveWindow: this.options.receiveWindow } : {}),
       ...(this.options.clock ? { now: () => this.options.clock!.now() } : {}),
     };
   }

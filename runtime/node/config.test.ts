@@ -154,4 +154,15 @@ describe('parseNodeConfig', () => {
   ])('rejects mqtt %j with CONFIG_INVALID', (mqtt, message) => {
     expect(() => parseNodeConfig({ name: 'n', mqtt: [mqtt] })).toThrow(message);
   });
+
+  it('takes a receive window for queue mode, within 32..65536', () => {
+    expect(
+      parseNodeConfig({ name: 'n', secureChannel: { receiveWindow: 1024 } }).secureChannel?.receiveWindow,
+    ).toBe(1024);
+    for (const bad of [16, 65_537, 1.5, '64']) {
+      expect(() => parseNodeConfig({ name: 'n', secureChannel: { receiveWindow: bad } })).toThrow(
+        /receiveWindow/,
+      );
+    }
+  });
 });

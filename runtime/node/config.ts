@@ -94,6 +94,8 @@ export interface SecureChannelConfig {
   revocationIntervalSeconds?: number;
   /** Channels close this long after they opened (default: never). */
   maxLifetimeSeconds?: number;
+  /** Receive window of the node's channels, in nonces (default 32; wider = queue mode). */
+  receiveWindow?: number;
 }
 
 /** An enrollment authority this node serves (`keyhop authority create` made it). */
@@ -331,6 +333,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'revocationsFrom',
       'revocationIntervalSeconds',
       'maxLifetimeSeconds',
+      'receiveWindow',
     ],
     'secureChannel',
   );
@@ -367,6 +370,13 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   if (interval !== undefined) secureChannel.revocationIntervalSeconds = interval;
   const lifetime = seconds(sc.maxLifetimeSeconds, 'secureChannel.maxLifetimeSeconds', 1, 10 * 365 * 86_400);
   if (lifetime !== undefined) secureChannel.maxLifetimeSeconds = lifetime;
+  if (sc.receiveWindow !== undefined) {
+    const w = sc.receiveWindow;
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < 32 || w > 65_536) {
+      fail("secureChannel.receiveWindow must be a whole number from 32 (Ockam's) to 65536");
+    }
+    secureChannel.receiveWindow = w;
+  }
   // Authorities only count through a policy, and a policy only through authorities: either one
   // alone would leave the listener open to everyone (or to no one) without saying so.
   if (secureChannel.authorities.length > 0 && secureChannel.policy === undefined) {

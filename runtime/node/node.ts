@@ -294,6 +294,9 @@ export class KeyhopNode {
       identity: channelIdentity,
       log: this.log,
       ...(lifetime !== undefined ? { maxLifetimeMs: lifetime * 1000 } : {}),
+      ...(this.config.secureChannel?.receiveWindow !== undefined
+        ? { receiveWindow: this.config.secureChannel.receiveWindow }
+        : {}),
     });
     this.authorities = authorities;
     this.verifier = verifier;
