@@ -227,3 +227,11 @@ describe.each([nodeCrypto, nobleCrypto])('secure channel mechanics ($name provid
     expect(via.hop2).toBe(2); // the message there and the answer back
   });
 });
+
+describe('receive window option', () => {
+  it.each([16, 31, 65_537, 1.5])('refuses receiveWindow %s with CONFIG_INVALID', (receiveWindow) => {
+    expect(
+      () => new SecureChannels(new Router(), { identity: {} as ChannelIdentity, receiveWindow }),
+    ).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+  });
+});

@@ -524,6 +524,21 @@ function parseMqttConfig(o: Record<string, unknown>, where: string): MqttConfig 
         ? [o.url]
         : undefined;
   if (!urls || urls.length === 0) fail(`${where} needs a "url" (mqtt://host:port) or "urls"`);
+  for (const u of urls) {
+    let url: URL | undefined;
+    try {
+      url = new URL(u);
+    } catch {
+      url = undefined;
+    }
+    if (
+      !url ||
+      (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') ||
+      (url.pathname !== '' && url.pathname !== '/')
+    ) {
+      fail(`${where}: "${u}" is not a broker URL (mqtt://host:port or mqtts://host:port)`);
+    }
+  }
   const out: MqttConfig = { urls };
   for (const k of ['mailbox', 'broker', 'username', 'passwordFile', 'topicPrefix'] as const) {
     const v = o[k];

@@ -49,6 +49,16 @@ const mistakes: [string[], string, RegExp][] = [
     'ADDRESS_INVALID',
     /port 99999 is out of range/,
   ],
+  [
+    ['node', 'start', 'x', '--mqtt-user', 'u'],
+    'USAGE',
+    /--mqtt-… options describe a mailbox: give its broker with --mqtt <url>/,
+  ],
+  [
+    ['node', 'start', 'x', '--mqtt', 'http://broker:1883'],
+    'CONFIG_INVALID',
+    /"http:\/\/broker:1883" is not a broker URL \(mqtt:\/\/host:port or mqtts:\/\/host:port\)/,
+  ],
   [['enroll'], 'USAGE', /give --ticket <ticket>.*or --manifest/],
   [
     ['enroll', '--ticket', 'hello'],
