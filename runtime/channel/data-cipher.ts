@@ -29,6 +29,21 @@ export function rekey(provider: CryptoProvider, key: Uint8Array): Uint8Array {
   return provider.aeadEncrypt('AESGCM', key, aeadNonce(MAX_NONCE), EMPTY, ZEROS_32).slice(0, 32);
 }
 
+export interface EncryptorSnapshot {
+  key: Uint8Array;
+  /** The next nonce to use. */
+  nonce: bigint;
+  rekeying: boolean;
+}
+
+export interface DecryptorSnapshot {
+  rekeying: boolean;
+  window: { size: number; highest: bigint; seen: bigint };
+  bucket: bigint;
+  /** Keys of the buckets still in the window, by bucket (copies: secret material). */
+  keys: [bigint, Uint8Array][];
+}
+
 export class DataEncryptor {
   private nonce = 0n;
   private key: Uint8Array;
@@ -59,6 +74,34 @@ export class DataEncryptor {
     return this.nonce;
   }
 
+  /**
+   * The state a channel that outlives its process keeps (the key is a copy: secret material the
+   * caller must seal).
+   */
+  snapshot(): EncryptorSnapshot {
+    return { key: this.key.slice(), nonce: this.nonce, rekeying: this.rekeying };
+  }
+
+  /**
+   * An encryptor that goes on from `s`, first skipping to nonce `from` when given (nonces handed
+   * out in blocks before a crash are never used twice: the process resumes after the block). The
+   * key is rekeyed forward over every bucket skipped.
+   */
+  static restore(provider: CryptoProvider, s: EncryptorSnapshot, from?: bigint): DataEncryptor {
+    const e = new DataEncryptor(provider, s.key.slice(), s.rekeying);
+    e.nonce = s.nonce;
+    const to = from ?? s.nonce;
+    if (to < s.nonce)
+      throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `cannot go back from nonce ${s.nonce} to ${to}`);
+    if (s.rekeying) {
+      // The key held is the one of the bucket of the last nonce used (bucket 0 before any).
+      const bucketOf = (n: bigint) => (n === 0n ? 0n : (n - 1n) / REKEY_INTERVAL);
+      for (let b = bucketOf(s.nonce); b < bucketOf(to); b++) e.key = rekey(provider, e.key);
+    }
+    e.nonce = to;
+    return e;
+  }
+
   /** Overwrites the key; the encryptor is unusable afterwards. */
   destroy(): void {
     this.key.fill(0);
@@ -67,7 +110,7 @@ export class DataEncryptor {
 }
 
 export class DataDecryptor {
-  private readonly window: ReplayWindow;
+  private window: ReplayWindow;
   /** Bucket (nonce / 32) of the highest accepted nonce, and the keys of it and the buckets before it still in the window. */
   private bucket = 0n;
   private readonly keys = new Map<bigint, Uint8Array>();
@@ -149,6 +192,28 @@ export class DataDecryptor {
       }
     }
     return { plaintext, nonce };
+  }
+
+  snapshot(): DecryptorSnapshot {
+    return {
+      rekeying: this.rekeying,
+      window: this.window.snapshot(),
+      bucket: this.bucket,
+      keys: [...this.keys].map(([b, k]) => [b, k.slice()]),
+    };
+  }
+
+  /** A decryptor that goes on exactly where `s` was: the same nonces accepted, refused and replayed. */
+  static restore(provider: CryptoProvider, s: DecryptorSnapshot): DataDecryptor {
+    const first = s.keys.find(([b]) => b === s.bucket);
+    if (!first)
+      throw new KeyhopError(ErrorCodes.DECODE_INVALID, 'decryptor state without the key of its bucket');
+    const d = new DataDecryptor(provider, first[1].slice(), s.rekeying, s.window.size);
+    d.keys.clear();
+    for (const [b, k] of s.keys) d.keys.set(b, k.slice());
+    d.bucket = s.bucket;
+    d.window = ReplayWindow.restore(s.window);
+    return d;
   }
 
   /** Overwrites the keys; every later message fails to decrypt. */

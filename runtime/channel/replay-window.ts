@@ -50,4 +50,16 @@ export class ReplayWindow {
   get highestAccepted(): bigint {
     return this.highest;
   }
+
+  /** What a restored window needs: the highest accepted nonce and which of those behind it were seen. */
+  snapshot(): { size: number; highest: bigint; seen: bigint } {
+    return { size: this.size, highest: this.highest, seen: this.seen };
+  }
+
+  static restore(s: { size: number; highest: bigint; seen: bigint }): ReplayWindow {
+    const w = new ReplayWindow(s.size);
+    w.highest = s.highest;
+    w.seen = s.seen & w.mask;
+    return w;
+  }
 }
