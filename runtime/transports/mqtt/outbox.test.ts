@@ -53,7 +53,7 @@ describe('Outbox', () => {
           let messages = 0;
           let bytes = 0;
           for (const s of outbox.streams()) {
-            s.entries.forEach((e, i) => expect(e.seq).toBe(s.base + i));
+            for (const [i, e] of s.entries.entries()) expect(e.seq).toBe(s.base + i);
             expect(s.base + s.entries.length).toBe(s.nextSeq);
             expect(s.published).toBeLessThanOrEqual(Math.min(s.entries.length, limits.window));
             expect(s.publishedBytes).toBe(s.entries.slice(0, s.published).reduce((n, e) => n + e.size, 0));
