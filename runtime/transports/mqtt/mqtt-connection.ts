@@ -654,7 +654,11 @@ export class MqttConnection {
     }
     if (this.connected) {
       for (const s of this.outbox.streams()) {
-        if (s.published === 0 || this.pumping.has(s)) continue;
+        if (this.pumping.has(s)) continue;
+        // Something waits outside the window although there is room: a read from the state file
+        // failed (say, during a compaction); try again.
+        if (s.entries.length > s.published && s.published < this.outbox.limits.window) this.pump(s);
+        if (s.published === 0) continue;
         if (now - s.lastProgress < s.retransmitMs) continue;
         // No acknowledgement for a while: publish the window again (the receiver drops duplicates).
         for (let i = 0; i < s.published; i++) {
