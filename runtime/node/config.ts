@@ -1,5 +1,6 @@
-import { ErrorCodes, KeyhopError } from '../errors.js';
+import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { type HciSelection, parseHciSetting } from '../transports/ble/hci/target.js';
+import { parseBrokerUrl } from '../transports/mqtt/mailbox-address.js';
 
 export interface TcpListenerConfig {
   /** `host:port` to bind; port 0 picks a free one. */
@@ -525,18 +526,10 @@ function parseMqttConfig(o: Record<string, unknown>, where: string): MqttConfig 
         : undefined;
   if (!urls || urls.length === 0) fail(`${where} needs a "url" (mqtt://host:port) or "urls"`);
   for (const u of urls) {
-    let url: URL | undefined;
     try {
-      url = new URL(u);
-    } catch {
-      url = undefined;
-    }
-    if (
-      !url ||
-      (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') ||
-      (url.pathname !== '' && url.pathname !== '/')
-    ) {
-      fail(`${where}: "${u}" is not a broker URL (mqtt://host:port or mqtts://host:port)`);
+      parseBrokerUrl(u);
+    } catch (e) {
+      fail(`${where}: ${describeError(e)}`);
     }
   }
   const out: MqttConfig = { urls };

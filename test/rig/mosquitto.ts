@@ -46,9 +46,8 @@ export function mosquittoSkipReason(): string | undefined {
 
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), 'keyhop-mosquitto-'));
-  const port = await freePort();
+  let port = await freePort();
   const lines = [
-    `listener ${port} 127.0.0.1`,
     'persistence true',
     `persistence_location ${dir}/`,
     'autosave_interval 1800',
@@ -83,7 +82,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     if (options.tls.requireCertificate) lines.push('require_certificate true');
   }
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `${lines.join('\n')}\n`);
+  const writeConf = () => writeFileSync(conf, `listener ${port} 127.0.0.1\n${lines.join('\n')}\n`);
+  writeConf();
   let child: ChildProcess | undefined;
   const logText = () => {
     try {
@@ -99,7 +99,18 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     closeSync(err);
     await untilListening(child, port, () => logText().slice(-800));
   };
-  await start();
+  // Another process of the machine (a parallel test) may take the port between choosing it and
+  // mosquitto binding it: mosquitto then exits, and a new port is tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (e) {
+      if (attempt >= 3 || !/Address already in use/i.test(logText())) throw e;
+      port = await freePort();
+      writeConf();
+    }
+  }
   return {
     url: `${options.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,

@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tpm2AddonPath } from '../../vaults/tpm/native-tpm.js';
+import { canConnect, commandRuns, exited } from './daemon.js';
 
 /**
  * A software TPM 2.0 for tests (research ecosystem.md §C): `swtpm socket --tpm2` with its own
@@ -30,11 +31,6 @@ export interface Swtpm {
   stop(options?: { keepState?: boolean }): Promise<void>;
 }
 
-function runs(cmd: string, args: string[]): boolean {
-  const r = spawnSync(cmd, args, { stdio: 'ignore' });
-  return r.error === undefined && r.status === 0;
-}
-
 /**
  * Why the swtpm rig cannot run here, or undefined when it can. With KEYHOP_REQUIRE_RIG=1 a missing
  * piece is an error instead of a reason to skip.
@@ -42,7 +38,7 @@ function runs(cmd: string, args: string[]): boolean {
 export function swtpmSkipReason(): string | undefined {
   const missing: string[] = [];
   if (process.platform !== 'linux') missing.push('Linux');
-  if (!runs('swtpm', ['--version'])) missing.push('swtpm (apt-get install swtpm swtpm-tools)');
+  if (!commandRuns('swtpm', ['--version'])) missing.push('swtpm (apt-get install swtpm swtpm-tools)');
   const addon = tpm2AddonPath();
   if (!existsSync(addon)) {
     missing.push(`the TPM 2.0 addon ${addon} (apt-get install libtss2-dev; npm run build:native)`);
@@ -83,22 +79,7 @@ async function freePortPair(): Promise<number> {
   throw new Error('no two adjacent free TCP ports on 127.0.0.1');
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once('error', () => resolve(false));
-  });
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
 
 async function startOnce(stateDir: string): Promise<Swtpm | { retry: string }> {
   const port = await freePortPair();

@@ -24,6 +24,8 @@ export interface InboxCursor {
 }
 
 export interface InboxResult {
+  /** The stream's key (sender mailbox and stream id), for the caller's own bookkeeping. */
+  key: string;
   /** Routing message bytes to deliver now, in order. */
   deliver: Uint8Array[];
   /** The cumulative acknowledgement to send (every seq up to it was delivered), if any. */
@@ -62,7 +64,9 @@ export class Inbox {
   }
 
   accept(from: string, frame: DataFrame): InboxResult {
+    const key = `${from}/${streamKey(frame.stream)}`;
     const result: InboxResult = {
+      key,
       deliver: [],
       ack: undefined,
       duplicate: false,
@@ -70,7 +74,6 @@ export class Inbox {
       held: false,
       refused: false,
     };
-    const key = `${from}/${streamKey(frame.stream)}`;
     let s = this.streams.get(key);
     if (s === undefined) {
       // No state (first contact, or forgotten): everything before `base` was settled with the

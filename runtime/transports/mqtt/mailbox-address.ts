@@ -16,10 +16,6 @@ export interface MailboxAddress {
   mailbox: string;
 }
 
-export function isMailboxName(s: string): boolean {
-  return MAILBOX.test(s);
-}
-
 export function checkMailboxName(s: string, what = 'mailbox'): string {
   if (typeof s !== 'string' || !MAILBOX.test(s)) {
     throw new KeyhopError(
@@ -49,6 +45,39 @@ export function checkTopicPrefix(prefix: string): string {
     );
   }
   return prefix;
+}
+
+/** Where a broker URL points. */
+export interface BrokerEndpoint {
+  host: string;
+  port: number;
+  tls: boolean;
+  /** `host:port` as addresses may name the broker (IPv6 in brackets). */
+  hostPort: string;
+}
+
+/** `mqtt://host[:1883]` or `mqtts://host[:8883]`, nothing else (CONFIG_INVALID). */
+export function parseBrokerUrl(text: string): BrokerEndpoint {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (
+    !url ||
+    (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') ||
+    (url.pathname !== '' && url.pathname !== '/') ||
+    url.hostname === ''
+  ) {
+    throw new KeyhopError(
+      ErrorCodes.CONFIG_INVALID,
+      `"${String(text).slice(0, 200)}" is not a broker URL (mqtt://host:port or mqtts://host:port)`,
+    );
+  }
+  const tls = url.protocol === 'mqtts:';
+  const port = Number(url.port || (tls ? 8883 : 1883));
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port, tls, hostPort: `${url.hostname}:${port}` };
 }
 
 /** `7#broker/mailbox` → its parts. The mailbox is after the last `/`. */

@@ -15,15 +15,17 @@ import type { Message } from '../../routing/message.js';
 import type { Router } from '../../routing/router.js';
 import { acquireLock } from '../../state-lock.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
-import { type DataFrame, decodeFrame, encodeAck, encodeData, FrameKind, streamKey } from './frame.js';
-import { DEFAULT_INBOX_LIMITS, Inbox, type InboxLimits } from './inbox.js';
+import { type DataFrame, decodeFrame, encodeAck, encodeData, FrameKind } from './frame.js';
+import { Inbox, type InboxLimits } from './inbox.js';
 import {
+  type BrokerEndpoint,
   checkBrokerName,
   checkMailboxName,
   checkTopicPrefix,
   inboxFilter,
   mailboxAddress,
   mailboxTopic,
+  parseBrokerUrl,
   senderOfTopic,
 } from './mailbox-address.js';
 import {
@@ -154,9 +156,12 @@ export class MqttConnection {
   readonly flow: FlowId;
   /** host:port of every broker URL (addresses may name the broker so). */
   readonly hostPorts: string[];
+  private readonly endpoints: BrokerEndpoint[];
   private readonly prefix: string;
   private readonly log: Logger;
-  private outbox: Outbox;
+  private readonly outboxLimits: OutboxLimits;
+  /** Made by openState, with the state file when there is one. */
+  private outbox!: Outbox;
   private readonly inbox: Inbox;
   private readonly peers = new Map<string, Peer>();
   private readonly maxMessageBytes: number;
@@ -217,9 +222,9 @@ export class MqttConnection {
     private readonly options: MqttConnectionOptions,
     outboxLimits: OutboxLimits,
   ) {
-    const first = new URL(options.urls[0]!);
-    this.broker = checkBrokerName(options.broker ?? hostPort(first));
-    this.hostPorts = options.urls.map((u) => hostPort(new URL(u)));
+    this.endpoints = options.urls.map(parseBrokerUrl);
+    this.hostPorts = this.endpoints.map((e) => e.hostPort);
+    this.broker = checkBrokerName(options.broker ?? this.hostPorts[0]!);
     this.mailbox = checkMailboxName(options.mailbox);
     this.address = mailboxAddress(this.broker, this.mailbox);
     this.prefix = checkTopicPrefix(options.topicPrefix ?? 'keyhop');
@@ -231,8 +236,8 @@ export class MqttConnection {
     this.reconnectMinMs = options.reconnectMinMs ?? 250;
     this.reconnectMaxMs = options.reconnectMaxMs ?? 30_000;
     this.reconnectDelay = this.reconnectMinMs;
-    this.outbox = new Outbox(outboxLimits, this.retransmitMs, undefined);
-    this.inbox = new Inbox({ ...DEFAULT_INBOX_LIMITS, ...options.inbox });
+    this.outboxLimits = outboxLimits;
+    this.inbox = new Inbox(options.inbox);
     this.flow = router.flowControls.create();
     for (const a of options.expose ?? []) router.flowControls.addConsumer(this.flow, Address.from(a));
   }
@@ -243,7 +248,7 @@ export class MqttConnection {
     const limits = { ...DEFAULT_OUTBOX_LIMITS, ...options.outbox };
     const c = new MqttConnection(router, options, limits);
     try {
-      await c.openState(limits);
+      await c.openState();
       await c.connect();
     } catch (e) {
       await c.close();
@@ -252,9 +257,12 @@ export class MqttConnection {
     return c;
   }
 
-  private async openState(limits: OutboxLimits): Promise<void> {
+  private async openState(): Promise<void> {
     const dir = this.options.stateDir;
-    if (dir === undefined) return;
+    if (dir === undefined) {
+      this.outbox = new Outbox(this.outboxLimits, this.retransmitMs, undefined);
+      return;
+    }
     const base = join(dir, `${this.broker.replace(/[^A-Za-z0-9_.-]/g, '_')}.${this.mailbox}`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     this.releaseLock = await acquireLock(`${base}.lock`, `MQTT state of mailbox ${this.mailbox}`, null);
@@ -263,7 +271,7 @@ export class MqttConnection {
       fsyncEveryBatch: this.options.fsyncEveryBatch ?? false,
     });
     this.stateLog = log;
-    const outbox = new Outbox(limits, this.retransmitMs, log);
+    const outbox = new Outbox(this.outboxLimits, this.retransmitMs, log);
     outbox.restore(replayed.streams);
     this.outbox = outbox;
     this.inbox.restore(replayed.cursors);
@@ -278,7 +286,6 @@ export class MqttConnection {
 
   private connect(): Promise<void> {
     const o = this.options;
-    const urls = o.urls.map((u) => new URL(u));
     const tls = o.tls ?? {};
     const v5 = (o.protocolVersion ?? 'auto') !== 4;
     this.autoVersion = (o.protocolVersion ?? 'auto') === 'auto';
@@ -310,22 +317,24 @@ export class MqttConnection {
     // QoS 1 otherwise waits on delayed ACKs, ~40 ms a hop).
     const streamBuilder = () => {
       // A retry in the other protocol version goes to the same server, not the next one.
-      const u = urls[(this.sameServerAgain ? attempt - 1 : attempt++) % urls.length]!;
+      const endpoints = this.endpoints;
+      const {
+        host,
+        port,
+        tls: secure,
+      } = endpoints[(this.sameServerAgain ? attempt - 1 : attempt++) % endpoints.length]!;
       this.sameServerAgain = false;
-      const host = u.hostname.replace(/^\[|\]$/g, '');
-      const port = Number(u.port || (u.protocol === 'mqtts:' ? 8883 : 1883));
-      const socket =
-        u.protocol === 'mqtts:'
-          ? tlsConnect({
-              host,
-              port,
-              servername: isIpLiteral(host) ? undefined : host,
-              ca,
-              cert,
-              key,
-              rejectUnauthorized: tls.rejectUnauthorized ?? true,
-            })
-          : netConnect({ host, port });
+      const socket = secure
+        ? tlsConnect({
+            host,
+            port,
+            servername: isIpLiteral(host) ? undefined : host,
+            ca,
+            cert,
+            key,
+            rejectUnauthorized: tls.rejectUnauthorized ?? true,
+          })
+        : netConnect({ host, port });
       socket.setNoDelay(true);
       return socket;
     };
@@ -635,7 +644,7 @@ export class MqttConnection {
     this.counters.publishes++;
     this.client!.publish(
       mailboxTopic(this.prefix, stream.remote, this.mailbox),
-      Buffer.from(payload),
+      asBuffer(payload),
       { qos: 1 },
       (err) => {
         if (err && !this.stopped)
@@ -742,7 +751,7 @@ export class MqttConnection {
     }
     for (const body of r.deliver) this.deliver(from, body);
     if (r.ack !== undefined) {
-      this.pendingAcks.set(`${from}/${streamKey(frame.stream)}`, {
+      this.pendingAcks.set(r.key, {
         remote: from,
         stream: frame.stream.slice(),
         acked: r.ack,
@@ -820,7 +829,7 @@ export class MqttConnection {
         for (const a of acks) {
           this.counters.acksOut++;
           const topic = mailboxTopic(this.prefix, a.remote, this.mailbox);
-          client.publish(topic, Buffer.from(encodeAck(a.stream, a.acked)), { qos: 1 });
+          client.publish(topic, asBuffer(encodeAck(a.stream, a.acked)), { qos: 1 });
         }
       });
     };
@@ -849,19 +858,6 @@ export class MqttConnection {
       drops: { ...this.drops },
       stateFileBytes: this.stateLog?.bytes ?? 0,
     };
-  }
-
-  /**
-   * Resolves when every kept message was acknowledged by its receiver (or the timeout passed:
-   * then false). For tests, examples and orderly shutdowns that want an empty outbox.
-   */
-  async drained(timeoutMs = 30_000): Promise<boolean> {
-    const end = Date.now() + timeoutMs;
-    while (this.outbox.stats().messages > 0) {
-      if (Date.now() > end || this.stopped) return false;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return true;
   }
 
   private async endClient(): Promise<void> {
@@ -931,8 +927,9 @@ export class MqttConnection {
   }
 }
 
-function hostPort(u: URL): string {
-  return `${u.hostname}:${u.port || (u.protocol === 'mqtts:' ? 8883 : 1883)}`;
+/** The same bytes as a Buffer, without a copy (`Buffer.from(uint8Array)` copies). */
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function isIpLiteral(host: string): boolean {
@@ -952,18 +949,7 @@ function pem(v: string | Uint8Array): Buffer {
 function checkOptions(o: MqttConnectionOptions): void {
   const invalid = (why: string) => new KeyhopError(ErrorCodes.CONFIG_INVALID, `MQTT: ${why}`);
   if (!Array.isArray(o.urls) || o.urls.length === 0) throw invalid('give at least one broker URL');
-  for (const u of o.urls) {
-    let url: URL;
-    try {
-      url = new URL(u);
-    } catch {
-      throw invalid(`"${u}" is not a URL (mqtt://host:port or mqtts://host:port)`);
-    }
-    if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
-      throw invalid(`"${u}": only mqtt:// and mqtts:// are supported`);
-    }
-    if (url.pathname !== '' && url.pathname !== '/') throw invalid(`"${u}": a broker URL has no path`);
-  }
+  for (const u of o.urls) parseBrokerUrl(u);
   checkMailboxName(o.mailbox);
   if (o.protocolVersion !== undefined && ![4, 5, 'auto'].includes(o.protocolVersion)) {
     throw invalid(`protocolVersion must be 4 (MQTT 3.1.1), 5 or 'auto', got ${String(o.protocolVersion)}`);

@@ -57,9 +57,10 @@ describe('MQTT state file', () => {
     outbox.ack(s.id, 5, 0);
     await log.compact({ streams: outbox.live(), cursors: [] });
     await log.close();
-    const { replayed } = await open(p);
+    const { log: again, replayed } = await open(p);
     expect(replayed.streams[0]!.nextSeq).toBe(6);
     expect(replayed.streams[0]!.messages).toEqual([]);
+    await again.close();
   });
 
   it('compacts to the live state while appends go on, and reads the moved messages back', async () => {
@@ -78,10 +79,11 @@ describe('MQTT state file', () => {
     expect(statSync(p).size).toBeLessThan(before / 5);
     for (const e of s.entries) expect([...(await log.read(e.offset, e.size))]).toEqual([...msg(e.seq - 1)]);
     await log.close();
-    const { replayed } = await open(p);
+    const { log: again, replayed } = await open(p);
     expect(replayed.streams[0]!.messages.map((m) => m.seq)).toEqual(
       [...Array(20).keys()].map((i) => 191 + i),
     );
+    await again.close();
   });
 
   it('cuts a record a crash left incomplete and keeps everything before it', async () => {

@@ -258,10 +258,6 @@ export class StateLog {
     return buf;
   }
 
-  get written(): number {
-    return this.writtenSize;
-  }
-
   /**
    * Rewrites the file with only `live` state (streams, the messages still kept, cursors), reading
    * the messages' bytes from the current file; their `offset`s are updated. Records appended
