@@ -16,6 +16,7 @@ import {
   SECURE_CHANNEL_INFO,
   type SecureChannelInfo,
 } from './channel-identity.js';
+import type { ChannelStore, StoredChannel } from './channel-store.js';
 import { DataDecryptor, DataEncryptor } from './data-cipher.js';
 import { decodeChannelMessage, encodeChannelMessage, encodeChannelMessageParts } from './messages.js';
 import type { HandshakeState } from './noise/handshake-state.js';
@@ -40,6 +41,27 @@ export interface ChannelSettings {
   receiveWindow?: number;
   /** Unix seconds, for credential expiry while open (default: the system clock). */
   now?: () => number;
+  /** Keeps the channel across restarts of this process (docs/protocols/channel-store.md). */
+  persistence?: ChannelPersistence;
+}
+
+export interface ChannelPersistence {
+  store: ChannelStore;
+  /**
+   * Nonces reserved per write: after a crash the channel goes on after the block, so the peer's
+   * receive window must reach this far ahead (Ockam's reaches 32).
+   */
+  nonceBlock: bigint;
+  /** The route with this node's transport workers replaced by transport addresses (they outlive it). */
+  portableRoute(route: Route): Route;
+  /** Responder: the listener that accepted the channel. */
+  listener?: string;
+}
+
+/** A stored channel and its peer verified again, for SecureChannelEnd.restore. */
+export interface RestoredChannel {
+  stored: StoredChannel;
+  peer: PeerIdentity;
 }
 
 const NOOP = (): void => undefined;
@@ -64,10 +86,10 @@ export type ChannelDropReason =
  *   channel (or to the listener that spawned it), or that sent through it, receive them.
  */
 export class SecureChannelEnd implements Worker {
-  readonly remote = Address.random('sc_remote_');
-  readonly encryptor = Address.random('sc_encryptor_');
-  readonly internal = Address.random('sc_internal_');
-  readonly createdAt = Date.now();
+  readonly remote: Address;
+  readonly encryptor: Address;
+  readonly internal: Address;
+  readonly createdAt: number;
   state: ChannelState = 'handshake';
   peer: PeerIdentity | undefined;
   /** Noise's handshake hash once open: the same at both ends, a value to bind to this channel. */
@@ -106,13 +128,30 @@ export class SecureChannelEnd implements Worker {
   private resolveAcceptance!: () => void;
   private rejectAcceptance!: (e: KeyhopError) => void;
   private closeListeners: (() => void)[] | undefined;
+  /** What the peer presented in the handshake and its latest refresh: verified again on restore. */
+  private presentation: { payload: Uint8Array; staticKey: Uint8Array } | undefined;
+  private refreshed: { changeHistory: Uint8Array; credentials: Uint8Array[] } | undefined;
+  /** Persistent channels: nonces below this are reserved on disk (a restored encryptor resumes here). */
+  private durableUntil = 0n;
+  private reserving: Promise<void> | undefined;
+  /** Local workers that sent through the channel (they may receive what comes back; kept across restarts). */
+  private readonly repliers = new Set<string>();
+  private suspended = false;
+  /** The store holds this channel (it opened, or it was restored). */
+  private inStore = false;
 
   constructor(
     private readonly router: Router,
     readonly initiator: boolean,
     readonly flow: FlowId,
     private readonly settings: ChannelSettings,
+    restored?: RestoredChannel,
   ) {
+    const s = restored?.stored;
+    this.remote = s ? Address.parse(s.remote) : Address.random('sc_remote_');
+    this.encryptor = s ? Address.parse(s.id) : Address.random('sc_encryptor_');
+    this.internal = s ? Address.parse(s.internal) : Address.random('sc_internal_');
+    this.createdAt = s?.createdAt ?? Date.now();
     this.opened = new Promise((resolve, reject) => {
       this.resolveOpened = resolve;
       this.rejectOpened = reject;
@@ -123,12 +162,60 @@ export class SecureChannelEnd implements Worker {
       this.rejectAcceptance = reject;
     });
     this.acceptance.catch(() => undefined);
+    if (restored) {
+      this.resume(restored);
+      return;
+    }
     if (!initiator || !settings.confirm) this.accept();
     this.hs = ockamHandshake(settings.provider, initiator, settings.identity.staticKey);
   }
 
+  /** A channel kept by a process that stopped goes on where it was, without a handshake. */
+  private resume({ stored: s, peer }: RestoredChannel): void {
+    const provider = this.settings.provider;
+    const encryptor = DataEncryptor.restore(
+      provider,
+      { key: hexBytes(s.encryptor.key), nonce: BigInt(s.encryptor.nonce), rekeying: s.encryptor.rekeying },
+      BigInt(s.encryptor.resumeAt),
+    );
+    const d = s.decryptor;
+    const decryptor = DataDecryptor.restore(provider, {
+      rekeying: d.rekeying,
+      window: { size: d.window.size, highest: BigInt(d.window.highest), seen: BigInt(`0x${d.window.seen}`) },
+      bucket: BigInt(d.bucket),
+      keys: d.keys.map(([b, k]) => [BigInt(b), hexBytes(k)]),
+    });
+    this.encryptorState = encryptor;
+    this.decryptorState = decryptor;
+    // Nothing at or beyond resumeAt was used: the next send reserves a block from there.
+    this.durableUntil = encryptor.nextNonce;
+    this.highestNonce = BigInt(d.window.highest);
+    this.peer = peer;
+    this.presentation = { payload: hexBytes(s.peer.presentation), staticKey: hexBytes(s.peer.staticKey) };
+    if (s.peer.refresh) {
+      this.refreshed = {
+        changeHistory: hexBytes(s.peer.refresh.changeHistory),
+        credentials: s.peer.refresh.credentials.map(hexBytes),
+      };
+    }
+    this.handshakeHash = hexBytes(s.handshakeHash);
+    this.remoteRoute = Route.parse(s.route);
+    for (const c of s.consumers) this.repliers.add(c);
+    this.state = 'open';
+    this.inStore = true;
+    this.accept();
+    this.resolveOpened();
+    this.resolveOpened = this.rejectOpened = NOOP;
+  }
+
+  /** Whether this channel is kept across restarts. */
+  get persistent(): boolean {
+    return this.settings.persistence !== undefined;
+  }
+
   /** Registers the workers and arms the handshake timeout. */
   async start(): Promise<void> {
+    for (const r of this.repliers) this.router.flowControls.addConsumer(this.flow, Address.parse(r));
     // One mailbox for the three addresses: only what leaves from `internal` (decrypted messages)
     // is flow-controlled; nothing may be sent to `internal`.
     const decrypted = flowControlled(this.router.flowControls, this.flow);
@@ -136,8 +223,28 @@ export class SecureChannelEnd implements Worker {
       incoming: (r) => !r.to.equals(this.internal),
       outgoing: (r) => !r.from.equals(this.internal) || decrypted(r),
     });
+    if (this.state === 'open') {
+      this.armLifetime();
+      return;
+    }
     this.timer = setTimeout(() => this.timedOut(), this.settings.handshakeTimeoutMs);
     this.timer.unref();
+  }
+
+  private armLifetime(): void {
+    const max = this.settings.maxLifetimeMs;
+    if (max === undefined) return;
+    this.lifetimeTimer = setTimeout(
+      () => {
+        this.settings.log.info(
+          { encryptor: this.encryptor.toString(), peer: this.peer?.identifier },
+          'secure channel reached its maximum lifetime; closing it',
+        );
+        void this.close();
+      },
+      Math.max(0, this.createdAt + max - Date.now()),
+    );
+    this.lifetimeTimer.unref();
   }
 
   private timedOut(): void {
@@ -231,6 +338,7 @@ export class SecureChannelEnd implements Worker {
       return;
     }
     const payload = hs.readMessage(message.payload);
+    this.presentation = { payload: payload.slice(), staticKey: hs.remoteStaticPublicKey!.slice() };
     let peer: PeerIdentity;
     try {
       peer = await this.settings.identity.verifyPeer(payload, hs.remoteStaticPublicKey!);
@@ -264,21 +372,19 @@ export class SecureChannelEnd implements Worker {
       true,
       this.settings.receiveWindow ?? 32,
     );
+    const p = this.settings.persistence;
+    if (p) {
+      // On disk before the first use of its keys: a crash from here on cannot lose the channel.
+      this.durableUntil = p.nonceBlock;
+      await p.store.save(this.stored());
+      this.inStore = true;
+    }
     this.state = 'open';
     if (this.accepted) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.settings.maxLifetimeMs !== undefined) {
-      this.lifetimeTimer = setTimeout(() => {
-        this.settings.log.info(
-          { encryptor: this.encryptor.toString(), peer: this.peer?.identifier },
-          'secure channel reached its maximum lifetime; closing it',
-        );
-        void this.close();
-      }, this.settings.maxLifetimeMs);
-      this.lifetimeTimer.unref();
-    }
+    this.armLifetime();
     this.settings.log.info(
       { encryptor: this.encryptor.toString(), peer: peer.identifier, initiator: this.initiator },
       'secure channel open',
@@ -344,6 +450,17 @@ export class SecureChannelEnd implements Worker {
       if (!this.initiator) this.remoteRoute = message.returnRoute;
     }
     this.stats.received++;
+    const p = this.settings.persistence;
+    if (p) {
+      // The window moved: on disk before anything is delivered, so that no restart (or crash) can
+      // make this end accept the same message again.
+      try {
+        await p.store.save(this.stored());
+      } catch (e) {
+        this.drop('undeliverable', e);
+        return;
+      }
+    }
     switch (m.kind) {
       case 'payload': {
         if (m.onward.isEmpty) {
@@ -389,7 +506,12 @@ export class SecureChannelEnd implements Worker {
             return;
           }
           this.peer = refreshed;
+          this.refreshed = {
+            changeHistory: m.changeHistory.slice(),
+            credentials: m.credentials.map((c) => c.slice()),
+          };
           this.cachedInfo = undefined;
+          if (p) await p.store.save(this.stored()).catch(() => undefined);
           this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
         } catch (e) {
           this.settings.log.warn(
@@ -479,8 +601,12 @@ export class SecureChannelEnd implements Worker {
     }
     // Whoever sends through the channel may receive the answers that come back through it.
     const replyTo = message.returnRoute.next;
-    if (replyTo?.isLocal && this.router.isRegistered(replyTo))
+    if (replyTo?.isLocal && this.router.isRegistered(replyTo)) {
       this.router.flowControls.addConsumer(this.flow, replyTo);
+      if (this.settings.persistence && !this.repliers.has(replyTo.toString())) {
+        this.repliers.add(replyTo.toString());
+      }
+    }
     await this.sendEncrypted(
       encodeChannelMessageParts({
         kind: 'payload',
@@ -497,12 +623,90 @@ export class SecureChannelEnd implements Worker {
    * hop may be the very worker this end is waiting for (a channel inside a channel).
    */
   private async sendEncrypted(plaintext: Bytes, wait = true): Promise<void> {
-    const wire = this.encryptorState!.encrypt(plaintext);
+    const p = this.settings.persistence;
+    // A persistent end uses only nonces reserved on disk; checked and used in one synchronous step.
+    while (p && this.encryptorState && this.encryptorState.nextNonce >= this.durableUntil) {
+      this.reserving ??= this.reserveNonces(p);
+      await this.reserving;
+    }
+    if (!this.encryptorState)
+      throw new KeyhopError(ErrorCodes.CHANNEL_CLOSED, `secure channel ${this.encryptor} is ${this.state}`);
+    const wire = this.encryptorState.encrypt(plaintext);
     this.stats.sent++;
     this.returnToMe ??= Route.of(this.remote);
     const message = new Message(this.remoteRoute, this.returnToMe, wire);
     if (wait) await this.sendAndWait(this.remote, message);
     else await this.router.send(this.remote, message);
+  }
+
+  private async reserveNonces(p: ChannelPersistence): Promise<void> {
+    try {
+      const until = this.encryptorState!.nextNonce + p.nonceBlock;
+      await p.store.save(this.stored(until));
+      this.durableUntil = until;
+    } finally {
+      this.reserving = undefined;
+    }
+  }
+
+  /** This channel as the store keeps it; `resumeAt`: where a restored encryptor goes on. */
+  private stored(resumeAt = this.durableUntil): StoredChannel {
+    const e = this.encryptorState!.snapshot();
+    const d = this.decryptorState!.snapshot();
+    const p = this.settings.persistence!;
+    const out: StoredChannel = {
+      id: this.encryptor.toString(),
+      role: this.initiator ? 'initiator' : 'responder',
+      remote: this.remote.toString(),
+      internal: this.internal.toString(),
+      ...(p.listener !== undefined ? { listener: p.listener } : {}),
+      consumers: [...this.repliers],
+      route: p.portableRoute(this.remoteRoute).toString(),
+      handshakeHash: toHex(this.handshakeHash!),
+      peer: {
+        identifier: this.peer!.identifier,
+        staticKey: toHex(this.presentation!.staticKey),
+        presentation: toHex(this.presentation!.payload),
+        ...(this.refreshed
+          ? {
+              refresh: {
+                changeHistory: toHex(this.refreshed.changeHistory),
+                credentials: this.refreshed.credentials.map(toHex),
+              },
+            }
+          : {}),
+      },
+      encryptor: {
+        key: toHex(e.key),
+        nonce: e.nonce.toString(),
+        resumeAt: (resumeAt > e.nonce ? resumeAt : e.nonce).toString(),
+        rekeying: e.rekeying,
+      },
+      decryptor: {
+        rekeying: d.rekeying,
+        window: { size: d.window.size, highest: d.window.highest.toString(), seen: evenHex(d.window.seen) },
+        bucket: d.bucket.toString(),
+        keys: d.keys.map(([b, k]) => [b.toString(), toHex(k)]),
+      },
+      createdAt: this.createdAt,
+    };
+    e.key.fill(0);
+    for (const [, k] of d.keys) k.fill(0);
+    return out;
+  }
+
+  /**
+   * Persistent channel, process stopping: writes its exact state and stops its workers without
+   * telling the peer, which keeps the channel; a later process restores it (SecureChannels.restore).
+   */
+  async suspend(): Promise<void> {
+    const p = this.settings.persistence;
+    if (!p || this.state !== 'open') return this.close();
+    // Wait for a reservation being written, then keep the exact next nonce: no gap after a clean stop.
+    await this.reserving?.catch(() => undefined);
+    await p.store.save(this.stored(this.encryptorState!.nextNonce));
+    this.suspended = true;
+    await this.stop();
   }
 
   /** Routes `message` and resolves once the next hop has handled it (or it was dropped). */
@@ -569,6 +773,15 @@ export class SecureChannelEnd implements Worker {
     this.decryptorState = undefined;
     await this.router.stopWorker(this.remote);
     this.router.flowControls.remove(this.flow);
+    // Closed for good (by either end, or refused on a second check): the store forgets it.
+    const p = this.settings.persistence;
+    if (p && this.inStore && !this.suspended) {
+      await p.store
+        .remove(this.encryptor.toString())
+        .catch((e: unknown) =>
+          this.settings.log.warn({ err: describeError(e) }, 'closed channel not removed from the store'),
+        );
+    }
     const listeners = this.closeListeners ?? [];
     this.closeListeners = undefined;
     for (const l of listeners) l();
@@ -580,6 +793,7 @@ export class SecureChannelEnd implements Worker {
       remote: this.remote.toString(),
       role: this.initiator ? 'initiator' : 'responder',
       state: this.state,
+      persistent: this.persistent,
       accepted: this.accepted,
       peer: this.peer?.identifier ?? null,
       attributes: this.peer?.attributes ?? {},
@@ -588,4 +802,17 @@ export class SecureChannelEnd implements Worker {
       ...this.stats,
     };
   }
+}
+
+function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
+}
+
+function evenHex(n: bigint): string {
+  const h = n.toString(16);
+  return h.length % 2 ? `0${h}` : h;
+}
+
+function hexBytes(h: string): Uint8Array {
+  return new Uint8Array(Buffer.from(h, 'hex'));
 }

@@ -9,9 +9,10 @@ import type { FlowId } from '../routing/flow-control.js';
 import type { Message } from '../routing/message.js';
 import { type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
-import type { ChannelIdentity, ChannelTrustPolicy } from './channel-identity.js';
+import type { ChannelIdentity, ChannelTrustPolicy, PeerIdentity } from './channel-identity.js';
+import type { ChannelStore, StoredChannel } from './channel-store.js';
 import { MAX_WINDOW, WINDOW } from './replay-window.js';
-import { type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
+import { type ChannelPersistence, type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
 
 /** Ockam nodes listen for secure channels at `api`. */
 export const DEFAULT_LISTENER = 'api';
@@ -32,6 +33,13 @@ export interface SecureChannelsOptions {
    * replays are still refused. Each end's own setting: the wire does not change.
    */
   receiveWindow?: number;
+  /** Where persistent channels are kept (create/createListener with `persist`). */
+  store?: ChannelStore;
+  /**
+   * Nonces a persistent channel reserves per write (default 16): after a crash it goes on after
+   * the block, which the peer's receive window must reach (Ockam's reaches 32 ahead).
+   */
+  nonceBlock?: number;
 }
 
 export interface ListenerOptions {
@@ -41,11 +49,29 @@ export interface ListenerOptions {
   expose?: AddressLike[];
   /** Handshakes in progress at once; further first messages are dropped. */
   maxPendingHandshakes?: number;
+  /** Channels of this listener outlive this process (kept in the store, restored by `restore`). */
+  persist?: boolean;
+}
+
+export interface CreateOptions {
+  trustPolicy?: ChannelTrustPolicy;
+  confirm?: boolean;
+  timeoutMs?: number;
+  /** The channel outlives this process (kept in the store, restored by `restore`). */
+  persist?: boolean;
+}
+
+/** What `restore` did with each stored channel. */
+export interface RestoreReport {
+  restored: SecureChannelEnd[];
+  /** Channels dropped from the store, and why (peer no longer trusted, listener gone, …). */
+  dropped: { id: string; peer: string; reason: string }[];
 }
 
 export interface SecureChannelListener {
   readonly address: Address;
   readonly flow: FlowId;
+  readonly trustPolicy: ChannelTrustPolicy;
   expose(address: AddressLike): void;
   close(): Promise<void>;
 }
@@ -68,6 +94,13 @@ export class SecureChannels {
     this.provider = options.provider ?? nodeCrypto;
     this.log = (options.log ?? router.log ?? silentLogger).child({ component: 'secure-channel' });
     this.timeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    const b = options.nonceBlock;
+    if (b !== undefined && (!Number.isInteger(b) || b < 1 || b > MAX_WINDOW)) {
+      throw new KeyhopError(
+        ErrorCodes.CONFIG_INVALID,
+        `nonceBlock must be a whole number from 1 to ${MAX_WINDOW}, got ${b}`,
+      );
+    }
     const w = options.receiveWindow;
     if (w !== undefined && (!Number.isInteger(w) || w < WINDOW || w > MAX_WINDOW)) {
       throw new KeyhopError(
@@ -85,8 +118,10 @@ export class SecureChannels {
     trustPolicy: ChannelTrustPolicy,
     confirm = true,
     timeoutMs = this.timeoutMs,
+    persistence?: ChannelPersistence,
   ): ChannelSettings {
     return {
+      ...(persistence ? { persistence } : {}),
       provider: this.provider,
       identity: this.options.identity,
       trustPolicy,
@@ -96,6 +131,23 @@ export class SecureChannels {
       ...(this.options.maxLifetimeMs !== undefined ? { maxLifetimeMs: this.options.maxLifetimeMs } : {}),
       ...(this.options.receiveWindow !== undefined ? { receiveWindow: this.options.receiveWindow } : {}),
       ...(this.options.clock ? { now: () => this.options.clock!.now() } : {}),
+    };
+  }
+
+  private persistence(persist: boolean | undefined, listener?: Address): ChannelPersistence | undefined {
+    if (!persist) return undefined;
+    const store = this.options.store;
+    if (!store) {
+      throw new KeyhopError(
+        ErrorCodes.CONFIG_INVALID,
+        'a persistent secure channel needs a channel store (a node with a home directory)',
+      );
+    }
+    return {
+      store,
+      nonceBlock: BigInt(this.options.nonceBlock ?? 16),
+      portableRoute: (r) => this.router.portableRoute(r),
+      ...(listener ? { listener: listener.toString() } : {}),
     };
   }
 
@@ -110,16 +162,18 @@ export class SecureChannels {
    * false, for Ockam responders) the responder has accepted this identity; rejects with
    * TRUST_REFUSED saying which side refused whom.
    */
-  async create(
-    route: RouteLike,
-    options: { trustPolicy?: ChannelTrustPolicy; confirm?: boolean; timeoutMs?: number } = {},
-  ): Promise<SecureChannelEnd> {
+  async create(route: RouteLike, options: CreateOptions = {}): Promise<SecureChannelEnd> {
     const fc = this.router.flowControls;
     const end = new SecureChannelEnd(
       this.router,
       true,
       fc.create(),
-      this.settings(options.trustPolicy ?? trustEveryone, options.confirm ?? true, options.timeoutMs),
+      this.settings(
+        options.trustPolicy ?? trustEveryone,
+        options.confirm ?? true,
+        options.timeoutMs,
+        this.persistence(options.persist),
+      ),
     );
     await end.start();
     this.track(end);
@@ -140,7 +194,13 @@ export class SecureChannels {
     const fc = this.router.flowControls;
     const flow = fc.create();
     for (const a of options.expose ?? []) fc.addConsumer(flow, Address.from(a));
-    const settings = this.settings(options.trustPolicy ?? trustEveryone);
+    const trustPolicy = options.trustPolicy ?? trustEveryone;
+    const settings = this.settings(
+      trustPolicy,
+      true,
+      this.timeoutMs,
+      this.persistence(options.persist, listenerAddress),
+    );
     const maxPending = options.maxPendingHandshakes ?? 1024;
     let pending = 0;
     const router = this.router;
@@ -171,6 +231,7 @@ export class SecureChannels {
     const listener: SecureChannelListener = {
       address: listenerAddress,
       flow,
+      trustPolicy,
       expose: (a) => fc.addConsumer(flow, Address.from(a)),
       close: async () => {
         this.listenerMap.delete(listenerAddress.key);
@@ -213,8 +274,94 @@ export class SecureChannels {
     return results.filter((open) => !open).length;
   }
 
+  /**
+   * Brings back the channels kept in the store by an earlier process, without handshakes. Each
+   * peer's presentation is verified again as things stand now (credentials expired meanwhile,
+   * revocations) and must satisfy the trust policy: the listener's for channels it accepted (create
+   * listeners first), `initiatorPolicy` for channels this node opened. A channel that fails is
+   * dropped from the store and reported.
+   */
+  async restore(initiatorPolicy: ChannelTrustPolicy = trustEveryone): Promise<RestoreReport> {
+    const store = this.options.store;
+    const report: RestoreReport = { restored: [], dropped: [] };
+    if (!store) return report;
+    for (const stored of store.channels()) {
+      if (this.channels.has(Address.parse(stored.id).key)) continue;
+      try {
+        report.restored.push(await this.restoreOne(stored, initiatorPolicy));
+      } catch (e) {
+        const reason = e instanceof Error ? e.message : String(e);
+        report.dropped.push({ id: stored.id, peer: stored.peer.identifier, reason });
+        this.log.warn(
+          { encryptor: stored.id, peer: stored.peer.identifier, reason },
+          'stored secure channel not restored; dropped from the store',
+        );
+        await store.remove(stored.id).catch(() => undefined);
+      }
+    }
+    return report;
+  }
+
+  private async restoreOne(
+    stored: StoredChannel,
+    initiatorPolicy: ChannelTrustPolicy,
+  ): Promise<SecureChannelEnd> {
+    const fc = this.router.flowControls;
+    const identity = this.options.identity;
+    let listener: SecureChannelListener | undefined;
+    if (stored.role === 'responder') {
+      listener =
+        stored.listener === undefined ? undefined : this.listenerMap.get(Address.parse(stored.listener).key);
+      if (!listener) {
+        throw new KeyhopError(
+          ErrorCodes.ADDRESS_UNKNOWN,
+          `its listener ${stored.listener ?? '(none)'} is not running on this node`,
+        );
+      }
+    }
+    const bytes = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+    let peer: PeerIdentity = await identity.verifyPeer(
+      bytes(stored.peer.presentation),
+      bytes(stored.peer.staticKey),
+    );
+    const refresh = stored.peer.refresh;
+    if (refresh && identity.verifyRefresh) {
+      peer = await identity.verifyRefresh(peer, bytes(refresh.changeHistory), refresh.credentials.map(bytes));
+    }
+    if (peer.identifier !== stored.peer.identifier)
+      throw new KeyhopError(ErrorCodes.DECODE_INVALID, 'the stored presentation names another identity');
+    const policy = listener?.trustPolicy ?? initiatorPolicy;
+    if (!(await policy(peer))) {
+      throw new KeyhopError(
+        ErrorCodes.TRUST_REFUSED,
+        `${peer.identifier} is refused by this node's trust policy now${policy.description ? ` (it accepts ${policy.description})` : ''}`,
+      );
+    }
+    const persistence = this.persistence(true, listener?.address)!;
+    const end = new SecureChannelEnd(
+      this.router,
+      stored.role === 'initiator',
+      fc.create(listener?.flow),
+      this.settings(policy, true, this.timeoutMs, persistence),
+      { stored, peer },
+    );
+    await end.start();
+    // Ciphertext from the peer reaches this end again: through the listener's exposure, or (for
+    // an end this node opened) as an answer to the transport it last used.
+    if (listener) fc.copyConsumer(listener.address, end.remote);
+    const first = end.remoteRoute.next;
+    if (first && !first.isLocal) await this.router.admit(first, end.remote).catch(() => false);
+    this.track(end);
+    this.log.info(
+      { encryptor: stored.id, peer: peer.identifier, route: stored.route },
+      'secure channel restored',
+    );
+    return end;
+  }
+
+  /** Closes every channel (telling peers), except persistent ones, which are kept for the next process. */
   async shutdown(): Promise<void> {
-    for (const end of [...this.channels.values()]) await end.close();
+    for (const end of [...this.channels.values()]) await (end.persistent ? end.suspend() : end.close());
     for (const l of [...this.listenerMap.values()]) await l.close();
   }
 }

@@ -97,6 +97,11 @@ export interface SecureChannelConfig {
   maxLifetimeSeconds?: number;
   /** Receive window of the node's channels, in nonces (default 32; wider = queue mode). */
   receiveWindow?: number;
+  /**
+   * Channels this node accepts or opens outlive its process: kept sealed in the node's directory
+   * and resumed without a handshake at the next start (docs/protocols/channel-store.md).
+   */
+  persist?: boolean;
 }
 
 /** An enrollment authority this node serves (`keyhop authority create` made it). */
@@ -335,6 +340,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'revocationIntervalSeconds',
       'maxLifetimeSeconds',
       'receiveWindow',
+      'persist',
     ],
     'secureChannel',
   );
@@ -377,6 +383,10 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       fail("secureChannel.receiveWindow must be a whole number from 32 (Ockam's) to 65536");
     }
     secureChannel.receiveWindow = w;
+  }
+  if (sc.persist !== undefined) {
+    if (typeof sc.persist !== 'boolean') fail('secureChannel.persist must be true or false');
+    secureChannel.persist = sc.persist;
   }
   // Authorities only count through a policy, and a policy only through authorities: either one
   // alone would leave the listener open to everyone (or to no one) without saying so.

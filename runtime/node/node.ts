@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { SoftwareVault, SoftwareVerifier } from '../../vaults/software/software-vault.js';
 import { channelPolicy } from '../channel/access.js';
 import { SECURE_CHANNEL_INFO, type SecureChannelInfo } from '../channel/channel-identity.js';
+import { ChannelStore } from '../channel/channel-store.js';
 import { OckamChannelIdentity } from '../channel/ockam-identity.js';
 import type { SecureChannelEnd } from '../channel/secure-channel.js';
 import { type SecureChannelListener, SecureChannels } from '../channel/secure-channels.js';
@@ -117,6 +118,7 @@ export class KeyhopNode {
   ble: NodeBle | undefined;
   identity!: LocalIdentity;
   private channelListener: SecureChannelListener | undefined;
+  private channelStore: ChannelStore | undefined;
   private readonly outlets: { config: OutletConfig; outlet: TcpOutlet }[] = [];
   private readonly inlets: ManagedInlet[] = [];
   /** What the secure-channel listener accepts, in words (node show, refusals). */
@@ -172,6 +174,9 @@ export class KeyhopNode {
         await node.createUdpTransport(config.udp.bind, config.udp.expose ?? udpDefault);
       }
       for (const sc of config.serial ?? []) await node.createSerialLink(sc, true);
+      // After the listener (a restored responder takes its exposure) and before the mailboxes
+      // open: what a broker kept for a restored channel arrives as soon as they do.
+      await node.channels.restore();
       if (config.mqttBroker)
         node.mqttBroker = await startEmbeddedBroker(config.mqttBroker.bind, { log: node.log });
       for (const m of config.mqtt ?? []) await node.openMqttMailbox(m, options.home);
@@ -290,7 +295,21 @@ export class KeyhopNode {
     });
     this.channelIdentity = channelIdentity;
     const lifetime = this.config.secureChannel?.maxLifetimeSeconds;
+    if (this.config.secureChannel?.persist) {
+      if (!home) {
+        throw new KeyhopError(
+          ErrorCodes.CONFIG_INVALID,
+          'secureChannel.persist needs a node directory (KEYHOP_HOME) to keep channels in',
+        );
+      }
+      this.channelStore = await ChannelStore.open(join(nodePaths(home, this.config.name).dir, 'channels'), {
+        ...(process.env.KEYHOP_VAULT_PASSPHRASE ? { passphrase: process.env.KEYHOP_VAULT_PASSPHRASE } : {}),
+        log: this.log,
+        node: this.config.name,
+      });
+    }
     this.channels = new SecureChannels(this.router, {
+      ...(this.channelStore ? { store: this.channelStore } : {}),
       identity: channelIdentity,
       log: this.log,
       ...(lifetime !== undefined ? { maxLifetimeMs: lifetime * 1000 } : {}),
@@ -468,6 +487,7 @@ export class KeyhopNode {
     }
     this.channelListener = await this.channels.createListener(address, {
       trustPolicy,
+      ...(sc?.persist ? { persist: true } : {}),
       expose: sc?.expose ?? this.services,
     });
     this.services.push(address);
@@ -590,9 +610,10 @@ export class KeyhopNode {
   async createSecureChannel(
     route: RouteLike,
     authorized?: string[],
-    options: { confirm?: boolean; timeoutMs?: number } = {},
+    options: { confirm?: boolean; timeoutMs?: number; persist?: boolean } = {},
   ): Promise<SecureChannelEnd> {
     return this.channels.create(route, {
+      ...(options.persist ? { persist: true } : {}),
       ...(authorized?.length ? { trustPolicy: trustIdentifiers(authorized) } : {}),
       ...(options.confirm === false ? { confirm: false } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
@@ -658,7 +679,15 @@ export class KeyhopNode {
         ...(outbox.maxAgeSeconds !== undefined ? { maxAgeMs: outbox.maxAgeSeconds * 1000 } : {}),
         ...(outbox.window !== undefined ? { window: outbox.window } : {}),
       },
-      expose: config.expose ?? this.services,
+      // Persistent channels' ends too: ciphertext queued for them arrives as soon as the mailbox
+      // opens (they authenticate everything they accept).
+      expose: [
+        ...(config.expose ?? this.services),
+        ...this.channels
+          .list()
+          .filter((c) => c.persistent)
+          .map((c) => c.remote.toString()),
+      ],
       connectTimeoutMs: 0,
       log: this.log,
     });
@@ -882,6 +911,7 @@ export class KeyhopNode {
     for (const { inlet } of this.inlets) await inlet.close().catch(() => undefined);
     for (const { outlet } of this.outlets) await outlet.close().catch(() => undefined);
     await this.channels?.shutdown().catch(() => undefined);
+    await this.channelStore?.close().catch(() => undefined);
     await this.router.shutdown();
     await this.mqttBroker?.close().catch(() => undefined);
     // After the router: no request is in flight in their workers any more.

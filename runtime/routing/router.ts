@@ -6,6 +6,7 @@ import { Context } from './context.js';
 import { FlowControls } from './flow-control.js';
 import { Queue } from './mailbox-queue.js';
 import type { Message } from './message.js';
+import { Route } from './route.js';
 import type { Transport, Worker } from './worker.js';
 
 export interface WorkerOptions {
@@ -175,6 +176,31 @@ export class Router {
 
   transport(type: number): Transport | undefined {
     return this.transports.get(type);
+  }
+
+  /** `route` with every local transport worker a transport can name replaced by that transport address. */
+  portableRoute(route: Route): Route {
+    return Route.from(
+      route.addresses.map((a) => {
+        if (!a.isLocal) return a;
+        for (const t of this.transports.values()) {
+          const p = t.portableAddress?.(a);
+          if (p) return p;
+        }
+        return a;
+      }),
+    );
+  }
+
+  /**
+   * Lets messages from the peer at the transport address `from` reach `local` (whether the
+   * transport knows that peer yet or not). False when no transport of this node can.
+   */
+  async admit(from: Address, local: Address): Promise<boolean> {
+    const t = from.isLocal ? undefined : this.transports.get(from.type);
+    if (!t?.admit) return false;
+    await t.admit(from, local);
+    return true;
   }
 
   onTrace(listener: (e: TraceEvent) => void): () => void {

@@ -21,4 +21,11 @@ export interface Transport {
   readonly name: string;
   resolve(address: Address): Promise<Address>;
   shutdown(): Promise<void>;
+  /**
+   * The transport address (`7#broker/mailbox`) a local worker of this transport stands for, if
+   * any: a route kept across restarts names that instead of a worker that dies with the process.
+   */
+  portableAddress?(local: Address): Address | undefined;
+  /** Lets what arrives from the peer at `address` reach the local worker `local` (a restored channel end). */
+  admit?(address: Address, local: Address): Promise<void>;
 }

@@ -42,6 +42,7 @@ interface StartOptions {
   revocationsFrom?: string;
   revocationInterval?: string;
   maxChannelLifetime?: string;
+  persistChannels?: boolean;
   logLevel?: string;
   foreground?: boolean;
   json?: boolean;
@@ -169,7 +170,8 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
     o.policy ||
     o.revocationsFrom ||
     o.revocationInterval ||
-    o.maxChannelLifetime
+    o.maxChannelLifetime ||
+    o.persistChannels
   ) {
     const sc = { ...((raw.secureChannel as Record<string, unknown>) ?? {}) };
     if (o.authority?.length) sc.authorities = union(sc.authorities as string[], o.authority);
@@ -180,6 +182,7 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
       sc.revocationIntervalSeconds = secondsOption(o.revocationInterval, '--revocation-interval');
     if (o.maxChannelLifetime)
       sc.maxLifetimeSeconds = secondsOption(o.maxChannelLifetime, '--max-channel-lifetime');
+    if (o.persistChannels) sc.persist = true;
     merged.secureChannel = sc;
   }
   const services = { ...((raw.services as Record<string, unknown>) ?? {}) };
@@ -501,6 +504,10 @@ export function registerNodeCommands(program: Command): void {
       .option(
         '--max-channel-lifetime <seconds>',
         'close secure channels this long after they opened (units s, m, h, d)',
+      )
+      .option(
+        '--persist-channels',
+        'secure channels this node accepts outlive it: kept sealed, resumed without a handshake at the next start',
       )
       .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
       .option('--json', 'machine-readable output');

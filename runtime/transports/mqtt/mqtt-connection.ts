@@ -494,6 +494,20 @@ export class MqttConnection {
     return peer.sender;
   }
 
+  /** The remote mailbox whose sender worker is `local`, if it is one of this connection's. */
+  mailboxOfSender(local: Address): string | undefined {
+    for (const p of this.peers.values()) if (p.sender.equals(local)) return p.remote;
+    return undefined;
+  }
+
+  /** Lets messages from the mailbox `remote` reach `local` (as if `local` had sent to it). */
+  async admit(remote: string, local: Address): Promise<void> {
+    if (this.stopped) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'MQTT connection is closed');
+    const peer = this.peerFor(checkMailboxName(remote));
+    await peer.ready;
+    this.router.flowControls.addConsumer(peer.flow, local);
+  }
+
   private peerFor(remote: string): Peer {
     const existing = this.peers.get(remote);
     if (existing) return existing;

@@ -3,7 +3,7 @@ import { type Logger, silentLogger } from '../../log.js';
 import { type Address, TransportType } from '../../routing/address.js';
 import type { Router } from '../../routing/router.js';
 import type { Transport } from '../../routing/worker.js';
-import { parseMailboxAddress } from './mailbox-address.js';
+import { mailboxAddress, parseMailboxAddress } from './mailbox-address.js';
 import { MqttConnection, type MqttConnectionOptions } from './mqtt-connection.js';
 
 export interface MqttTransportOptions {
@@ -59,6 +59,26 @@ export class MqttTransport implements Transport {
       );
     }
     return c.senderFor(mailbox);
+  }
+
+  portableAddress(local: Address): Address | undefined {
+    for (const c of this.list) {
+      const remote = c.mailboxOfSender(local);
+      if (remote !== undefined) return mailboxAddress(c.broker, remote);
+    }
+    return undefined;
+  }
+
+  async admit(address: Address, local: Address): Promise<void> {
+    const { broker, mailbox } = parseMailboxAddress(address);
+    const c = this.connectionFor(broker);
+    if (!c) {
+      throw new KeyhopError(
+        ErrorCodes.CONNECT_FAILED,
+        `${address}: this node has no connection to MQTT broker "${broker}"`,
+      );
+    }
+    await c.admit(mailbox, local);
   }
 
   /** The first connection to `broker` (by name, or host:port of one of its URLs). */
