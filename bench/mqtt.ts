@@ -19,8 +19,10 @@
  * drops nothing) when installed, else the embedded aedes broker; the results say which.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { ChannelStore } from '../runtime/channel/channel-store.js';
 import { Route } from '../runtime/routing/route.js';
 import { Router } from '../runtime/routing/router.js';
 import { EchoService } from '../runtime/services/echo.js';
@@ -75,29 +77,40 @@ async function mailbox(
 }
 
 /**
- * keyhop: one-way messages across the broker, through a secure channel (or, `secure` false, the
- * transport alone); messages per second.
+ * keyhop: one-way messages across the broker, through a secure channel (`persistent`: one kept in
+ * a channel store at both ends, fsync on, docs/protocols/channel-store.md), or the transport
+ * alone; messages per second.
  */
 export async function keyhopThroughput(
   url: string,
   size: number,
   count: number,
   tag: string,
-  secure = true,
+  mode: 'secure' | 'transport' | 'persistent' | 'persistent-nosync' = 'secure',
 ): Promise<number> {
   const routers: Router[] = [];
+  const stores: ChannelStore[] = [];
+  const persist = mode === 'persistent' || mode === 'persistent-nosync';
+  const dir = persist ? mkdtempSync(join(tmpdir(), 'keyhop-bench-store-')) : undefined;
+  const store = async (name: string) => {
+    if (!dir) return {};
+    const s = await ChannelStore.open(join(dir, name), { fsync: mode === 'persistent' });
+    stores.push(s);
+    return { store: s };
+  };
+  const secure = mode !== 'transport';
   try {
-    const rx = await identityNode(`rx-${tag}`, routers);
-    const tx = await identityNode(`tx-${tag}`, routers);
+    const rx = await identityNode(`rx-${tag}`, routers, await store('rx'));
+    const tx = await identityNode(`tx-${tag}`, routers, await store('tx'));
     let received = 0;
     await rx.router.startWorker('sink', { handleMessage: () => void received++ });
-    await rx.channels.createListener('api', { expose: ['sink'] });
+    await rx.channels.createListener('api', { expose: ['sink'], persist });
     await mailbox(rx.router, url, `rx-${tag}`, { expose: ['api', 'sink'] });
     await mailbox(tx.router, url, `tx-${tag}`);
     const ctx = await tx.router.context();
     let route = Route.parse(`7#b/rx-${tag} => sink`);
     if (secure) {
-      const channel = await tx.channels.create(Route.parse(`7#b/rx-${tag} => api`));
+      const channel = await tx.channels.create(Route.parse(`7#b/rx-${tag} => api`), { persist });
       route = Route.of(channel.encryptor, 'sink');
     }
     const payload = new Uint8Array(size).fill(7);
@@ -111,6 +124,8 @@ export async function keyhopThroughput(
     return count / ((performance.now() - started) / 1000);
   } finally {
     for (const r of routers) await r.shutdown();
+    for (const s of stores) await s.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -405,22 +420,34 @@ export const mqttBenchmark: Benchmark = {
         // Alternate, twice each, so neither side always runs on a warmer broker.
         const k: number[] = [];
         const t: number[] = [];
+        const p: number[] = [];
+        const q: number[] = [];
         const r: number[] = [];
         for (let i = 0; i < 2; i++) {
           r.push(await rawThroughput(broker.url, size, count, `${size}-${i}`));
           k.push(await keyhopThroughput(broker.url, size, count, `${size}-${i}`));
-          t.push(await keyhopThroughput(broker.url, size, count, `${size}-${i}-plain`, false));
+          t.push(await keyhopThroughput(broker.url, size, count, `${size}-${i}-plain`, 'transport'));
+          p.push(await keyhopThroughput(broker.url, size, count, `${size}-${i}-kept`, 'persistent'));
+          q.push(
+            await keyhopThroughput(broker.url, size, count, `${size}-${i}-kept-nosync`, 'persistent-nosync'),
+          );
         }
         const keyhop = Math.max(...k);
         const transport = Math.max(...t);
+        const persistent = Math.max(...p);
+        const persistentNoSync = Math.max(...q);
         const raw = Math.max(...r);
         throughput.push({
           size,
           keyhopPerSecond: Math.round(keyhop),
           transportOnlyPerSecond: Math.round(transport),
+          persistentChannelPerSecond: Math.round(persistent),
+          persistentNoSyncPerSecond: Math.round(persistentNoSync),
           rawPerSecond: Math.round(raw),
           ratio: round(keyhop / raw, 2),
           transportOnlyRatio: round(transport / raw, 2),
+          persistentChannelRatio: round(persistent / raw, 2),
+          persistentNoSyncRatio: round(persistentNoSync / raw, 2),
         });
       }
       const keyhopRtt = await keyhopLatency(broker.url, rounds);
@@ -466,6 +493,18 @@ export const mqttBenchmark: Benchmark = {
                 t.transportOnlyPerSecond,
                 t.rawPerSecond,
                 t.transportOnlyRatio,
+              ],
+              [
+                `${sizeLabel(t.size)} msg/s, persistent secure channel (fsync)`,
+                t.persistentChannelPerSecond,
+                t.rawPerSecond,
+                t.persistentChannelRatio,
+              ],
+              [
+                `${sizeLabel(t.size)} msg/s, persistent, no fsync (persistSync false)`,
+                t.persistentNoSyncPerSecond,
+                t.rawPerSecond,
+                t.persistentNoSyncRatio,
               ],
             ]),
             ['request/reply median ms', latency.keyhopMedianMs, latency.rawMedianMs, latency.ratio],

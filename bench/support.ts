@@ -1,9 +1,11 @@
 /** Pieces shared by the benchmarks: request pipelining, plain frame parsing, socket and number helpers. */
+
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import type { ChannelStore } from '../runtime/channel/channel-store.js';
 import { OckamChannelIdentity } from '../runtime/channel/ockam-identity.js';
 import { SecureChannels } from '../runtime/channel/secure-channels.js';
 import { describeError } from '../runtime/errors.js';
@@ -295,7 +297,11 @@ export interface IdentityNode {
 }
 
 /** Router + TCP + in-memory software vault + Ed25519 Ockam identity + secure channels (node:crypto). */
-export async function identityNode(name: string, routers: Router[]): Promise<IdentityNode> {
+export async function identityNode(
+  name: string,
+  routers: Router[],
+  options: { store?: ChannelStore } = {},
+): Promise<IdentityNode> {
   const router = new Router({ name });
   routers.push(router);
   const tcp = TcpTransport.create(router);
@@ -310,7 +316,11 @@ export async function identityNode(name: string, routers: Router[]): Promise<Ide
     credentials: [],
     authorities: [],
   });
-  const channels = new SecureChannels(router, { identity, provider: nodeCrypto });
+  const channels = new SecureChannels(router, {
+    identity,
+    provider: nodeCrypto,
+    ...(options.store ? { store: options.store } : {}),
+  });
   return { router, tcp, channels, identifier: identity.identifier };
 }
 

@@ -1,5 +1,7 @@
+import { closeSync, fdatasync, openSync, writeSync } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { fromHex, toHex } from '../../vaults/software/store-header.js';
@@ -60,6 +62,7 @@ const TAG = 16;
 export const MAX_RECORD = 64 * 1024;
 const INFO = new TextEncoder().encode('keyhop channel store v1');
 const COMPACT_MIN = 1024 * 1024;
+const datasync = promisify(fdatasync);
 
 export interface ChannelStoreOptions {
   /** Seals the store's key (scrypt, as the key store); without it the key is kept in clear, as a vault without one. */
@@ -93,6 +96,11 @@ export class ChannelStore {
   private index = 0n;
   private key: Uint8Array = new Uint8Array(0);
   private salt: Uint8Array = new Uint8Array(0);
+  /** The open log (writes are small and synchronous; only fdatasync goes to the thread pool). */
+  private fd = -1;
+  /** Bytes of the latest record of each live channel. */
+  private liveTotal = 0;
+  private rewriting = false;
 
   private constructor(
     private readonly path: string,
@@ -145,6 +153,9 @@ export class ChannelStore {
     if (this.closed) return;
     await this.flushNow();
     this.closed = true;
+    await this.chain;
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
     this.key.fill(0);
     this.master.fill(0);
     await this.release();
@@ -153,6 +164,18 @@ export class ChannelStore {
   private enqueue(entry: Entry): Promise<void> {
     if (this.closed) {
       return Promise.reject(new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'the channel store is closed'));
+    }
+    // Without fsync a write is all there is to wait for: done now, unless a rewrite is under way.
+    if (!this.fsync && !this.rewriting && this.pending.size === 0) {
+      try {
+        this.append([entry]);
+      } catch (e) {
+        return Promise.reject(this.writeError(e));
+      }
+      if (!this.large()) return Promise.resolve();
+      const run = this.chain.then(() => this.compactIfLarge());
+      this.chain = run.catch(() => undefined);
+      return run;
     }
     this.pending.set(entry.id, entry);
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
@@ -171,8 +194,9 @@ export class ChannelStore {
     this.waiters = [];
     const run = this.chain.then(async () => {
       if (batch.size === 0) return;
-      await this.append([...batch.values()]);
-      if (this.size > COMPACT_MIN && this.size > 4 * this.liveBytes()) await this.rewrite();
+      this.append([...batch.values()]);
+      if (this.fsync) await datasync(this.fd);
+      await this.compactIfLarge();
     });
     this.chain = run.catch(() => undefined);
     return run.then(
@@ -180,21 +204,48 @@ export class ChannelStore {
         for (const w of waiters) w.resolve();
       },
       (e: unknown) => {
-        const err = isKeyhopError(e)
-          ? e
-          : new KeyhopError(ErrorCodes.KEY_STORE_IO, `cannot write ${this.path}: ${describeError(e)}`, {
-              cause: e,
-            });
-        this.log.error({ path: this.path, err: err.message }, 'channel store write failed');
+        const err = this.writeError(e);
         for (const w of waiters) w.reject(err);
       },
     );
   }
 
+  private writeError(e: unknown): KeyhopError {
+    const err = isKeyhopError(e)
+      ? e
+      : new KeyhopError(ErrorCodes.KEY_STORE_IO, `cannot write ${this.path}: ${describeError(e)}`, {
+          cause: e,
+        });
+    this.log.error({ path: this.path, err: err.message }, 'channel store write failed');
+    return err;
+  }
+
+  private large(): boolean {
+    return this.size > COMPACT_MIN && this.size > 4 * this.liveBytes();
+  }
+
+  private async compactIfLarge(): Promise<void> {
+    if (this.rewriting || !this.large()) return;
+    this.rewriting = true;
+    try {
+      await this.rewrite();
+    } finally {
+      this.rewriting = false;
+    }
+  }
+
   private liveBytes(): number {
-    let n = HEADER;
-    for (const l of this.live.values()) n += l.bytes;
-    return n;
+    return HEADER + this.liveTotal;
+  }
+
+  private setLive(id: string, entry: StoredChannel | undefined, bytes = 0): void {
+    this.liveTotal -= this.live.get(id)?.bytes ?? 0;
+    if (entry === undefined) {
+      this.live.delete(id);
+      return;
+    }
+    this.live.set(id, { entry, bytes });
+    this.liveTotal += bytes;
   }
 
   private seal(entry: Entry): Uint8Array {
@@ -214,20 +265,14 @@ export class ChannelStore {
     return out;
   }
 
-  private async append(entries: Entry[]): Promise<void> {
+  private append(entries: Entry[]): void {
     const records = entries.map((e) => this.seal(e));
-    const h = await open(this.path, 'r+');
-    try {
-      const buf = Buffer.concat(records);
-      await h.write(buf, 0, buf.length, this.size);
-      if (this.fsync) await h.datasync();
-    } finally {
-      await h.close();
-    }
-    this.size += records.reduce((s, r) => s + r.length, 0);
+    const buf = Buffer.concat(records);
+    let at = 0;
+    while (at < buf.length) at += writeSync(this.fd, buf, at, buf.length - at, this.size + at);
+    this.size += buf.length;
     entries.forEach((e, i) => {
-      if ('removed' in e) this.live.delete(e.id);
-      else this.live.set(e.id, { entry: e, bytes: records[i]!.length });
+      this.setLive(e.id, 'removed' in e ? undefined : e, records[i]!.length);
     });
   }
 
@@ -253,9 +298,11 @@ export class ChannelStore {
       await h.close();
     }
     await rename(tmp, this.path);
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = openSync(this.path, 'r+');
     this.size = HEADER + records.reduce((s, r) => s + r.length, 0);
     entries.forEach((e, i) => {
-      this.live.set(e.id, { entry: e, bytes: records[i]!.length });
+      this.setLive(e.id, e, records[i]!.length);
     });
   }
 
@@ -330,8 +377,7 @@ export class ChannelStore {
         }
         const entry = parseEntry(plain, corrupt);
         plain.fill(0);
-        if ('removed' in entry) this.live.delete(entry.id);
-        else this.live.set(entry.id, { entry, bytes: 4 + length });
+        this.setLive(entry.id, 'removed' in entry ? undefined : entry, 4 + length);
         at += 4 + length;
         n++;
       }

@@ -102,6 +102,12 @@ export interface SecureChannelConfig {
    * and resumed without a handshake at the next start (docs/protocols/channel-store.md).
    */
   persist?: boolean;
+  /**
+   * With `persist`: fdatasync the channel store before each message is delivered (default true:
+   * safe across power loss). false: written, not synced (safe across a crash of the process only),
+   * many times faster on slow storage (docs/performance.md).
+   */
+  persistSync?: boolean;
 }
 
 /** An enrollment authority this node serves (`keyhop authority create` made it). */
@@ -341,6 +347,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'maxLifetimeSeconds',
       'receiveWindow',
       'persist',
+      'persistSync',
     ],
     'secureChannel',
   );
@@ -387,6 +394,10 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   if (sc.persist !== undefined) {
     if (typeof sc.persist !== 'boolean') fail('secureChannel.persist must be true or false');
     secureChannel.persist = sc.persist;
+  }
+  if (sc.persistSync !== undefined) {
+    if (typeof sc.persistSync !== 'boolean') fail('secureChannel.persistSync must be true or false');
+    secureChannel.persistSync = sc.persistSync;
   }
   // Authorities only count through a policy, and a policy only through authorities: either one
   // alone would leave the listener open to everyone (or to no one) without saying so.

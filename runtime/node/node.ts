@@ -306,6 +306,7 @@ export class KeyhopNode {
         ...(process.env.KEYHOP_VAULT_PASSPHRASE ? { passphrase: process.env.KEYHOP_VAULT_PASSPHRASE } : {}),
         log: this.log,
         node: this.config.name,
+        fsync: this.config.secureChannel.persistSync ?? true,
       });
     }
     this.channels = new SecureChannels(this.router, {

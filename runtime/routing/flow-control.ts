@@ -63,6 +63,16 @@ export class FlowControls {
     if (flows.size === 0) this.byAddress.delete(key);
   }
 
+  /** The address keys `flow` admits directly (to carry them over to a flow that replaces it). */
+  consumerKeys(flow: FlowId): string[] {
+    return [...(this.flows.get(flow)?.consumers ?? [])];
+  }
+
+  /** addConsumer by address key (as consumerKeys gave it). */
+  addConsumerKey(flow: FlowId, key: string): void {
+    this.add(flow, key);
+  }
+
   removeConsumer(flow: FlowId, address: Address): void {
     this.flows.get(flow)?.consumers?.delete(address.key);
     this.unindex(address.key, flow);

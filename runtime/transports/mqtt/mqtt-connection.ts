@@ -500,6 +500,22 @@ export class MqttConnection {
     return undefined;
   }
 
+  /** Per remote mailbox, the local workers its messages may reach (they sent to it, or were admitted). */
+  admissions(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const p of this.peers.values()) out.set(p.remote, this.router.flowControls.consumerKeys(p.flow));
+    return out;
+  }
+
+  /** Admits again what `admissions()` of an earlier connection of this mailbox listed. */
+  async readmit(admissions: Map<string, string[]>): Promise<void> {
+    for (const [remote, keys] of admissions) {
+      const peer = this.peerFor(remote);
+      await peer.ready;
+      for (const k of keys) this.router.flowControls.addConsumerKey(peer.flow, k);
+    }
+  }
+
   /** Lets messages from the mailbox `remote` reach `local` (as if `local` had sent to it). */
   async admit(remote: string, local: Address): Promise<void> {
     if (this.stopped) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'MQTT connection is closed');

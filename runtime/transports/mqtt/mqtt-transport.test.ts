@@ -235,4 +235,26 @@ describe('MQTT transport through the embedded broker', () => {
     expect(replies).toEqual([...Array(20).keys()].map((i) => i + 1));
     expect(bob.conn.stats().connects).toBe(2);
   });
+
+  it('keeps the reply paths of a mailbox that is closed and opened again in the same process', async () => {
+    const b = await broker();
+    const bob = await node('bob', b, { expose: ['later'] });
+    let replyTo: Route | undefined;
+    await bob.router.startWorker('later', {
+      handleMessage: (_c, m) => {
+        replyTo = m.returnRoute;
+      },
+    });
+    const alice = await node('alice', b);
+    const ctx = await alice.router.context();
+    await ctx.send(Route.of('7#hub/bob', 'later'), Uint8Array.of(1));
+    await until(() => replyTo !== undefined);
+    await alice.mqtt.close(alice.conn);
+    const reopened = await alice.mqtt.connect({ urls: [b.url], mailbox: 'alice', broker: 'hub' });
+    // bob answers only now, to the worker that asked before the mailbox closed.
+    const bctx = await bob.router.context();
+    await bctx.send(replyTo!, Uint8Array.of(2));
+    expect((await ctx.receive(10_000)).payload).toEqual(Uint8Array.of(2));
+    expect(reopened.stats().drops.not_exposed).toBe(0);
+  });
 });

@@ -21,6 +21,8 @@ export class MqttTransport implements Transport {
   readonly name = 'mqtt';
   private readonly log: Logger;
   private readonly list: MqttConnection[] = [];
+  /** Who may receive from which remote mailbox, kept from a closed connection for the next one of its mailbox. */
+  private readonly admitted = new Map<string, Map<string, string[]>>();
   private stopped = false;
 
   private constructor(
@@ -45,6 +47,14 @@ export class MqttTransport implements Transport {
       throw new KeyhopError(ErrorCodes.ADDRESS_IN_USE, `mailbox ${c.address} is already open on this node`);
     }
     this.list.push(c);
+    // Workers that talked to other mailboxes through this one before it was closed may still hear
+    // back from them (a closed and reopened mailbox keeps its peers' reply paths).
+    const key = `${c.broker}/${c.mailbox}`;
+    const before = this.admitted.get(key);
+    if (before) {
+      this.admitted.delete(key);
+      await c.readmit(before);
+    }
     return c;
   }
 
@@ -93,6 +103,7 @@ export class MqttTransport implements Transport {
   async close(connection: MqttConnection): Promise<void> {
     const i = this.list.indexOf(connection);
     if (i >= 0) this.list.splice(i, 1);
+    this.admitted.set(`${connection.broker}/${connection.mailbox}`, connection.admissions());
     await connection.close();
   }
 
