@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 
 /** Helpers the rigs share for the daemons they start (brokers, TPMs): probe, wait, stop by pid. */
@@ -24,16 +25,59 @@ export function exited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
-/** Waits until `port` accepts connections; throws with `describe()` if the child exits or 20 s pass. */
+/**
+ * Whether process `pid` holds a listening TCP socket on `port` (Linux /proc; elsewhere, or when
+ * /proc cannot say, true). A port another process took meanwhile also accepts connections.
+ */
+export function listensOn(pid: number, port: number): boolean {
+  let inodes: Set<string>;
+  try {
+    const hex = port.toString(16).toUpperCase().padStart(4, '0');
+    inodes = new Set<string>();
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        // local_address is ADDR:PORT (hex), st 0A = LISTEN, inode is the 10th field.
+        if (f.length > 9 && f[1]!.endsWith(`:${hex}`) && f[3] === '0A') inodes.add(f[9]!);
+      }
+    }
+  } catch {
+    return true;
+  }
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return true;
+  }
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'utf8' });
+    } catch {
+      continue; // closed meanwhile
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m && inodes.has(m[1]!)) return true;
+  }
+  return false;
+}
+
+/**
+ * Waits until `port` accepts connections, from the child itself when `owned` (a parallel test may
+ * take a port a daemon just freed, and answer in its place); throws with `describe()` if the child
+ * exits or 20 s pass.
+ */
 export async function untilListening(
   child: ChildProcess,
   port: number,
   describe: () => string,
+  owned = false,
 ): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (exited(child)) throw new Error(`exited (${child.exitCode ?? child.signalCode}): ${describe()}`);
-    if (await canConnect(port)) return;
+    if ((await canConnect(port)) && (!owned || child.pid === undefined || listensOn(child.pid, port))) return;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`did not listen on 127.0.0.1:${port} within 20 s: ${describe()}`);

@@ -97,7 +97,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     const err = openSync(join(dir, 'stderr'), 'a');
     child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', err, err] });
     closeSync(err);
-    await untilListening(child, port, () => logText().slice(-800));
+    // Owned: on a restart, a parallel test may have taken the port mosquitto just freed.
+    await untilListening(child, port, () => logText().slice(-800), true);
   };
   // Another process of the machine (a parallel test) may take the port between choosing it and
   // mosquitto binding it: mosquitto then exits, and a new port is tried.
