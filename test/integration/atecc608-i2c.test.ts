@@ -258,6 +258,12 @@ describe.skipIf(skip !== undefined)('ATECC608 over /dev/i2c-1: addon + shim + em
     fast.sleep();
     const chip = Atecc608Chip.fromImage(fast.exportImage(), { timing: 'datasheet' });
     expect(chip.wakeDelayMs).toBe(20);
+    // This test is about tWHIST, not the watchdog. The datasheet's watchdog (1.3 s of wall-clock
+    // time from the wake) expires during a stall of a loaded machine (the emulator's event loop or
+    // the child not scheduled for that long), puts the chip to sleep before the read, and with
+    // wakeRetries 0 nothing wakes it again: the "no answer to the wake" this test once failed with
+    // on CI. The next test reproduces that on purpose.
+    chip.inject({ watchdogMs: 24 * 3_600_000 });
     const { child, trace } = await rig({ chip });
     const c = await child({ link: { wakeRetries: 0 } });
     expect((await c.call<{ model: string }>('info')).model).toBe('608A');
@@ -270,6 +276,35 @@ describe.skipIf(skip !== undefined)('ATECC608 over /dev/i2c-1: addon + shim + em
     expect(token).toBeGreaterThan(0);
     expect(t.slice(1, token).every((l) => l === 'R 0x60 len 4 NACK')).toBe(true);
     expect(t.filter((l) => l === 'W 0x00 [01] NACK')).toHaveLength(1);
+  });
+
+  it('wakes the chip again when its watchdog put it to sleep during a stall between the wake and the read', async () => {
+    // A stall of the machine, made deterministic: the chip's clock jumps past its watchdog (1.3 s)
+    // right after the first wake pulse, as if nothing had run for two seconds.
+    let jump = 0;
+    const chip = new Atecc608Chip({
+      seed: 'i2c-stall',
+      timing: 'datasheet',
+      now: () => performance.now() + jump,
+    });
+    const { child, trace, events } = await rig({ chip });
+    let pulses = 0;
+    const stalled = events.push.bind(events);
+    events.push = (...e) => {
+      if (e[0]?.op === 'write' && e[0].address === 0 && pulses++ === 0) jump += 2_000;
+      return stalled(...e);
+    };
+    // wakeRetries 0: the driver cannot tell a chip the watchdog put to sleep from a missing one.
+    const strict = await child({ link: { wakeRetries: 0 } });
+    const r = await strict.run('info');
+    expect(r.error?.message).toMatch(/no answer to the wake after 1 attempt/);
+    await strict.stop();
+    // The default (retries): a second pulse wakes it, and the call succeeds.
+    pulses = 0;
+    trace();
+    const c = await child();
+    expect((await c.call<{ model: string }>('info')).model).toBe('608A');
+    expect(trace().filter((l) => l === 'W 0x00 [01] NACK')).toHaveLength(2);
   });
 
   it('puts the chip to sleep with an empty transaction (device.sleep)', async () => {
