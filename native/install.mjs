@@ -1,5 +1,5 @@
 // `npm install` runs this (package.json "install"). keyhop's native addons (ATECC608 over I2C, TPM
-// 2.0) are optional: every other part of keyhop works without them. So this never fails the
+// 2.0, the AEAD that speeds up secure channels) are optional: every other part of keyhop works without them. So this never fails the
 // install. It uses the prebuilt addons a packed keyhop ships for this platform (prebuilds/), builds
 // with node-gyp what is missing when a C++ toolchain is there, and otherwise says in one line what
 // is missing and how to get it. KEYHOP_BUILD_FROM_SOURCE=1 (or npm's --build-from-source) builds
@@ -18,7 +18,8 @@ const fromSource =
   process.env.KEYHOP_BUILD_FROM_SOURCE === '1' || process.env.npm_config_build_from_source === 'true';
 const tss2 =
   spawnSync('pkg-config', ['--exists', 'tss2-esys', 'tss2-tctildr', 'tss2-rc', 'tss2-mu']).status === 0;
-const wanted = ['keyhop_atecc608.node', ...(tss2 ? ['keyhop_tpm2.node'] : [])];
+// keyhop_aead.node only speeds up secure channels (node:crypto does the same without it).
+const wanted = ['keyhop_atecc608.node', 'keyhop_aead.node', ...(tss2 ? ['keyhop_tpm2.node'] : [])];
 const missing = fromSource ? wanted : wanted.filter((f) => !prebuilt(f));
 
 if (missing.length === 0) {
@@ -35,8 +36,8 @@ const tools = [
 ].filter(Boolean);
 const hint = 'sudo apt-get install build-essential python3, then npm run build:native';
 const what = prebuilt('keyhop_atecc608.node')
-  ? 'the TPM 2.0 addon'
-  : 'the ATECC608 I2C and TPM 2.0 addons (the software and PKCS#11 vaults work without them)';
+  ? 'the TPM 2.0 and AEAD addons'
+  : 'the ATECC608 I2C, TPM 2.0 and AEAD addons (the software and PKCS#11 vaults work without them; secure channels use node:crypto)';
 
 if (tools.length > 0) {
   say(`${what} not built: no ${tools.join(' and no ')} on this machine (${hint})`);

@@ -28,7 +28,11 @@ const copy = (fromDir, platform, files) => {
 
 rmSync(join(root, 'prebuilds'), { recursive: true, force: true });
 run('npm', ['run', '--silent', 'build:native']);
-copy('build/Release', `${process.platform}-${process.arch}`, ['keyhop_atecc608.node', 'keyhop_tpm2.node']);
+copy('build/Release', `${process.platform}-${process.arch}`, [
+  'keyhop_atecc608.node',
+  'keyhop_tpm2.node',
+  'keyhop_aead.node',
+]);
 const cross = spawnSync('aarch64-linux-gnu-g++', ['--version'], { stdio: 'ignore' }).status === 0;
 if (process.platform === 'linux' && process.arch !== 'arm64' && cross) {
   run('npm', ['run', '--silent', 'build:native:arm64']);

@@ -20,6 +20,16 @@ export interface KeyPair {
 
 export type Bytes = Uint8Array | readonly Uint8Array[];
 
+/** An AEAD key set up once for many messages (CryptoProvider.aeadKey). */
+export interface AeadKey {
+  /** `prefix ‖ ciphertext ‖ tag`; `plaintext` may be given in pieces. */
+  seal(nonce: Uint8Array, ad: Uint8Array, plaintext: Bytes, prefix?: Uint8Array): Uint8Array;
+  /** The plaintext; AEAD_FAILED when the tag does not verify. */
+  open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array;
+  /** Frees the key's state; the object is unusable afterwards. */
+  destroy(): void;
+}
+
 export interface CryptoProvider {
   readonly name: 'node' | 'noble';
 
@@ -61,6 +71,13 @@ export interface CryptoProvider {
     ad: Uint8Array,
     ciphertext: Uint8Array,
   ): Uint8Array;
+
+  /**
+   * The key made ready for many messages (set up once, each message only sets its nonce): what
+   * secure channels encrypt with. The same results as aeadEncrypt/aeadDecrypt with `key`. Optional:
+   * `aeadKeyFor` (vaults/software/aead-key.ts) falls back to those.
+   */
+  aeadKey?(name: CipherName, key: Uint8Array): AeadKey;
 
   /**
    * Signatures. Ed25519: 32-byte private seed, 32-byte public key, signs `message` itself.

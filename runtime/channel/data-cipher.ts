@@ -1,4 +1,5 @@
-import type { Bytes, CryptoProvider } from '../../vaults/provider.js';
+import type { AeadKey, Bytes, CryptoProvider } from '../../vaults/provider.js';
+import { aeadKeyFor } from '../../vaults/software/aead-key.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import { ReplayWindow } from './replay-window.js';
 
@@ -47,6 +48,11 @@ export interface DecryptorSnapshot {
 export class DataEncryptor {
   private nonce = 0n;
   private key: Uint8Array;
+  /** The key set up for many messages (the provider's, e.g. the native addon's); changes at REKEY. */
+  private aead: AeadKey;
+  /** The AEAD nonce, rewritten for each message (used synchronously, never kept). */
+  private readonly nonceBytes = new Uint8Array(12);
+  private readonly nonceView = new DataView(this.nonceBytes.buffer);
 
   constructor(
     private readonly provider: CryptoProvider,
@@ -54,6 +60,13 @@ export class DataEncryptor {
     private readonly rekeying = true,
   ) {
     this.key = key;
+    this.aead = aeadKeyFor(provider, 'AESGCM', key);
+  }
+
+  private setKey(key: Uint8Array): void {
+    this.aead.destroy();
+    this.key = key;
+    this.aead = aeadKeyFor(this.provider, 'AESGCM', key);
   }
 
   /** `plaintext` may be given in pieces (encrypted as their concatenation, without joining them first). */
@@ -62,10 +75,11 @@ export class DataEncryptor {
     // The last nonce is reserved for REKEY.
     if (n >= MAX_NONCE)
       throw new KeyhopError(ErrorCodes.NONCE_EXHAUSTED, 'secure channel used up its nonces');
-    if (this.rekeying && n > 0n && n % REKEY_INTERVAL === 0n) this.key = rekey(this.provider, this.key);
-    const nonce = aeadNonce(n);
+    if (this.rekeying && n > 0n && n % REKEY_INTERVAL === 0n) this.setKey(rekey(this.provider, this.key));
+    const nonce = this.nonceBytes;
+    this.nonceView.setBigUint64(4, n, false);
     // The wire form is the 8-byte nonce followed by ciphertext and tag, in one buffer.
-    const out = this.provider.aeadEncrypt('AESGCM', this.key, nonce, EMPTY, plaintext, nonce.subarray(4));
+    const out = this.aead.seal(nonce, EMPTY, plaintext, nonce.subarray(4));
     this.nonce = n + 1n;
     return out;
   }
@@ -96,7 +110,9 @@ export class DataEncryptor {
     if (s.rekeying) {
       // The key held is the one of the bucket of the last nonce used (bucket 0 before any).
       const bucketOf = (n: bigint) => (n === 0n ? 0n : (n - 1n) / REKEY_INTERVAL);
-      for (let b = bucketOf(s.nonce); b < bucketOf(to); b++) e.key = rekey(provider, e.key);
+      let key = e.key;
+      for (let b = bucketOf(s.nonce); b < bucketOf(to); b++) key = rekey(provider, key);
+      if (key !== e.key) e.setKey(key);
     }
     e.nonce = to;
     return e;
@@ -105,6 +121,7 @@ export class DataEncryptor {
   /** Overwrites the key; the encryptor is unusable afterwards. */
   destroy(): void {
     this.key.fill(0);
+    this.aead.destroy();
     this.nonce = MAX_NONCE;
   }
 }
@@ -114,6 +131,10 @@ export class DataDecryptor {
   /** Bucket (nonce / 32) of the highest accepted nonce, and the keys of it and the buckets before it still in the window. */
   private bucket = 0n;
   private readonly keys = new Map<bigint, Uint8Array>();
+  /** Prepared AEAD keys of those buckets, made on first use. */
+  private readonly aeads = new Map<bigint, AeadKey>();
+  private readonly nonceBytes = new Uint8Array(12);
+  private readonly nonceView = new DataView(this.nonceBytes.buffer);
   /** Buckets a nonce may be ahead of / behind `bucket`: 1 each for Ockam's window of 32. */
   private readonly bucketsAhead: bigint;
   private readonly bucketsBehind: bigint;
@@ -152,7 +173,9 @@ export class DataDecryptor {
     const why = this.window.check(nonce);
     if (why !== undefined)
       throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `nonce ${nonce} rejected: ${why}`);
-    let key = this.keys.get(this.rekeying ? nonce / REKEY_INTERVAL : 0n);
+    const keyBucket = this.rekeying ? nonce / REKEY_INTERVAL : 0n;
+    let key = this.keys.get(keyBucket);
+    let aead = this.aeads.get(keyBucket);
     // Keys of the buckets up to the nonce's, derived only as far as needed, kept once it authenticates.
     let derived: Uint8Array[] | undefined;
     if (key === undefined) {
@@ -168,19 +191,20 @@ export class DataDecryptor {
       }
       key = k;
     }
+    const fresh = aead === undefined;
+    aead ??= aeadKeyFor(this.provider, 'AESGCM', key);
+    this.nonceView.setBigUint64(4, nonce, false);
     let plaintext: Uint8Array;
     try {
-      plaintext = this.provider.aeadDecrypt(
-        'AESGCM',
-        key,
-        aeadNonce(nonce),
-        EMPTY,
-        wire.subarray(NONCE_BYTES),
-      );
+      plaintext = aead.open(this.nonceBytes, EMPTY, wire.subarray(NONCE_BYTES));
     } catch (e) {
       for (const k of derived ?? []) k.fill(0);
+      // A derived key is kept only once a message authenticates under it; a known one anyway.
+      if (fresh && derived) aead.destroy();
+      else if (fresh) this.aeads.set(keyBucket, aead);
       throw e;
     }
+    if (fresh) this.aeads.set(keyBucket, aead);
     this.window.accept(nonce);
     if (derived) {
       for (const k of derived) this.keys.set(++this.bucket, k);
@@ -188,6 +212,8 @@ export class DataDecryptor {
         if (b + this.bucketsBehind < this.bucket) {
           k.fill(0);
           this.keys.delete(b);
+          this.aeads.get(b)?.destroy();
+          this.aeads.delete(b);
         }
       }
     }
@@ -219,6 +245,8 @@ export class DataDecryptor {
   /** Overwrites the keys; every later message fails to decrypt. */
   destroy(): void {
     for (const k of this.keys.values()) k.fill(0);
+    for (const a of this.aeads.values()) a.destroy();
     this.keys.clear();
+    this.aeads.clear();
   }
 }

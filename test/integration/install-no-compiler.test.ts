@@ -111,7 +111,7 @@ describe('installing keyhop without a C/C++ compiler', () => {
       const install = await sh('npm', ['install'], clone, env, INSTALL_MS);
       expect(install.code, show(install)).toBe(0);
       expect(install.stderr).toMatch(
-        /keyhop: the ATECC608 I2C and TPM 2\.0 addons .*not built: no C\+\+ compiler/,
+        /keyhop: the ATECC608 I2C, TPM 2\.0 and AEAD addons .*not built: no C\+\+ compiler/,
       );
       expect(existsSync(join(clone, 'dist', 'runtime', 'cli', 'main.js'))).toBe(true);
       expect(existsSync(join(clone, 'build', 'Release', 'keyhop_atecc608.node'))).toBe(false);
@@ -185,7 +185,7 @@ describe('installing keyhop without a C/C++ compiler', () => {
         ['build-arm64/Release', 'linux-arm64'],
       ] as const;
       for (const [from, platform] of prebuilds) {
-        for (const f of ['keyhop_atecc608.node', 'keyhop_tpm2.node']) {
+        for (const f of ['keyhop_atecc608.node', 'keyhop_tpm2.node', 'keyhop_aead.node']) {
           if (!existsSync(join(root, from, f))) continue;
           mkdirSync(join(stage, 'prebuilds', platform), { recursive: true });
           cpSync(join(root, from, f), join(stage, 'prebuilds', platform, f));

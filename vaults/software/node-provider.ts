@@ -16,6 +16,7 @@ import {
 } from 'node:crypto';
 import { asKeyhopError, ErrorCodes, KeyhopError } from '../../runtime/errors.js';
 import type {
+  AeadKey,
   Bytes,
   CipherName,
   CryptoProvider,
@@ -24,6 +25,7 @@ import type {
   KeyPair,
   SigningKeyType,
 } from '../provider.js';
+import { perMessageAeadKey } from './aead-key.js';
 import {
   AEAD_TAG_LENGTH,
   checkAeadInputs,
@@ -43,6 +45,7 @@ import {
   plain,
   SIGNATURE_LENGTH,
 } from './common.js';
+import { nativeAeadKey } from './native-aead.js';
 
 /**
  * CryptoProvider on `node:crypto` (OpenSSL) alone.
@@ -374,6 +377,10 @@ export const nodeCrypto: CryptoProvider = Object.freeze({
       throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${name}: authentication failed`, { cause: e });
     }
     return rest.length === 0 ? plain(body) : concatBytes(body, rest);
+  },
+
+  aeadKey(name: CipherName, key: Uint8Array): AeadKey {
+    return nativeAeadKey(name, key) ?? perMessageAeadKey(nodeCrypto, name, key);
   },
 
   signingGenerate(type: SigningKeyType): KeyPair {

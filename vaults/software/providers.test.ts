@@ -4,8 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { KeyhopError } from '../../runtime/errors.js';
 import { codeOf, hex, unhex } from '../../test/support/bytes.js';
 import { propertyRuns } from '../../test/support/property-runs.js';
-import type { CryptoProvider, DhName, HashName } from '../provider.js';
+import type { AeadKey, CryptoProvider, DhName, HashName } from '../provider.js';
+import { aeadKeyFor, perMessageAeadKey } from './aead-key.js';
 import { bigintToBytes, bytesToBigint, P256_ORDER } from './common.js';
+import { nativeAeadKey, nativeAeadUnavailable } from './native-aead.js';
 import { nobleCrypto } from './noble-provider.js';
 import { nodeCrypto } from './node-provider.js';
 
@@ -580,5 +582,63 @@ describe('node provider off the JavaScript thread (signAsync, verifyAsync)', () 
         code: 'KEY_INVALID',
       });
     }
+  });
+});
+
+/** The prepared keys channels encrypt with: the providers' own, and the native addon's (in CI it must be built). */
+const nativeMissing = nativeAeadUnavailable();
+if (nativeMissing !== undefined && process.env.KEYHOP_REQUIRE_RIG === '1') {
+  throw new Error(`KEYHOP_REQUIRE_RIG=1 but the native AEAD addon is not available: ${nativeMissing}`);
+}
+const aeadKeyMakers: { name: string; make: (c: 'AESGCM' | 'ChaChaPoly', key: Uint8Array) => AeadKey }[] = [
+  { name: 'node (per message)', make: (c, k) => perMessageAeadKey(nodeCrypto, c, k) },
+  { name: 'noble (per message)', make: (c, k) => aeadKeyFor(nobleCrypto, c, k) },
+  ...(nativeMissing === undefined
+    ? [{ name: 'native addon', make: (c: 'AESGCM' | 'ChaChaPoly', k: Uint8Array) => nativeAeadKey(c, k)! }]
+    : []),
+];
+
+describe.each(aeadKeyMakers)('AeadKey: $name', ({ make }) => {
+  it('passes the Wycheproof AES-256-GCM vectors, one key per vector, used twice', () => {
+    for (const t of gcmTests) {
+      const k = make('AESGCM', unhex(t.key));
+      const [iv, aad, sealed] = [unhex(t.iv), unhex(t.aad), unhex(t.ct + t.tag)];
+      for (let i = 0; i < 2; i++) {
+        if (t.result === 'valid') {
+          expect(hex(k.seal(iv, aad, unhex(t.msg)))).toBe(t.ct + t.tag);
+          expect(hex(k.open(iv, aad, sealed))).toBe(t.msg);
+        } else {
+          expect(codeOf(() => k.open(iv, aad, sealed))).toBe('AEAD_FAILED');
+        }
+      }
+      k.destroy();
+    }
+  });
+
+  it('agrees with aeadEncrypt for pieces and a prefix, both ciphers, and refuses what is tampered or short', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('AESGCM' as const, 'ChaChaPoly' as const),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.array(fc.uint8Array({ maxLength: 100 }), { maxLength: 4 }),
+        fc.uint8Array({ maxLength: 9 }),
+        (cipher, key, nonce, parts, prefix) => {
+          const k = make(cipher, key);
+          const sealed = k.seal(nonce, empty, parts, prefix);
+          expect(hex(sealed)).toBe(hex(nodeCrypto.aeadEncrypt(cipher, key, nonce, empty, parts, prefix)));
+          const body = sealed.subarray(prefix.length);
+          const joined = parts.reduce((a, p) => a + hex(p), '');
+          expect(hex(k.open(nonce, empty, body))).toBe(joined);
+          const bad = body.slice();
+          bad[bad.length - 1]! ^= 1;
+          expect(codeOf(() => k.open(nonce, empty, bad))).toBe('AEAD_FAILED');
+          expect(codeOf(() => k.open(nonce, empty, body.subarray(0, 15)))).toBe('AEAD_FAILED');
+          expect(codeOf(() => k.seal(new Uint8Array(11), empty, parts))).toBe('KEY_INVALID');
+          k.destroy();
+        },
+      ),
+      { numRuns: propertyRuns(60) },
+    );
   });
 });
