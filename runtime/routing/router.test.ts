@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { sleep, until } from '../../test/support/wait.js';
 import { isKeyhopError } from '../errors.js';
 import { allowFrom, denyAll, flowControlled } from './access-control.js';
 import { Address } from './address.js';
@@ -58,7 +59,7 @@ describe('Router', () => {
     const app = await router.context();
     await app.send(Route.of('a'), new Uint8Array());
     await app.send(Route.of('b'), new Uint8Array());
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => seen.length === 2);
     expect(seen).toEqual(['a', 'b']);
   });
 
@@ -77,7 +78,7 @@ describe('Router', () => {
     });
     const app = await router.context();
     for (let i = 0; i < 20; i++) await app.send(Route.of('slow'), enc.encode(String(i)));
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => log.length === 20);
     expect(log).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
   });
 
@@ -97,7 +98,7 @@ describe('Router', () => {
     await stranger.send(Route.of('guarded'), enc.encode('stranger'));
     await mute.send(Route.of('guarded'), enc.encode('mute'));
     await friend.send(Route.of('guarded'), enc.encode('friend'));
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => got.length === 1);
     expect(got).toEqual(['friend']);
     expect(router.metrics.dropped.incoming_denied).toBe(1);
     expect(router.metrics.dropped.outgoing_denied).toBe(1);
@@ -117,11 +118,11 @@ describe('Router', () => {
     fc.addConsumer(connFlow, Address.local('direct'));
     const receiver = await router.context('receiver', { outgoing: flowControlled(fc, connFlow) });
     for (const to of ['exposed', 'direct', 'hidden']) await receiver.send(Route.of(to), new Uint8Array());
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => got.length === 2 && router.metrics.dropped.outgoing_denied === 1);
     expect(got.sort()).toEqual(['direct', 'exposed']);
     fc.remove(connFlow);
     await receiver.send(Route.of('direct'), new Uint8Array());
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => router.metrics.dropped.outgoing_denied === 2);
     expect(got).toHaveLength(2);
   });
 
@@ -137,8 +138,7 @@ describe('Router', () => {
     const app = await router.context();
     await app.send(Route.of('flaky'), new Uint8Array());
     await app.send(Route.of('flaky'), new Uint8Array());
-    await new Promise((r) => setTimeout(r, 10));
-    expect(n).toBe(2);
+    await until(() => n === 2);
     expect(router.metrics.workerErrors).toBe(1);
   });
 
@@ -189,15 +189,14 @@ describe('Router', () => {
     await router.startWorker('closed', { handleMessage: () => undefined }, { incoming: denyAll });
     await router.context('from');
     const from = Address.local('from');
-    const counts: number[] = [];
-    for (const to of ['ok', 'closed', 'missing', '9#nowhere']) {
-      let n = 0;
+    const counts = [0, 0, 0, 0];
+    for (const [i, to] of ['ok', 'closed', 'missing', '9#nowhere'].entries()) {
       await router
-        .send(from, Message.create(Route.of(to), new Uint8Array()), () => n++)
+        .send(from, Message.create(Route.of(to), new Uint8Array()), () => counts[i]!++)
         .catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 5));
-      counts.push(n);
     }
+    await until(() => counts.every((n) => n > 0));
+    await sleep(5); // room for a second call, which must not come
     expect(counts).toEqual([1, 1, 1, 1]);
   });
 });

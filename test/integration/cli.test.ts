@@ -37,7 +37,11 @@ function freePort(): Promise<number> {
   });
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+/**
+ * Polls `probe` until it gives a value. The bound covers node processes starting on busy cores and
+ * a relay re-registration waiting out its back-off (0.5, 1, 2, 4, 8 s…); it is not a timing check.
+ */
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();

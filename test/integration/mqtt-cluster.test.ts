@@ -107,7 +107,8 @@ describe.skipIf(skip !== undefined)('MQTT mailboxes on a three-node RabbitMQ clu
     await sending;
     await until(() => seen.length >= total, 120_000);
     expect(seen).toEqual([...Array(total).keys()]);
-    expect(b.conn.stats().connects).toBeGreaterThanOrEqual(2);
+    // dev-b moved to another node (its reconnection need not come before the last delivery).
+    await until(() => b.conn.stats().connects >= 2, 60_000);
     await until(() => a.conn.stats().outbox.messages === 0, 60_000);
   }, 240_000);
 });

@@ -210,8 +210,8 @@ describe.skipIf(skip !== undefined)('secure channels and portals over a serial l
     // The check can fail: the same kind of bytes sent in the clear along the route show up in both.
     const clear = body.subarray(300_000, 300_064);
     await ctx.send(route.dropLast().append('echo'), clear);
-    await until(() => relay!.captured('aToB').includes(clear), 5000);
-    await until(() => seenAtGateway.some((p) => Buffer.from(p).includes(clear)), 5000);
+    await until(() => relay!.captured('aToB').includes(clear), 15_000);
+    await until(() => seenAtGateway.some((p) => Buffer.from(p).includes(clear)), 15_000);
   });
 });
 

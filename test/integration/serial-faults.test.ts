@@ -24,6 +24,8 @@ const FAULTS: FaultRates = { bitFlip: 5e-5, drop: 5e-5, duplicate: 5e-5, garbage
 /** The PTYs run at memory speed; the nominal baud rate only scales the retransmission timeout. */
 const BAUD = 4_000_000;
 const COUNT = 300;
+/** A bound on waits (socat, the relay and its pacing on busy cores), not a timing expectation. */
+const WAIT_MS = 30_000;
 
 /** Mixed sizes around COBS group boundaries, up to 4 KiB. */
 function sizeOf(i: number): number {
@@ -91,7 +93,7 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
   async function stream(from: End, to: End, dir: number, count: number, window: number): Promise<void> {
     const route = Route.of(from.link.sender, 'inbox');
     for (let seq = 0; seq < count; seq++) {
-      if (window > 0) await until(() => seq - to.inbox.length < window, 10_000);
+      if (window > 0) await until(() => seq - to.inbox.length < window, WAIT_MS);
       await from.ctx.send(route, payloadOf(seq, dir));
     }
   }
@@ -104,7 +106,7 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
     const [a, b] = await setup(true);
     const started = Date.now();
     await Promise.all([stream(a, b, 0, COUNT, 32), stream(b, a, 1, COUNT, 32)]);
-    await until(() => a.inbox.length >= COUNT && b.inbox.length >= COUNT, 12_000).catch((e: unknown) => {
+    await until(() => a.inbox.length >= COUNT && b.inbox.length >= COUNT, WAIT_MS).catch((e: unknown) => {
       throw new Error(
         `${describeError(e)}: A got ${a.inbox.length}, B got ${b.inbox.length}${describeLinks(a.link, b.link)}`,
       );
@@ -149,13 +151,13 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
         s.bToA.bytesIn === b.link.stats().bytesOut
       );
     };
-    await until(passed, 10_000);
+    await until(passed, WAIT_MS);
     relay!.setFaults('aToB', {});
     relay!.setFaults('bToA', {});
     await a.ctx.send(Route.of(a.link.sender, 'inbox'), payloadOf(COUNT, 0));
     await b.ctx.send(Route.of(b.link.sender, 'inbox'), payloadOf(COUNT, 1));
     const last = (end: End) => end.inbox.length > 0 && seqOf(end.inbox.at(-1)!.payload) === COUNT;
-    await until(() => last(a) && last(b), 10_000).catch((e: unknown) => {
+    await until(() => last(a) && last(b), WAIT_MS).catch((e: unknown) => {
       throw new Error(`${describeError(e)}${describeLinks(a.link, b.link)}`);
     });
     for (const [end, dir] of [
@@ -189,7 +191,7 @@ describe.skipIf(skip !== undefined)('serial transport through a fault-injecting 
     for (let seq = 0; seq < n; seq++) {
       await a.ctx.send(Route.of(a.link.sender, 'inbox'), payloadOf(seq, 2).subarray(0, 64));
     }
-    await until(() => b.inbox.length >= n, 10_000).catch((e: unknown) => {
+    await until(() => b.inbox.length >= n, WAIT_MS).catch((e: unknown) => {
       throw new Error(`${describeError(e)}: B got ${b.inbox.length}${describeLinks(a.link, b.link)}`);
     });
     expect(b.inbox.map((m) => seqOf(m.payload))).toEqual([...Array(n).keys()]);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Message } from '../../routing/message.js';
 import { Route } from '../../routing/route.js';
 import { Router } from '../../routing/router.js';
@@ -213,8 +213,8 @@ describe('TCP portal in one router', () => {
     const start = Date.now();
     target.sockets[0]!.end();
     await ended; // the target's FIN, passed on as a FIN…
-    expect(inlet.stats.connections).toBe(1);
-    await waitFor(() => inlet.stats.connections === 0); // …and the socket dropped after the timeout
+    // …and the socket dropped after the timeout, not at once: the timer is armed after `start`.
+    await waitFor(() => inlet.stats.connections === 0);
     expect(Date.now() - start).toBeGreaterThanOrEqual(150);
   });
 
@@ -251,21 +251,40 @@ describe('TCP portal in one router', () => {
   it('closes the client when no Pong comes, and answers a late Pong with Disconnect', async () => {
     const router = newRouter();
     const pings: Message[] = [];
-    await router.startWorker('slow_outlet', { handleMessage: (_c, m) => void pings.push(m) });
+    let pinged!: () => void;
+    const ping = new Promise<void>((r) => {
+      pinged = r;
+    });
+    await router.startWorker('slow_outlet', {
+      handleMessage: (_c, m) => {
+        pings.push(m);
+        pinged();
+      },
+    });
     const inlet = await TcpInlet.create(router, {
       bind: '127.0.0.1:0',
       outletRoute: 'slow_outlet',
       pongTimeoutMs: 100,
     });
-    const client = await connect(inlet.address);
-    await readAll(client);
-    expect(inlet.stats).toMatchObject({ failed: 1, opened: 0 });
-    // The Pong comes after all: the inlet worker is still there to release the outlet side.
-    const late = await router.context('late_outlet_worker');
-    expect(pings).toHaveLength(1);
-    await late.send(pings[0]!.returnRoute, encodePortalMessage({ type: 'pong' }));
-    const answer = await late.receive(1000);
-    expect(decodePortalMessage(answer.payload).type).toBe('disconnect');
+    // The inlet's two Pong timers (give up on the client, then stop listening for a late Pong)
+    // run on a fake clock, so the late Pong below falls between them however slow the machine.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const client = await connect(inlet.address);
+      const closed = readAll(client);
+      await ping;
+      vi.advanceTimersByTime(100);
+      await closed;
+      expect(inlet.stats).toMatchObject({ failed: 1, opened: 0 });
+      // The Pong comes after all: the inlet worker is still there to release the outlet side.
+      const late = await router.context('late_outlet_worker');
+      expect(pings).toHaveLength(1);
+      await late.send(pings[0]!.returnRoute, encodePortalMessage({ type: 'pong' }));
+      const answer = await late.receive();
+      expect(decodePortalMessage(answer.payload).type).toBe('disconnect');
+    } finally {
+      vi.useRealTimers();
+    }
     await waitFor(() => inlet.stats.connections === 0);
     expect(inlet.stats).toMatchObject({ failed: 1, opened: 0 });
   });
@@ -301,7 +320,7 @@ describe('TCP portal in one router', () => {
     const peer = await router.context('peer');
     const intruder = await router.context('intruder');
     await peer.send('outlet', encodePortalMessage({ type: 'ping' }));
-    const pong = await peer.receive(2000);
+    const pong = await peer.receive();
     expect(decodePortalMessage(pong.payload).type).toBe('pong');
     const worker = pong.returnRoute;
     expect(worker.length).toBe(1);
@@ -328,14 +347,14 @@ describe('TCP portal in one router', () => {
     await TcpOutlet.create(router, { target: `127.0.0.1:${port}` });
     const peer = await router.context('peer');
     await peer.send('outlet', encodePortalMessage({ type: 'ping' }));
-    const worker = (await peer.receive(2000)).returnRoute;
+    const worker = (await peer.receive()).returnRoute;
     const opts = { counterField: true };
     await peer.send(worker, encodePayload(Buffer.from('a'), 0, opts));
     await peer.send(worker, encodePayload(Buffer.from('b'), 1, opts));
     await peer.send(worker, encodePayload(Buffer.from('c'), undefined, opts));
     await waitFor(() => Buffer.concat(received).toString() === 'abc');
     await peer.send(worker, encodePayload(Buffer.from('d'), 5, opts));
-    const disconnect = await peer.receive(2000);
+    const disconnect = await peer.receive();
     expect(decodePortalMessage(disconnect.payload).type).toBe('disconnect');
     await waitFor(() => targetSockets[0]!.destroyed || targetSockets[0]!.readableEnded);
     expect(Buffer.concat(received).toString()).toBe('abc');
@@ -378,14 +397,14 @@ describe('TCP portal in one router', () => {
     const { inlet, outlet } = await localPortal(port);
     const client = await connect(inlet.address);
     client.pause();
-    // Let the pipeline fill up and stall.
+    // Let the pipeline fill up until the outlet stops reading the target (the inlet cannot write
+    // to the client any more, so the outlet's window stays full).
     let last = -1;
     await waitFor(() => {
-      const stalled = outlet.stats.bytesSent === last && last > 0;
+      const stalled = outlet.connections()[0]?.paused === true && outlet.stats.bytesSent === last;
       last = outlet.stats.bytesSent;
       return stalled;
-    }, 10_000).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 200));
+    }, 30_000);
     const inPortal = outlet.stats.bytesSent - inlet.stats.bytesReceived;
     // What the outlet took from the target but the inlet could not hand on yet: one window
     // (512 KiB) plus one socket write buffer (256 KiB) and a message or two.

@@ -70,7 +70,9 @@ describe('FramedBleLink', () => {
     await Promise.all([a.l.start(), b.l.start()]);
     a.l.pauseGrants();
     for (let i = 0; i < 10; i++) void b.l.send(message(i, 50));
-    await new Promise((r) => setTimeout(r, 50));
+    // a got the whole window, and granted none of it back: b stopped there.
+    await until(() => a.l.stats().fragmentsIn === 4);
+    expect(a.l.stats().creditsGranted).toBe(0);
     expect(b.l.stats().fragmentsOut).toBe(4);
     a.l.resumeGrants();
     await until(() => a.received.length === 10);
@@ -137,13 +139,15 @@ describe('FramedBleLink', () => {
 
   it('takes a peer HELLO that arrived before start() (a reconnection) without timing out', async () => {
     const g = memoryGattPair();
-    const b = link(g.peripheral, { helloTimeoutMs: 300 });
+    const b = link(g.peripheral);
     const bReady = b.l.start();
-    await new Promise((r) => setTimeout(r, 20)); // b's HELLO now waits in a's stack
+    // The stack hands values over in a setImmediate queued before this one: b's HELLO now waits
+    // in a's stack.
+    await new Promise((r) => setImmediate(r));
     const a = link(g.central, { helloTimeoutMs: 100 });
     await a.l.start();
     await bReady;
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 250)); // longer than a's HELLO timeout: it must not fire
     expect(a.closes).toEqual([]);
     expect(b.closes).toEqual([]);
     void a.l.send(Uint8Array.of(1, 2, 3));
@@ -165,7 +169,7 @@ describe('FramedBleLink', () => {
     b.l.pauseGrants();
     void a.l.send(message(1, 500)).catch(() => undefined);
     void a.l.send(message(2, 30)).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => b.l.stats().fragmentsIn === 4); // the window's worth of message 1 is across
     await g.peripheral.disconnect();
     expect(a.closes).toHaveLength(1);
     const unsent = a.l.takeUnsent();

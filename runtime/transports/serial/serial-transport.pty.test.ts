@@ -34,6 +34,9 @@ import {
 
 const skip = socatSkipReason();
 
+/** A bound on waits for the PTYs (socat on busy cores), not a timing expectation. */
+const WAIT_MS = 15_000;
+
 function payload(size: number, seed: number): Uint8Array {
   const b = new Uint8Array(size);
   for (let i = 0; i < size; i++) b[i] = (i * 7 + seed * 13) & 0xff;
@@ -97,7 +100,7 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
       for (let i = 0; i < all.length; i++) await ctx.send(route, payload(all[i]!, i));
       const [linkA] = await serialA.linkList();
       for (let i = 0; i < all.length; i++) {
-        const reply = await ctx.receive(10_000).catch((e: unknown) => {
+        const reply = await ctx.receive(WAIT_MS).catch((e: unknown) => {
           throw new Error(
             `reply ${i}: ${describeError(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
           );
@@ -129,7 +132,7 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
       let injected = 0;
       for (let i = 0; i < all.length; i++) {
         await ctx.send(route, payload(all[i]!, i));
-        const reply = await ctx.receive(3000).catch(async (e: unknown) => {
+        const reply = await ctx.receive(WAIT_MS).catch(async (e: unknown) => {
           const [linkA] = await serialA.linkList();
           throw new Error(
             `reply ${i}: ${describeError(e)}\nA ${JSON.stringify(linkA?.stats())}\nB ${JSON.stringify(linkB.stats())}`,
@@ -144,8 +147,8 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
       // The last injection is only ended (and counted) by the next frame's leading delimiter.
       await ctx.send(route, payload(10, 1));
       await ctx.send(route, payload(10, 2));
-      await ctx.receive(10_000);
-      await ctx.receive(10_000);
+      await ctx.receive(WAIT_MS);
+      await ctx.receive(WAIT_MS);
       const [linkA] = await serialA.linkList();
       const count = (d: Record<string, number>) => Object.values(d).reduce((x, y) => x + y, 0);
       const drops = count(linkA!.stats().frameDrops) + count(linkB.stats().frameDrops);
@@ -162,12 +165,12 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
     const ctx = await a.context();
     // The sender worker throws ENCODE_LIMIT; the router logs worker failures with their code.
     await ctx.send(Route.of(sender, 'echo'), new Uint8Array(2000));
-    await until(() => logLines.some((l) => l.includes('"code":"ENCODE_LIMIT"')), 2000);
+    await until(() => logLines.some((l) => l.includes('"code":"ENCODE_LIMIT"')), WAIT_MS);
     const [linkA] = await serialA.linkList();
     expect(linkA!.stats().messagesOut).toBe(0);
     // Small messages still pass.
     await ctx.send(Route.of(sender, 'echo'), new Uint8Array(10));
-    expect((await ctx.receive(5000)).payload.length).toBe(10);
+    expect((await ctx.receive(WAIT_MS)).payload.length).toBe(10);
   });
 
   it('reports a lost port on both ends, idle readers included, and reopens it once the line is back', async () => {
@@ -181,14 +184,14 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
     const ctx = await a.context();
     const route = Route.of(`${SERIAL}#${first.a}`, 'echo');
     await ctx.send(route, payload(100, 1));
-    await ctx.receive(5000);
+    await ctx.receive(WAIT_MS);
     const lostA = new Promise((resolve) => serialA.once('port_lost', resolve));
     const lostB = new Promise((resolve) => serialB.once('port_lost', resolve));
     const { dir } = first;
     // Nothing is written after this: both ends only read, and must notice the hang-up anyway.
     await first.stop();
-    await step('port_lost on A', lostA, 2000);
-    await step('port_lost on B', lostB, 2000);
+    await step('port_lost on A', lostA, WAIT_MS);
+    await step('port_lost on B', lostB, WAIT_MS);
     const [linkA] = await serialA.linkList();
     expect(linkA!.isOpen).toBe(false);
     expect(linkB.isOpen).toBe(false);
@@ -196,12 +199,12 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
     pair = await startSocatPair({ dir });
     await step(
       'reopen',
-      until(() => linkA!.isOpen && linkB.isOpen, 5000),
+      until(() => linkA!.isOpen && linkB.isOpen, WAIT_MS),
     );
     expect(linkA!.stats().reopens).toBeGreaterThan(0);
     expect(linkB.stats().reopens).toBeGreaterThan(0);
     await ctx.send(route, payload(200, 2));
-    const reply = await ctx.receive(5000).catch((e: unknown) => {
+    const reply = await ctx.receive(WAIT_MS).catch((e: unknown) => {
       throw new Error(
         `after reopen: ${describeError(e)}\nA ${JSON.stringify(linkA!.stats())}\nB ${JSON.stringify(linkB.stats())}`,
       );
@@ -227,10 +230,11 @@ describe.skipIf(skip !== undefined)('SerialTransport over a socat PTY pair', () 
           await new Promise((r) => setImmediate(r));
         }
       })();
-      await until(() => linkB.stats().bytesIn > 10_000, 2000);
+      await until(() => linkB.stats().bytesIn > 10_000, 10_000);
       await p.stop();
       try {
-        await step(`round ${round}: port_lost on B`, lostB, 2000);
+        // 10 s a round: five rounds that stall still fail here, within the test's own timeout.
+        await step(`round ${round}: port_lost on B`, lostB, 10_000);
       } finally {
         writing = false;
         await writer;
@@ -271,7 +275,7 @@ describe('fixPollerEventMask', () => {
   });
 });
 
-async function step<T>(what: string, p: Promise<T>, ms = 5000): Promise<T> {
+async function step<T>(what: string, p: Promise<T>, ms = WAIT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);

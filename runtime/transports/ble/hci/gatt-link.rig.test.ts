@@ -21,6 +21,9 @@ import { createCentral, createPeripheral } from './index.js';
 
 const skip = await bleSkipReason();
 
+/** A bound on waits for the rig (two stacks, btvirt and socat on busy cores), not a timing expectation. */
+const WAIT_MS = 15_000;
+
 interface Rig {
   central: BleCentral;
   peripheral: BlePeripheral;
@@ -90,7 +93,7 @@ async function startRig(options: { maxMtu?: number; profile?: GattProfile } = {}
 async function find(rig: Rig, name = rig.name): Promise<BleAdvertisement> {
   const ads = await rig.central.scan({
     services: [rig.profile.service],
-    durationMs: 3000,
+    durationMs: WAIT_MS,
     until: (ad) => ad.name === name,
   });
   const ad = ads.find((a) => a.name === name);
@@ -101,7 +104,7 @@ async function find(rig: Rig, name = rig.name): Promise<BleAdvertisement> {
 async function connect(rig: Rig): Promise<{ central: GattLink; peripheral: GattLink }> {
   const ad = await find(rig);
   const delivered = rig.nextPeripheralLink();
-  const central = await rig.central.connect(ad.id, rig.profile, { timeoutMs: 5000 });
+  const central = await rig.central.connect(ad.id, rig.profile, { timeoutMs: WAIT_MS });
   return { central, peripheral: await delivered };
 }
 
@@ -155,7 +158,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const found: BleAdvertisement[] = [];
     const ads = await rig.central.scan({
       services: [KEYHOP_PROFILE.service],
-      durationMs: 3000,
+      durationMs: WAIT_MS,
       onFound: (ad) => found.push(ad),
       until: (ad) => ad.name === rig.name,
     });
@@ -175,7 +178,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     await rig.peripheral.advertise({ name: rig.name, profile: KEYHOP_PROFILE, manufacturerData: changed });
     const again = await rig.central.scan({
       services: [KEYHOP_PROFILE.service],
-      durationMs: 3000,
+      durationMs: WAIT_MS,
       until: (a) => a.name === rig.name && Buffer.from(a.manufacturerData ?? []).equals(Buffer.from(changed)),
     });
     expect(again.find((a) => a.name === rig.name)?.manufacturerData).toEqual(changed);
@@ -193,7 +196,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const toCentral = collect(central);
     await central.send(value(1, 20));
     await peripheral.send(value(2, 20));
-    await until(() => toPeripheral.length === 1 && toCentral.length === 1, 2000, 'one value each way');
+    await until(() => toPeripheral.length === 1 && toCentral.length === 1, WAIT_MS, 'one value each way');
     expect(toPeripheral[0]).toEqual(value(1, 20));
     expect(toCentral[0]).toEqual(value(2, 20));
     for (const link of [central, peripheral]) {
@@ -212,7 +215,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const max = central.mtu - 3;
     await central.send(value(1, max));
     await peripheral.send(value(2, max));
-    await until(() => toPeripheral.length === 1 && toCentral.length === 1, 2000, 'one value each way');
+    await until(() => toPeripheral.length === 1 && toCentral.length === 1, WAIT_MS, 'one value each way');
     expect(toPeripheral[0]).toEqual(value(1, max));
     expect(toCentral[0]).toEqual(value(2, max));
     const e = await central.send(new Uint8Array(max + 1)).catch((x: unknown) => x);
@@ -232,7 +235,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
         ...Array.from({ length: n }, (_, i) => peripheral.send(value(i, size))),
       ];
       await Promise.all(sent);
-      await until(() => toPeripheral.length >= n && toCentral.length >= n, 10_000, 'both bursts');
+      await until(() => toPeripheral.length >= n && toCentral.length >= n, WAIT_MS, 'both bursts');
       expect(indices(toPeripheral)).toEqual(Array.from({ length: n }, (_, i) => i));
       expect(indices(toCentral)).toEqual(Array.from({ length: n }, (_, i) => i));
       expect(toPeripheral.every((v, i) => Buffer.from(v).equals(Buffer.from(value(i, size))))).toBe(true);
@@ -247,7 +250,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const peripheralReasons = closeReasons(peripheral);
     await central.disconnect();
     expect(central.isOpen).toBe(false);
-    await until(() => peripheralReasons.length > 0, 2000, 'peripheral close');
+    await until(() => peripheralReasons.length > 0, WAIT_MS, 'peripheral close');
     await central.disconnect(); // idempotent
     await new Promise((r) => setTimeout(r, 50));
     expect(centralReasons).toHaveLength(1);
@@ -264,11 +267,16 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const centralReasons = closeReasons(central);
     const peripheralReasons = closeReasons(peripheral);
     const received = collect(peripheral);
+    // Hang up as the 20th value arrives (a poll could notice it only after the whole burst).
+    let cut: Promise<void> | undefined;
+    peripheral.onValue(() => {
+      if (received.length === 20) cut = peripheral.disconnect();
+    });
     const n = 300;
     const sends = Array.from({ length: n }, (_, i) => central.send(value(i, 20)));
-    await until(() => received.length >= 20, 5000, 'the first values');
-    await peripheral.disconnect();
-    await until(() => centralReasons.length > 0, 2000, 'central close');
+    await until(() => cut !== undefined, WAIT_MS, 'the first values');
+    await cut;
+    await until(() => centralReasons.length > 0, WAIT_MS, 'central close');
     const results = await Promise.allSettled(sends);
     const late = await central.send(value(n, 20)).catch((x: unknown) => x);
     expect(isKeyhopError(late, 'CONNECTION_CLOSED')).toBe(true);
@@ -288,11 +296,11 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
       const echoed = collect(central);
       peripheral.onValue((v) => void peripheral.send(v));
       await central.send(value(round, 8));
-      await until(() => echoed.length === 1, 2000, `echo in round ${round}`);
+      await until(() => echoed.length === 1, WAIT_MS, `echo in round ${round}`);
       expect(echoed[0]).toEqual(value(round, 8));
       // Alternate which side hangs up.
       await (round % 2 === 0 ? central : peripheral).disconnect();
-      await until(() => !central.isOpen && !peripheral.isOpen, 2000, 'both closed');
+      await until(() => !central.isOpen && !peripheral.isOpen, WAIT_MS, 'both closed');
     }
     expect(rig.peripheralLinks).toHaveLength(3);
   });
@@ -304,7 +312,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const centralReasons = closeReasons(central);
     const peripheralReasons = closeReasons(peripheral);
     await rig.peripheralController.stop(); // socat killed: the peripheral's UART hangs up
-    await until(() => peripheralReasons.length > 0, 3000, 'peripheral close');
+    await until(() => peripheralReasons.length > 0, WAIT_MS, 'peripheral close');
     expect(peripheralReasons[0]).toMatch(/controller lost/);
     const e = await peripheral.send(value(0, 4)).catch((x: unknown) => x);
     expect(isKeyhopError(e, 'CONNECTION_CLOSED')).toBe(true);
@@ -318,15 +326,17 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     // supervision timeout in the emulator), so the central's link only ends with its own UART.
     expect(central.isOpen).toBe(true);
     await rig.centralController.stop();
-    await until(() => centralReasons.length > 0, 3000, 'central close');
+    await until(() => centralReasons.length > 0, WAIT_MS, 'central close');
     expect(centralReasons[0]).toMatch(/controller lost/);
     const scan = await rig.central.scan({ services: [], durationMs: 10 }).catch((x: unknown) => x);
     expect(isKeyhopError(scan, 'CONNECTION_CLOSED')).toBe(true);
     await rig.central.stop();
-    await new Promise((r) => setTimeout(r, 50));
+    // No timer, serial read or child process of the stacks or the rig outlives them (handles
+    // close asynchronously: wait until none is left over, then say which one if not).
+    const leftOver = () => Object.entries(ourResources()).some(([kind, n]) => n > (before[kind] ?? 0));
+    await until(() => !leftOver(), WAIT_MS, 'the handles to close').catch(() => undefined);
     expect(centralReasons).toHaveLength(1);
     expect(peripheralReasons).toHaveLength(1);
-    // No timer, serial read or child process of the stacks or the rig outlives them.
     const after = ourResources();
     for (const [kind, n] of Object.entries(after)) expect(n, kind).toBeLessThanOrEqual(before[kind] ?? 0);
   });
@@ -339,7 +349,7 @@ describe.skipIf(skip !== undefined)('GATT link over HCI UART (btvirt rig)', () =
     const ra = collect(la.peripheral);
     const rb = collect(lb.peripheral);
     await Promise.all([la.central.send(value(1, 10)), lb.central.send(value(2, 10))]);
-    await until(() => ra.length === 1 && rb.length === 1, 2000, 'one value on each link');
+    await until(() => ra.length === 1 && rb.length === 1, WAIT_MS, 'one value on each link');
     expect(ra[0]).toEqual(value(1, 10));
     expect(rb[0]).toEqual(value(2, 10));
   });
@@ -368,7 +378,7 @@ describe.skipIf(skip !== undefined)('HCI UART with HCI_CHANNEL_USER in the envir
       const { central, peripheral } = await connect(rig);
       const received = collect(peripheral);
       await central.send(value(1, 8));
-      await until(() => received.length === 1, 2000, 'the value');
+      await until(() => received.length === 1, WAIT_MS, 'the value');
       expect(received[0]).toEqual(value(1, 8));
     } finally {
       delete process.env.HCI_CHANNEL_USER;

@@ -25,6 +25,9 @@ vi.mock('./load.js', async (importOriginal) => {
 
 const skip = await bleSkipReason();
 
+/** A bound on waits for the rig (two stacks and btvirt on busy cores), not a timing expectation. */
+const WAIT_MS = 15_000;
+
 const cleanups: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
@@ -58,13 +61,13 @@ async function startPair(): Promise<Pair> {
 async function connect(pair: Pair): Promise<{ central: GattLink; peripheral: GattLink }> {
   const ads = await pair.central.scan({
     services: [KEYHOP_PROFILE.service],
-    durationMs: 3000,
+    durationMs: WAIT_MS,
     until: (ad) => ad.name === pair.name,
   });
   const ad = ads.find((a) => a.name === pair.name);
   if (ad === undefined) throw new Error(`peripheral ${pair.name} not found`);
-  const central = await pair.central.connect(ad.id, KEYHOP_PROFILE, { timeoutMs: 5000 });
-  await until(() => pair.links.length > 0, 2000, 'the peripheral link');
+  const central = await pair.central.connect(ad.id, KEYHOP_PROFILE, { timeoutMs: WAIT_MS });
+  await until(() => pair.links.length > 0, WAIT_MS, 'the peripheral link');
   return { central, peripheral: pair.links.at(-1)! };
 }
 
@@ -86,7 +89,7 @@ async function exchange(pair: Pair): Promise<void> {
   const big = randomBytes(central.mtu - 3);
   await central.send(Uint8Array.of(1, 2, 3));
   await peripheral.send(big);
-  await until(() => atPeripheral.length === 1 && atCentral.length === 1, 2000, 'a value each way');
+  await until(() => atPeripheral.length === 1 && atCentral.length === 1, WAIT_MS, 'a value each way');
   expect(atPeripheral[0]).toEqual(Uint8Array.of(1, 2, 3));
   expect(Buffer.from(atCentral[0]!)).toEqual(big);
 }
@@ -135,7 +138,7 @@ describe.skipIf(skip !== undefined)('kernel adapters (user channel stand-in on b
     const adapter = [...BtvirtUserChannel.live].find((c) => c.devId === 0)!;
     adapter.gone();
     await central.send(Uint8Array.of(9)).catch(() => undefined);
-    await until(() => reasons.length > 0, 2000, 'the central link to close');
+    await until(() => reasons.length > 0, WAIT_MS, 'the central link to close');
     expect(reasons[0]).toMatch(/controller lost: hci0: write failed: No such device/);
     const scan = await pair.central.scan({ services: [], durationMs: 10 }).catch((x: unknown) => x);
     expect(isKeyhopError(scan, 'CONNECTION_CLOSED')).toBe(true);

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../../../test/support/wait.js';
 import { describeError, isKeyhopError } from '../../../errors.js';
 import { KEYHOP_PROFILE } from '../gatt-link.js';
 import type { FailureListener } from './attach.js';
@@ -204,9 +205,8 @@ describe.skipIf(noBluetooth !== undefined)(
       const hooks = ['exit', 'SIGINT'].map((e) => process.listenerCount(e));
 
       const central = createCentral({ hciDevice: 0 });
-      let t = Date.now();
+      // UNSUPPORTED, not TIMEOUT: start() failed at once rather than waiting out its deadline.
       const e = await central.start().catch((x: unknown) => x);
-      expect(Date.now() - t).toBeLessThan(500);
       expect(isKeyhopError(e, 'UNSUPPORTED')).toBe(true);
       expect((e as Error).message).toMatch(
         /^BLE central: hci0: this kernel has no Bluetooth sockets \(no AF_BLUETOOTH.*"hci": "\/dev\/ttyACM0"/,
@@ -218,16 +218,16 @@ describe.skipIf(noBluetooth !== undefined)(
       expect(isKeyhopError(scan, 'CONNECTION_CLOSED')).toBe(true);
 
       const peripheral = createPeripheral({ hciDevice: 0 });
-      t = Date.now();
       const p = await peripheral
         .start({ name: 'x', profile: KEYHOP_PROFILE }, () => undefined)
         .catch((x: unknown) => x);
-      expect(Date.now() - t).toBeLessThan(500);
       expect(isKeyhopError(p, 'UNSUPPORTED')).toBe(true);
       expect((p as Error).message).toMatch(/^BLE peripheral: hci0: this kernel has no Bluetooth sockets/);
       await peripheral.stop();
 
-      await new Promise((r) => setTimeout(r, 20));
+      // Handles close asynchronously: wait until none is left over, then say which one if not.
+      const leftOver = () => Object.entries(ourResources()).some(([kind, n]) => n > (before[kind] ?? 0));
+      await until(() => !leftOver()).catch(() => undefined);
       const after = ourResources();
       for (const [kind, n] of Object.entries(after)) expect(n, kind).toBeLessThanOrEqual(before[kind] ?? 0);
       expect(['exit', 'SIGINT'].map((e) => process.listenerCount(e))).toEqual(hooks);
