@@ -45,10 +45,14 @@ const server = await node('server', {
     authorities: [Buffer.from(authority.identity.export()).toString('hex')],
   },
 });
+let handled = 0;
+/** Messages the control worker took, plus those its policy refused: what the server has decided. */
+const decided = () => handled + server.router.metrics.dropped.incoming_denied;
 const control = await server.router.startWorker(
   'control',
   {
     handleMessage: (_ctx, m) => {
+      handled++;
       const { peer } = m.info(SECURE_CHANNEL_INFO);
       console.log(
         `server: "${new TextDecoder().decode(m.payload)}" from ${peer.identifier}, ${JSON.stringify(peer.attributes)}`,
@@ -77,10 +81,13 @@ for (const [name, role] of [
   const channel = await client.channels.create(listener);
   console.log(`${name}: secure channel open to ${channel.peer.identifier}`);
   const app = await client.router.context();
+  const before = decided();
+  const handledBefore = handled;
   await app.send(Route.of(channel.encryptor, 'control'), text.encode(`hello from the ${name}`));
-  await sleep(100);
+  // Wait for the server's decision (delivered or refused), not for a guessed time.
+  while (decided() === before) await sleep(5);
   console.log(
-    `${name}: ${role ? 'message accepted' : 'message refused by the control worker (no role=operator credential)'}`,
+    `${name}: ${handled > handledBefore ? 'message accepted' : 'message refused by the control worker (no role=operator credential)'}`,
   );
   console.log(`         server refused so far: ${server.router.metrics.dropped.incoming_denied}`);
   await client.stop();

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -129,6 +129,15 @@ describe('withDescriptorLock', () => {
     const lock = join(h, 'vaults', 'v', 'vault.json.lock');
     mkdirSync(lock, { recursive: true });
     writeFileSync(join(lock, 'pid'), '2147483646');
+    expect(await withDescriptorLock(h, 'v', async () => 'got it')).toBe('got it');
+  });
+
+  it('takes over a lock without a pid once it is old (its maker died between mkdir and writing its pid)', async () => {
+    const h = home();
+    const lock = join(h, 'vaults', 'v', 'vault.json.lock');
+    mkdirSync(lock, { recursive: true });
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
     expect(await withDescriptorLock(h, 'v', async () => 'got it')).toBe('got it');
   });
 });

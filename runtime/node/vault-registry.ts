@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AllocatedKey, KeyAllocations } from '../../vaults/atecc608/atecc608-vault.js';
@@ -504,6 +504,8 @@ export async function createAtecc608Vault(home: string, name: string, link: Atec
 }
 
 const LOCK_WAIT_MS = 30_000;
+/** A lock directory without a pid this old was left by a process that died right after making it. */
+const ORPHAN_LOCK_MS = 5_000;
 
 /**
  * Runs `fn` holding `vaults/<name>/vault.json.lock`, a directory (mkdir is atomic) holding the
@@ -525,7 +527,13 @@ export async function withDescriptorLock<T>(home: string, name: string, fn: () =
       }
     }
     const pid = Number(await readFile(owner, 'utf8').catch(() => ''));
-    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) {
+    const known = Number.isInteger(pid) && pid > 0;
+    // No pid: a holder between its mkdir and its pid write (milliseconds), or one that died
+    // there; only the second leaves a lock this old.
+    const orphan =
+      !known &&
+      Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now()) > ORPHAN_LOCK_MS;
+    if ((known && !processAlive(pid)) || orphan) {
       await rm(lock, { recursive: true, force: true });
       continue;
     }
