@@ -18,6 +18,9 @@ const MAX_NONCE = 0xffff_ffff_ffff_ffffn;
 const EMPTY = new Uint8Array(0);
 const ZEROS_32 = new Uint8Array(32);
 export const NONCE_BYTES = 8;
+/** One AEAD nonce buffer for every cipher: filled and used synchronously, never kept. */
+const SCRATCH_NONCE = new Uint8Array(12);
+const SCRATCH_VIEW = new DataView(SCRATCH_NONCE.buffer);
 export const TAG_BYTES = 16;
 
 export function aeadNonce(n: bigint): Uint8Array {
@@ -48,11 +51,8 @@ export interface DecryptorSnapshot {
 export class DataEncryptor {
   private nonce = 0n;
   private key: Uint8Array;
-  /** The key set up for many messages (the provider's, e.g. the native addon's); changes at REKEY. */
-  private aead: AeadKey;
-  /** The AEAD nonce, rewritten for each message (used synchronously, never kept). */
-  private readonly nonceBytes = new Uint8Array(12);
-  private readonly nonceView = new DataView(this.nonceBytes.buffer);
+  /** The key set up for many messages (the provider's, e.g. the native addon's), made on first use; changes at REKEY. */
+  private aead: AeadKey | undefined;
 
   constructor(
     private readonly provider: CryptoProvider,
@@ -60,13 +60,12 @@ export class DataEncryptor {
     private readonly rekeying = true,
   ) {
     this.key = key;
-    this.aead = aeadKeyFor(provider, 'AESGCM', key);
   }
 
   private setKey(key: Uint8Array): void {
-    this.aead.destroy();
+    this.aead?.destroy();
+    this.aead = undefined;
     this.key = key;
-    this.aead = aeadKeyFor(this.provider, 'AESGCM', key);
   }
 
   /** `plaintext` may be given in pieces (encrypted as their concatenation, without joining them first). */
@@ -76,10 +75,10 @@ export class DataEncryptor {
     if (n >= MAX_NONCE)
       throw new KeyhopError(ErrorCodes.NONCE_EXHAUSTED, 'secure channel used up its nonces');
     if (this.rekeying && n > 0n && n % REKEY_INTERVAL === 0n) this.setKey(rekey(this.provider, this.key));
-    const nonce = this.nonceBytes;
-    this.nonceView.setBigUint64(4, n, false);
+    SCRATCH_VIEW.setBigUint64(4, n, false);
+    this.aead ??= aeadKeyFor(this.provider, 'AESGCM', this.key);
     // The wire form is the 8-byte nonce followed by ciphertext and tag, in one buffer.
-    const out = this.aead.seal(nonce, EMPTY, plaintext, nonce.subarray(4));
+    const out = this.aead.seal(SCRATCH_NONCE, EMPTY, plaintext, SCRATCH_NONCE.subarray(4));
     this.nonce = n + 1n;
     return out;
   }
@@ -121,7 +120,7 @@ export class DataEncryptor {
   /** Overwrites the key; the encryptor is unusable afterwards. */
   destroy(): void {
     this.key.fill(0);
-    this.aead.destroy();
+    this.aead?.destroy();
     this.nonce = MAX_NONCE;
   }
 }
@@ -132,9 +131,7 @@ export class DataDecryptor {
   private bucket = 0n;
   private readonly keys = new Map<bigint, Uint8Array>();
   /** Prepared AEAD keys of those buckets, made on first use. */
-  private readonly aeads = new Map<bigint, AeadKey>();
-  private readonly nonceBytes = new Uint8Array(12);
-  private readonly nonceView = new DataView(this.nonceBytes.buffer);
+  private aeads: Map<bigint, AeadKey> | undefined;
   /** Buckets a nonce may be ahead of / behind `bucket`: 1 each for Ockam's window of 32. */
   private readonly bucketsAhead: bigint;
   private readonly bucketsBehind: bigint;
@@ -175,7 +172,7 @@ export class DataDecryptor {
       throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `nonce ${nonce} rejected: ${why}`);
     const keyBucket = this.rekeying ? nonce / REKEY_INTERVAL : 0n;
     let key = this.keys.get(keyBucket);
-    let aead = this.aeads.get(keyBucket);
+    let aead = this.aeads?.get(keyBucket);
     // Keys of the buckets up to the nonce's, derived only as far as needed, kept once it authenticates.
     let derived: Uint8Array[] | undefined;
     if (key === undefined) {
@@ -193,18 +190,18 @@ export class DataDecryptor {
     }
     const fresh = aead === undefined;
     aead ??= aeadKeyFor(this.provider, 'AESGCM', key);
-    this.nonceView.setBigUint64(4, nonce, false);
+    SCRATCH_VIEW.setBigUint64(4, nonce, false);
     let plaintext: Uint8Array;
     try {
-      plaintext = aead.open(this.nonceBytes, EMPTY, wire.subarray(NONCE_BYTES));
+      plaintext = aead.open(SCRATCH_NONCE, EMPTY, wire.subarray(NONCE_BYTES));
     } catch (e) {
       for (const k of derived ?? []) k.fill(0);
       // A derived key is kept only once a message authenticates under it; a known one anyway.
       if (fresh && derived) aead.destroy();
-      else if (fresh) this.aeads.set(keyBucket, aead);
+      else if (fresh) this.keepAead(keyBucket, aead);
       throw e;
     }
-    if (fresh) this.aeads.set(keyBucket, aead);
+    if (fresh) this.keepAead(keyBucket, aead);
     this.window.accept(nonce);
     if (derived) {
       for (const k of derived) this.keys.set(++this.bucket, k);
@@ -212,12 +209,17 @@ export class DataDecryptor {
         if (b + this.bucketsBehind < this.bucket) {
           k.fill(0);
           this.keys.delete(b);
-          this.aeads.get(b)?.destroy();
-          this.aeads.delete(b);
+          this.aeads?.get(b)?.destroy();
+          this.aeads?.delete(b);
         }
       }
     }
     return { plaintext, nonce };
+  }
+
+  private keepAead(bucket: bigint, aead: AeadKey): void {
+    this.aeads ??= new Map();
+    this.aeads.set(bucket, aead);
   }
 
   snapshot(): DecryptorSnapshot {
@@ -245,8 +247,8 @@ export class DataDecryptor {
   /** Overwrites the keys; every later message fails to decrypt. */
   destroy(): void {
     for (const k of this.keys.values()) k.fill(0);
-    for (const a of this.aeads.values()) a.destroy();
+    for (const a of this.aeads?.values() ?? []) a.destroy();
     this.keys.clear();
-    this.aeads.clear();
+    this.aeads = undefined;
   }
 }

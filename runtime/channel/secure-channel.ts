@@ -135,7 +135,7 @@ export class SecureChannelEnd implements Worker {
   private durableUntil = 0n;
   private reserving: Promise<void> | undefined;
   /** Local workers that sent through the channel (they may receive what comes back; kept across restarts). */
-  private readonly repliers = new Set<string>();
+  private repliers: Set<string> | undefined;
   private suspended = false;
   /** The store holds this channel (it opened, or it was restored). */
   private inStore = false;
@@ -200,7 +200,7 @@ export class SecureChannelEnd implements Worker {
     }
     this.handshakeHash = hexBytes(s.handshakeHash);
     this.remoteRoute = Route.parse(s.route);
-    for (const c of s.consumers) this.repliers.add(c);
+    this.repliers = new Set(s.consumers);
     this.state = 'open';
     this.inStore = true;
     this.accept();
@@ -215,7 +215,7 @@ export class SecureChannelEnd implements Worker {
 
   /** Registers the workers and arms the handshake timeout. */
   async start(): Promise<void> {
-    for (const r of this.repliers) this.router.flowControls.addConsumer(this.flow, Address.parse(r));
+    for (const r of this.repliers ?? []) this.router.flowControls.addConsumer(this.flow, Address.parse(r));
     // One mailbox for the three addresses: only what leaves from `internal` (decrypted messages)
     // is flow-controlled; nothing may be sent to `internal`.
     const decrypted = flowControlled(this.router.flowControls, this.flow);
@@ -338,7 +338,10 @@ export class SecureChannelEnd implements Worker {
       return;
     }
     const payload = hs.readMessage(message.payload);
-    this.presentation = { payload: payload.slice(), staticKey: hs.remoteStaticPublicKey!.slice() };
+    // Kept only by persistent ends (verified again on restore): a few hundred bytes per channel.
+    if (this.settings.persistence) {
+      this.presentation = { payload: payload.slice(), staticKey: hs.remoteStaticPublicKey!.slice() };
+    }
     let peer: PeerIdentity;
     try {
       peer = await this.settings.identity.verifyPeer(payload, hs.remoteStaticPublicKey!);
@@ -506,10 +509,12 @@ export class SecureChannelEnd implements Worker {
             return;
           }
           this.peer = refreshed;
-          this.refreshed = {
-            changeHistory: m.changeHistory.slice(),
-            credentials: m.credentials.map((c) => c.slice()),
-          };
+          if (p) {
+            this.refreshed = {
+              changeHistory: m.changeHistory.slice(),
+              credentials: m.credentials.map((c) => c.slice()),
+            };
+          }
           this.cachedInfo = undefined;
           if (p) await p.store.save(this.stored()).catch(() => undefined);
           this.settings.log.info({ peer: this.peer.identifier }, 'peer credentials refreshed');
@@ -603,7 +608,8 @@ export class SecureChannelEnd implements Worker {
     const replyTo = message.returnRoute.next;
     if (replyTo?.isLocal && this.router.isRegistered(replyTo)) {
       this.router.flowControls.addConsumer(this.flow, replyTo);
-      if (this.settings.persistence && !this.repliers.has(replyTo.toString())) {
+      if (this.settings.persistence) {
+        this.repliers ??= new Set();
         this.repliers.add(replyTo.toString());
       }
     }
@@ -660,7 +666,7 @@ export class SecureChannelEnd implements Worker {
       remote: this.remote.toString(),
       internal: this.internal.toString(),
       ...(p.listener !== undefined ? { listener: p.listener } : {}),
-      consumers: [...this.repliers],
+      consumers: [...(this.repliers ?? [])],
       route: p.portableRoute(this.remoteRoute).toString(),
       handshakeHash: toHex(this.handshakeHash!),
       peer: {

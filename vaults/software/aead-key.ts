@@ -7,12 +7,25 @@ export function aeadKeyFor(provider: CryptoProvider, name: CipherName, key: Uint
 
 /** An AeadKey over a provider's one-shot AEAD (each message sets the key up again). */
 export function perMessageAeadKey(provider: CryptoProvider, name: CipherName, key: Uint8Array): AeadKey {
-  const k = key.slice();
-  return {
-    seal: (nonce: Uint8Array, ad: Uint8Array, plaintext: Bytes, prefix?: Uint8Array) =>
-      provider.aeadEncrypt(name, k, nonce, ad, plaintext, prefix),
-    open: (nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array) =>
-      provider.aeadDecrypt(name, k, nonce, ad, ciphertext),
-    destroy: () => k.fill(0),
-  };
+  return new PerMessageKey(provider, name, key.slice());
+}
+
+class PerMessageKey implements AeadKey {
+  constructor(
+    private readonly provider: CryptoProvider,
+    private readonly name: CipherName,
+    private readonly key: Uint8Array,
+  ) {}
+
+  seal(nonce: Uint8Array, ad: Uint8Array, plaintext: Bytes, prefix?: Uint8Array): Uint8Array {
+    return this.provider.aeadEncrypt(this.name, this.key, nonce, ad, plaintext, prefix);
+  }
+
+  open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+    return this.provider.aeadDecrypt(this.name, this.key, nonce, ad, ciphertext);
+  }
+
+  destroy(): void {
+    this.key.fill(0);
+  }
 }

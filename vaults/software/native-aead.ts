@@ -62,21 +62,32 @@ export function nativeAeadKey(name: CipherName, key: Uint8Array): AeadKey | unde
   if (!m) return undefined;
   checkCipherName(name);
   checkLength(key, AEAD_KEY_LENGTH, `${name} key`);
-  const k = new m.AeadKey(name, key);
-  return {
-    seal(nonce: Uint8Array, ad: Uint8Array, plaintext: Bytes, prefix?: Uint8Array): Uint8Array {
-      checkLength(nonce, AEAD_NONCE_LENGTH, `${name} nonce`);
-      return k.seal(nonce, ad, plaintext as Uint8Array | Uint8Array[], prefix);
-    },
-    open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
-      checkLength(nonce, AEAD_NONCE_LENGTH, `${name} nonce`);
-      if (ciphertext.length < 16) {
-        throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${name}: ciphertext shorter than the tag`);
-      }
-      const plain = k.open(nonce, ad, ciphertext);
-      if (plain === null) throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${name}: authentication failed`);
-      return plain;
-    },
-    destroy: () => k.destroy(),
-  };
+  return new NativeKey(new m.AeadKey(name, key), name);
+}
+
+/** A class, not closures: one small object per channel key (channels are many). */
+class NativeKey implements AeadKey {
+  constructor(
+    private readonly k: NativeAeadKey,
+    private readonly name: CipherName,
+  ) {}
+
+  seal(nonce: Uint8Array, ad: Uint8Array, plaintext: Bytes, prefix?: Uint8Array): Uint8Array {
+    checkLength(nonce, AEAD_NONCE_LENGTH, `${this.name} nonce`);
+    return this.k.seal(nonce, ad, plaintext as Uint8Array | Uint8Array[], prefix);
+  }
+
+  open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+    checkLength(nonce, AEAD_NONCE_LENGTH, `${this.name} nonce`);
+    if (ciphertext.length < 16) {
+      throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${this.name}: ciphertext shorter than the tag`);
+    }
+    const plain = this.k.open(nonce, ad, ciphertext);
+    if (plain === null) throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${this.name}: authentication failed`);
+    return plain;
+  }
+
+  destroy(): void {
+    this.k.destroy();
+  }
 }
