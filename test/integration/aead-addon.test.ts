@@ -1,10 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from '../../vaults/native-addon.js';
 import { nativeAeadKey, nativeAeadUnavailable } from '../../vaults/software/native-aead.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { hex } from '../support/bytes.js';
+import { addonSources } from '../support/native-build.js';
 
 /**
  * The AEAD addon as built (node-gyp's build/Release, or with KEYHOP_AEAD_ADDON the cmake-js build:
@@ -12,19 +10,9 @@ import { hex } from '../support/bytes.js';
  */
 describe('native AEAD addon build files', () => {
   it('binding.gyp and native/CMakeLists.txt build the same keyhop_aead sources', () => {
-    const root = packageRoot();
-    const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
-    const target = gyp.slice(gyp.indexOf('"target_name": "keyhop_aead"'));
-    const gypSources = [...(/"sources":\s*\[([^\]]*)\]/.exec(target)?.[1] ?? '').matchAll(/"([^"]+)"/g)].map(
-      (m) => m[1]!,
-    );
-    const cmake = readFileSync(join(root, 'native', 'CMakeLists.txt'), 'utf8');
-    const cmakeSources = (/set\(KEYHOP_AEAD_SOURCES([^)]*)\)/.exec(cmake)?.[1] ?? '')
-      .split(/\s+/)
-      .filter((s) => s !== '')
-      .map((s) => `native/${s}`);
-    expect(gypSources).toEqual(['native/aead/addon.cc']);
-    expect(cmakeSources).toEqual(gypSources);
+    const { gyp, cmake } = addonSources('keyhop_aead', 'KEYHOP_AEAD_SOURCES');
+    expect(gyp).toEqual(['native/aead/addon.cc']);
+    expect(cmake).toEqual(gyp);
   });
 });
 

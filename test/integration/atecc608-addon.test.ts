@@ -5,8 +5,6 @@
  * I2cLink runs in this process and drives the addon in the child over IPC. `i2ctransfer` under
  * the same shim shows the shim serves an ordinary i2c-dev program (I2C_FUNCS, I2C_RDWR).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, isKeyhopError } from '../../runtime/errors.js';
 import { I2cLink } from '../../vaults/atecc608/links/i2c-link.js';
@@ -22,9 +20,9 @@ import {
   ATCAB_INFO_TRACE,
   buildI2cShim,
   i2cRigSkipReason,
-  repoRoot,
   runWithI2cShim,
 } from '../rig/i2c-shim.js';
+import { addonSources } from '../support/native-build.js';
 
 const ADDON = addonPath();
 const skip = i2cRigSkipReason({ addon: ADDON });
@@ -83,18 +81,9 @@ const hex = (b: Uint8Array | null | undefined) =>
 
 describe('native addon build files', () => {
   it('binding.gyp and native/CMakeLists.txt build the same sources', () => {
-    const root = repoRoot();
-    const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
-    const gypSources = [...(/"sources":\s*\[([^\]]*)\]/.exec(gyp)?.[1] ?? '').matchAll(/"([^"]+)"/g)].map(
-      (m) => m[1]!,
-    );
-    const cmake = readFileSync(join(root, 'native', 'CMakeLists.txt'), 'utf8');
-    const cmakeSources = (/set\(KEYHOP_ATECC608_SOURCES([^)]*)\)/.exec(cmake)?.[1] ?? '')
-      .split(/\s+/)
-      .filter((s) => s !== '')
-      .map((s) => `native/${s}`);
-    expect(gypSources.length).toBeGreaterThan(0);
-    expect(cmakeSources.sort()).toEqual(gypSources.sort());
+    const { gyp, cmake } = addonSources('keyhop_atecc608', 'KEYHOP_ATECC608_SOURCES');
+    expect(gyp.length).toBeGreaterThan(0);
+    expect(cmake).toEqual(gyp);
   });
 });
 

@@ -5,8 +5,6 @@
  * vault before the next one opens a context.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { p256 } from '@noble/curves/nist.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, isKeyhopError, KeyhopError } from '../../runtime/errors.js';
@@ -19,28 +17,18 @@ import {
   type TpmVaultOptions,
   timeTpmOps,
 } from '../../vaults/tpm/tpm-vault.js';
-import { repoRoot } from '../rig/i2c-shim.js';
 import { type Swtpm, startSwtpm, swtpmSkipReason } from '../rig/swtpm.js';
+import { addonSources } from '../support/native-build.js';
 import { verifyP256Both } from '../support/p256.js';
 
 const skip = swtpmSkipReason();
 
 describe('TPM addon build files', () => {
   it('binding.gyp and native/CMakeLists.txt build the same keyhop_tpm2 sources', () => {
-    const root = repoRoot();
-    const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
-    const target = gyp.slice(gyp.indexOf('"target_name": "keyhop_tpm2"'));
-    const gypSources = [...(/"sources":\s*\[([^\]]*)\]/.exec(target)?.[1] ?? '').matchAll(/"([^"]+)"/g)].map(
-      (m) => m[1]!,
-    );
-    const cmake = readFileSync(join(root, 'native', 'CMakeLists.txt'), 'utf8');
-    const cmakeSources = (/set\(KEYHOP_TPM2_SOURCES([^)]*)\)/.exec(cmake)?.[1] ?? '')
-      .split(/\s+/)
-      .filter((s) => s !== '')
-      .map((s) => `native/${s}`);
-    expect(gypSources.length).toBeGreaterThan(0);
-    expect(gypSources.every((s) => s.startsWith('native/tpm2/'))).toBe(true);
-    expect(cmakeSources.sort()).toEqual(gypSources.sort());
+    const { gyp, cmake } = addonSources('keyhop_tpm2', 'KEYHOP_TPM2_SOURCES');
+    expect(gyp.length).toBeGreaterThan(0);
+    expect(gyp.every((s) => s.startsWith('native/tpm2/'))).toBe(true);
+    expect(cmake).toEqual(gyp);
   });
 });
 
