@@ -18,7 +18,7 @@ import { attachController } from './controller.js';
 import { HciGattLink } from './link.js';
 import { loadNoble } from './load.js';
 import { PendingOps } from './pending.js';
-import type { Noble, NobleBindings, NobleCharacteristic, NoblePeripheral } from './stack-types.js';
+import type { Noble, NobleBindings, NobleCharacteristic, NobleHci, NoblePeripheral } from './stack-types.js';
 import { describeHciTarget, type HciSelection, type HciTarget, resolveHciTarget } from './target.js';
 
 /** The controller (`uartPath` or `hciDevice`, see HciSelection) and options. */
@@ -85,6 +85,19 @@ export class NobleCentral implements BleCentral {
     // We initialise the bindings ourselves (attachController); stop noble's lazy init on first listener.
     noble.initialized = true;
     const hci = bindings._hci;
+    // noble's flushAcl is async and called without await: after its first await it looks up the
+    // connection of every queued ACL packet, and a packet queued (by a late write) for a link whose
+    // Disconnection Complete has been handled has none: an unhandled TypeError that fails the
+    // process's test run. Packets for a link that is gone are dropped first (nothing can carry
+    // them), and whatever else it rejects with is logged.
+    const flushAcl = hci.flushAcl;
+    const log = this.log;
+    hci.flushAcl = function (this: NobleHci): Promise<void> {
+      this._aclQueue = this._aclQueue.filter((p) => this._aclConnections.has(p.handle));
+      return flushAcl.call(this).catch((e: unknown) => {
+        log.debug({ err: describeError(e) }, 'noble could not flush its ACL queue');
+      });
+    };
     const started = Date.now();
     let controller: AttachedController | undefined;
     try {

@@ -77,6 +77,10 @@ export interface StackHci extends EventEmitter {
 }
 
 export interface NobleHci extends StackHci {
+  /** Queued ACL packets and the connections they are for (noble internals, see noble-central.ts). */
+  _aclQueue: { handle: number; packet: Buffer }[];
+  _aclConnections: Map<number, { pending: number }>;
+  flushAcl(): Promise<void>;
   setEventMask(): void;
   setLeEventMask(): void;
   readLocalVersion(): void;
