@@ -1,4 +1,5 @@
 import type { Bytes, CryptoProvider } from '../../vaults/provider.js';
+import { fromHex, toHex } from '../../vaults/software/store-header.js';
 import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { flowControlled } from '../routing/access-control.js';
@@ -810,15 +811,12 @@ export class SecureChannelEnd implements Worker {
   }
 }
 
-function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
-}
-
 function evenHex(n: bigint): string {
   const h = n.toString(16);
   return h.length % 2 ? `0${h}` : h;
 }
 
+/** A stored channel's byte strings were checked as hex when the store read them. */
 function hexBytes(h: string): Uint8Array {
-  return new Uint8Array(Buffer.from(h, 'hex'));
+  return fromHex(h)!;
 }

@@ -1,5 +1,6 @@
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
+import { fromHex } from '../../vaults/software/store-header.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import type { Clock } from '../identity/clock.js';
 import { type Logger, silentLogger } from '../log.js';
@@ -319,7 +320,8 @@ export class SecureChannels {
         );
       }
     }
-    const bytes = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+    // Checked as hex when the store read them.
+    const bytes = (h: string) => fromHex(h)!;
     let peer: PeerIdentity = await identity.verifyPeer(
       bytes(stored.peer.presentation),
       bytes(stored.peer.staticKey),
