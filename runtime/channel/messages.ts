@@ -1,6 +1,8 @@
 import { CborReader } from '../codec/cbor.js';
 import { headerSize, MAJOR_ARRAY, MAJOR_BYTES, writeHeader } from '../codec/cbor-write.js';
+import { pooledBytes } from '../codec/pool.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
+import { fastChannelPayload } from '../routing/codec/fast-cbor.js';
 import { MAX_MESSAGE_BYTES } from '../routing/codec/limits.js';
 import { readRoute, routeSize, writeRoute } from '../routing/codec/route-cbor.js';
 import type { Route } from '../routing/route.js';
@@ -33,23 +35,39 @@ const MAX_CREDENTIALS = 16;
  * The encoding in pieces whose concatenation is `encodeChannelMessage(m)`: for a payload message,
  * head ‖ payload ‖ padding, so that the payload is never copied before encryption.
  */
-export function encodeChannelMessageParts(m: ChannelMessage): Uint8Array[] {
-  if (m.kind !== 'payload') return [encodeChannelMessage(m)];
+export function encodeChannelMessageParts(m: ChannelMessage): Uint8Array | Uint8Array[] {
+  if (m.kind !== 'payload') return encodeChannelMessage(m);
   const n = m.payload.length;
-  const head = new Uint8Array(5 + routeSize(m.onward) + routeSize(m.returnRoute) + headerSize(n));
-  head.set([0x82, 0x82, 0x00, 0x81, 0x83]);
-  let pos = writeRoute(head, 5, m.onward);
-  pos = writeRoute(head, pos, m.returnRoute);
-  writeHeader(head, pos, MAJOR_BYTES, n);
-  return [head, m.payload, EMPTY_PADDING];
+  const headLength = 5 + routeSize(m.onward) + routeSize(m.returnRoute) + headerSize(n);
+  // Small payloads are copied into one pooled buffer (every byte is written): cheaper
+  // than a buffer of their own for the head and three pieces for the cipher to walk.
+  const whole = n <= COPY_BELOW;
+  const out = pooledBytes(whole ? headLength + n + 1 : headLength);
+  out[0] = 0x82;
+  out[1] = 0x82;
+  out[2] = 0x00;
+  out[3] = 0x81;
+  out[4] = 0x83;
+  let pos = writeRoute(out, 5, m.onward);
+  pos = writeRoute(out, pos, m.returnRoute);
+  pos = writeHeader(out, pos, MAJOR_BYTES, n);
+  if (!whole) return [out, m.payload, EMPTY_PADDING];
+  out.set(m.payload, pos);
+  out[pos + n] = 0x40;
+  return out;
 }
+
+/** Payloads up to this size are copied next to their head (see encodeChannelMessageParts). */
+const COPY_BELOW = 2048;
 
 const EMPTY_PADDING = Uint8Array.of(0x40);
 
 export function encodeChannelMessage(m: ChannelMessage): Uint8Array {
   switch (m.kind) {
-    case 'payload':
-      return Buffer.concat(encodeChannelMessageParts(m));
+    case 'payload': {
+      const parts = encodeChannelMessageParts(m);
+      return Array.isArray(parts) ? Buffer.concat(parts) : parts;
+    }
     case 'refresh_credentials': {
       const credentialsSize = m.credentials.reduce((s, c) => s + c.length, headerSize(m.credentials.length));
       const out = new Uint8Array(6 + m.changeHistory.length + credentialsSize + 1);
@@ -71,6 +89,14 @@ export function encodeChannelMessage(m: ChannelMessage): Uint8Array {
 }
 
 export function decodeChannelMessage(bytes: Uint8Array): ChannelMessage {
+  const fast = fastChannelPayload(bytes);
+  if (fast)
+    return { kind: 'payload', onward: fast.onward, returnRoute: fast.returnRoute, payload: fast.payload };
+  return decodeChannelMessageStrict(bytes);
+}
+
+/** decodeChannelMessage without the fast path for Payload messages. */
+export function decodeChannelMessageStrict(bytes: Uint8Array): ChannelMessage {
   const r = new CborReader(bytes, 'secure channel message');
   r.array(2, 2);
   r.array(2, 2);

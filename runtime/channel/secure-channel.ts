@@ -66,6 +66,8 @@ export interface RestoredChannel {
 }
 
 const NOOP = (): void => undefined;
+/** Messages an end may have routed and not yet seen handled by their next hop (sendWindowed). */
+const WINDOW = 32;
 
 export type ChannelState = 'handshake' | 'open' | 'closed';
 
@@ -138,6 +140,11 @@ export class SecureChannelEnd implements Worker {
   /** Local workers that sent through the channel (they may receive what comes back; kept across restarts). */
   private repliers: Set<string> | undefined;
   private suspended = false;
+  /** Messages this end routed that their next hop has not handled yet (sendWindowed). */
+  private inFlight = 0;
+  private windowOpen: (() => void) | undefined;
+  private posting = false;
+  private postError: unknown;
   /** The store holds this channel (it opened, or it was restored). */
   private inStore = false;
 
@@ -307,9 +314,13 @@ export class SecureChannelEnd implements Worker {
     this.closeListeners.push(listener);
   }
 
-  async handleMessage(ctx: Context, message: Message): Promise<void> {
-    if (message.onward.next?.equals(this.encryptor)) await this.encryptAndSend(ctx, message);
-    else await this.fromRemote(ctx, message);
+  // Not async: the data path returns a promise only when it must wait (a full window, a write
+  // to the store), so most messages cost no promise and no extra microtask here.
+  handleMessage(ctx: Context, message: Message): Promise<void> | undefined {
+    const next = message.onward.next;
+    if (next === this.encryptor || next?.equals(this.encryptor)) return this.encryptAndSend(message);
+    if (this.state === 'open') return this.decryptAndDeliver(message);
+    return this.fromRemote(ctx, message);
   }
 
   /** Responder: message 1 as handed over by the listener. */
@@ -422,7 +433,7 @@ export class SecureChannelEnd implements Worker {
     }
   }
 
-  private async decryptAndDeliver(message: Message): Promise<void> {
+  private decryptAndDeliver(message: Message): Promise<void> | undefined {
     let plaintext: Uint8Array;
     let nonce: bigint;
     try {
@@ -454,6 +465,34 @@ export class SecureChannelEnd implements Worker {
       if (!this.initiator) this.remoteRoute = message.returnRoute;
     }
     this.stats.received++;
+    const until = this.peer?.validUntil;
+    if (
+      m.kind === 'payload' &&
+      this.settings.persistence === undefined &&
+      (until === undefined || this.now() <= until)
+    ) {
+      if (m.onward.isEmpty) {
+        this.drop('empty_route');
+        return;
+      }
+      return this.deliver(m.onward, m.returnRoute, m.payload);
+    }
+    return this.deliverChecked(m);
+  }
+
+  /** Delivers what came out of the channel to its destination, in the window of the next hops. */
+  private deliver(onward: Route, returnRoute: Route, payload: Uint8Array): Promise<void> | undefined {
+    const inner = new Message(onward, returnRoute.prepend(this.encryptor), payload, this.peerInfo());
+    try {
+      return this.sendWindowed(this.internal, inner);
+    } catch (e) {
+      this.drop('undeliverable', e);
+      return undefined;
+    }
+  }
+
+  /** The rest of decryptAndDeliver when it must wait: persistence, an expired credential, control messages. */
+  private async deliverChecked(m: ReturnType<typeof decodeChannelMessage>): Promise<void> {
     const p = this.settings.persistence;
     if (p) {
       // The window moved: on disk before anything is delivered, so that no restart (or crash) can
@@ -478,15 +517,7 @@ export class SecureChannelEnd implements Worker {
           this.drop('not_open');
           return;
         }
-        const inner = new Message(
-          m.onward,
-          m.returnRoute.prepend(this.encryptor),
-          m.payload,
-          this.peerInfo(),
-        );
-        // Wait until the destination handled it: a slow consumer holds this channel end, and so
-        // the connection it reads from (back-pressure across the channel).
-        await this.sendAndWait(this.internal, inner).catch((e: unknown) => this.drop('undeliverable', e));
+        await this.deliver(m.onward, m.returnRoute, m.payload);
         return;
       }
       case 'refresh_credentials': {
@@ -600,7 +631,7 @@ export class SecureChannelEnd implements Worker {
     return this.cachedInfo;
   }
 
-  private async encryptAndSend(_ctx: Context, message: Message): Promise<void> {
+  private encryptAndSend(message: Message): Promise<void> | undefined {
     if (this.state !== 'open') {
       this.drop('not_open');
       throw new KeyhopError(ErrorCodes.CHANNEL_CLOSED, `secure channel ${this.encryptor} is ${this.state}`);
@@ -614,7 +645,7 @@ export class SecureChannelEnd implements Worker {
         this.repliers.add(replyTo.toString());
       }
     }
-    await this.sendEncrypted(
+    return this.encryptOut(
       encodeChannelMessageParts({
         kind: 'payload',
         onward: message.onward.step(),
@@ -631,19 +662,44 @@ export class SecureChannelEnd implements Worker {
    */
   private async sendEncrypted(plaintext: Bytes, wait = true): Promise<void> {
     const p = this.settings.persistence;
-    // A persistent end uses only nonces reserved on disk; checked and used in one synchronous step.
     while (p && this.encryptorState && this.encryptorState.nextNonce >= this.durableUntil) {
       this.reserving ??= this.reserveNonces(p);
       await this.reserving;
     }
+    const message = this.seal(plaintext);
+    if (wait) await this.sendAndWait(this.remote, message);
+    else await this.router.send(this.remote, message);
+  }
+
+  /**
+   * The data path's sendEncrypted: no promise unless it has to wait, for a persistent end's nonce
+   * reservation or for room in the window of the next hop.
+   */
+  private encryptOut(plaintext: Bytes): Promise<void> | undefined {
+    const p = this.settings.persistence;
+    // A persistent end uses only nonces reserved on disk; checked and used in one synchronous step.
+    if (p && this.encryptorState && this.encryptorState.nextNonce >= this.durableUntil) {
+      return this.reserveThenSend(p, plaintext);
+    }
+    return this.sendWindowed(this.remote, this.seal(plaintext));
+  }
+
+  private async reserveThenSend(p: ChannelPersistence, plaintext: Bytes): Promise<void> {
+    while (this.encryptorState && this.encryptorState.nextNonce >= this.durableUntil) {
+      this.reserving ??= this.reserveNonces(p);
+      await this.reserving;
+    }
+    await this.encryptOut(plaintext);
+  }
+
+  /** The next data message to the peer, encrypted (synchronous: nonces are used in order). */
+  private seal(plaintext: Bytes): Message {
     if (!this.encryptorState)
       throw new KeyhopError(ErrorCodes.CHANNEL_CLOSED, `secure channel ${this.encryptor} is ${this.state}`);
     const wire = this.encryptorState.encrypt(plaintext);
     this.stats.sent++;
     this.returnToMe ??= Route.of(this.remote);
-    const message = new Message(this.remoteRoute, this.returnToMe, wire);
-    if (wait) await this.sendAndWait(this.remote, message);
-    else await this.router.send(this.remote, message);
+    return new Message(this.remoteRoute, this.returnToMe, wire);
   }
 
   private async reserveNonces(p: ChannelPersistence): Promise<void> {
@@ -716,14 +772,48 @@ export class SecureChannelEnd implements Worker {
     await this.stop();
   }
 
-  /** Routes `message` and resolves once the next hop has handled it (or it was dropped). */
+  /** Routes `message` and resolves once the next hop has handled it (for Close and other control messages). */
   private sendAndWait(from: Address, message: Message): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.router
-        .send(from, message, (e) => (e === undefined ? resolve() : reject(e)))
-        .catch(() => undefined);
+      this.router.post(from, message, (e) => (e === undefined ? resolve() : reject(e)));
     });
   }
+
+  /**
+   * Routes `message` and returns at once while fewer than WINDOW messages this end sent are still
+   * unhandled by their next hop; otherwise resolves once the next hops caught up to WINDOW / 2.
+   * That keeps back-pressure across the channel (a slow consumer or a full socket holds this end,
+   * and so the connection it reads from) without a promise and a round of microtasks per message.
+   * Throws what routing fails with at once; a later failure (the next hop's handler) is a drop.
+   */
+  private sendWindowed(from: Address, message: Message): Promise<void> | undefined {
+    this.inFlight++;
+    this.posting = true;
+    this.router.post(from, message, this.settle);
+    this.posting = false;
+    const e = this.postError;
+    if (e !== undefined) {
+      this.postError = undefined;
+      throw e;
+    }
+    if (this.inFlight < WINDOW) return undefined;
+    return new Promise((resolve) => {
+      this.windowOpen = resolve;
+    });
+  }
+
+  private readonly settle = (e?: unknown): void => {
+    this.inFlight--;
+    if (e !== undefined) {
+      if (this.posting) this.postError = e;
+      else this.drop('undeliverable', e);
+    }
+    if (this.windowOpen !== undefined && this.inFlight <= WINDOW / 2) {
+      const open = this.windowOpen;
+      this.windowOpen = undefined;
+      open();
+    }
+  };
 
   /** Pushes renewed credentials to the peer (RefreshCredentials). */
   async refreshCredentials(): Promise<void> {
@@ -771,6 +861,9 @@ export class SecureChannelEnd implements Worker {
       this.rejectAcceptance(e);
     }
     this.state = 'closed';
+    // A mailbox waiting for room in the window goes on (and finds the channel closed).
+    this.windowOpen?.();
+    this.windowOpen = undefined;
     clearTimeout(this.timer);
     clearTimeout(this.lifetimeTimer);
     this.hs = undefined;

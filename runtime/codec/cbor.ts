@@ -18,6 +18,8 @@ export const STRICT_DECODE: DecodeOptions = {
   retainStringBytes: true,
 };
 
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(start: number, end: number): string })
+  .latin1Slice;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function cborEncode(value: unknown): Uint8Array {
@@ -108,6 +110,12 @@ export class CborReader {
     if (start + length > data.length) this.fail('truncated', 'DECODE_TRUNCATED');
     (this.tokens as unknown as { _pos: number })._pos = start + length;
     return data.subarray(start, start + length);
+  }
+
+  /** A byte string as a latin1 string (one character per byte): for short values kept long. */
+  bytesLatin1(maxLength: number): string {
+    const v = this.bytesValue(maxLength);
+    return latin1Slice.call(v, 0, v.length);
   }
 
   private copiedBytes(maxLength: number): Uint8Array {

@@ -32,32 +32,59 @@ export const MAX_ADDRESS_VALUE_BYTES = 1024;
  */
 export class Address {
   readonly type: number;
-  // One of the two forms is set at construction, the other made on first use: local addresses
-  // are created from text and rarely need bytes; decoded ones the other way round.
+  // One of three forms is set at construction, the others made on first use: local addresses are
+  // created from text and rarely need bytes; decoded ones carry their bytes as a latin1 string (one
+  // character per byte, so it is exact for any bytes): cheaper than a copied Uint8Array, and it is
+  // already most of the map key.
   private bytes: Uint8Array | undefined;
   private string: string | undefined;
+  private latin1: string | undefined;
   private cachedKey: string | undefined;
 
-  constructor(type: number, value: Uint8Array | string) {
-    if (!Number.isInteger(type) || type < 0 || type > 255) {
-      throw new KeyhopError(ErrorCodes.ADDRESS_INVALID, `address type must be 0..255, got ${type}`);
-    }
-    const length = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
-    if (length > MAX_ADDRESS_VALUE_BYTES) {
-      throw new KeyhopError(
-        ErrorCodes.ADDRESS_INVALID,
-        `address value is ${length} bytes, more than ${MAX_ADDRESS_VALUE_BYTES}`,
-      );
-    }
+  /** `latin1`: `value` is a string of the value's bytes, one character each (see fromLatin1). */
+  constructor(type: number, value: Uint8Array | string, latin1 = false) {
+    const length =
+      typeof value !== 'string' ? value.length : latin1 ? value.length : Buffer.byteLength(value, 'utf8');
+    checkAddress(type, length);
     this.type = type;
-    if (typeof value === 'string') this.string = value;
-    else this.bytes = value;
+    if (typeof value !== 'string') this.bytes = value;
+    else if (latin1) this.latin1 = value;
+    else this.string = value;
+  }
+
+  /** An address whose value bytes are the characters of `latin1` (each below U+0100), as decoders make them. */
+  static fromLatin1(type: number, latin1: string): Address {
+    return new Address(type, latin1, true);
   }
 
   /** The value bytes (UTF-8 of the text for addresses made from text). */
   get value(): Uint8Array {
-    this.bytes ??= encoder.encode(this.string!);
+    if (this.bytes === undefined) {
+      this.bytes =
+        this.latin1 !== undefined
+          ? new Uint8Array(Buffer.from(this.latin1, 'latin1'))
+          : encoder.encode(this.string!);
+    }
     return this.bytes;
+  }
+
+  /** Length of the value in bytes. */
+  get valueLength(): number {
+    if (this.bytes !== undefined) return this.bytes.length;
+    if (this.latin1 !== undefined) return this.latin1.length;
+    return this.value.length;
+  }
+
+  /** Writes the value bytes at `pos` of `out` (room checked by the caller); returns the end. */
+  writeValue(out: Uint8Array, pos: number): number {
+    const l = this.latin1;
+    if (l !== undefined && this.bytes === undefined) {
+      for (let i = 0; i < l.length; i++) out[pos + i] = l.charCodeAt(i);
+      return pos + l.length;
+    }
+    const v = this.value;
+    out.set(v, pos);
+    return pos + v.length;
   }
 
   /** Map key: the type and the exact value bytes (computed on first use: most decoded addresses never need one). */
@@ -67,9 +94,10 @@ export class Address {
       // for ASCII text that is the text itself.
       const s = this.string;
       const v =
-        s !== undefined && isAscii(s)
+        this.latin1 ??
+        (s !== undefined && isAscii(s)
           ? s
-          : Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1');
+          : Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1'));
       this.cachedKey = `${this.type}#${v}`;
     }
     return this.cachedKey;
@@ -116,7 +144,10 @@ export class Address {
 
   /** The value as text (lossy only for non-UTF-8 values, which keyhop never creates). */
   get text(): string {
-    this.string ??= decoder.decode(this.bytes!);
+    if (this.string === undefined) {
+      const l = this.latin1;
+      this.string = l !== undefined && isAscii(l) ? l : decoder.decode(this.value);
+    }
     return this.string;
   }
 
@@ -130,6 +161,18 @@ export class Address {
 
   toJSON(): string {
     return this.toString();
+  }
+}
+
+function checkAddress(type: number, length: number): void {
+  if (!Number.isInteger(type) || type < 0 || type > 255) {
+    throw new KeyhopError(ErrorCodes.ADDRESS_INVALID, `address type must be 0..255, got ${type}`);
+  }
+  if (length > MAX_ADDRESS_VALUE_BYTES) {
+    throw new KeyhopError(
+      ErrorCodes.ADDRESS_INVALID,
+      `address value is ${length} bytes, more than ${MAX_ADDRESS_VALUE_BYTES}`,
+    );
   }
 }
 

@@ -28,6 +28,11 @@ export class Route {
     return new Route(addresses.map((a) => Address.from(a)));
   }
 
+  /** A route of decoded addresses, taken as they are (the array is not copied: never change it). */
+  static ofAddresses(addresses: Address[]): Route {
+    return new Route(addresses).checked();
+  }
+
   /**
    * Parses `a => b => c` (Ockam's display form) or `a, b, c`. Each element is an address in
    * text form, e.g. `1#127.0.0.1:4000 => echo`.
@@ -73,6 +78,15 @@ export class Route {
   }
 
   prepend(...items: (AddressLike | Route)[]): Route {
+    const first = items[0];
+    if (items.length === 1 && first instanceof Address) {
+      // Every hop does this once per message: no spreads, no intermediate arrays.
+      const list = this.addresses;
+      const out = new Array<Address>(list.length + 1);
+      out[0] = first;
+      for (let i = 0; i < list.length; i++) out[i + 1] = list[i]!;
+      return new Route(out).checked();
+    }
     return new Route([...flatten(items), ...this.addresses]).checked();
   }
 

@@ -1,7 +1,14 @@
+import { pooledBytes } from '../../runtime/codec/pool.js';
 import { ErrorCodes, KeyhopError } from '../../runtime/errors.js';
 import { loadNativeAddon } from '../native-addon.js';
 import type { AeadKey, Bytes, CipherName } from '../provider.js';
-import { AEAD_KEY_LENGTH, AEAD_NONCE_LENGTH, checkCipherName, checkLength } from './common.js';
+import {
+  AEAD_KEY_LENGTH,
+  AEAD_NONCE_LENGTH,
+  AEAD_TAG_LENGTH,
+  checkCipherName,
+  checkLength,
+} from './common.js';
 
 interface NativeAeadKey {
   seal(
@@ -9,8 +16,9 @@ interface NativeAeadKey {
     ad: Uint8Array,
     plaintext: Uint8Array | Uint8Array[],
     prefix?: Uint8Array,
+    out?: Uint8Array,
   ): Uint8Array;
-  open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null;
+  open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array, out?: Uint8Array): Uint8Array | null;
   destroy(): void;
 }
 
@@ -72,9 +80,14 @@ class NativeKey implements AeadKey {
     private readonly name: CipherName,
   ) {}
 
+  // Outputs come from a shared slab (pooledBytes, filled by the addon), not a new ArrayBuffer made by
+  // the addon per message: for small messages the allocation cost more than the cipher.
   seal(nonce: Uint8Array, ad: Uint8Array, plaintext: Bytes, prefix?: Uint8Array): Uint8Array {
     checkLength(nonce, AEAD_NONCE_LENGTH, `${this.name} nonce`);
-    return this.k.seal(nonce, ad, plaintext as Uint8Array | Uint8Array[], prefix);
+    let length = (prefix?.length ?? 0) + AEAD_TAG_LENGTH;
+    if (Array.isArray(plaintext)) for (const p of plaintext) length += p.length;
+    else length += (plaintext as Uint8Array).length;
+    return this.k.seal(nonce, ad, plaintext as Uint8Array | Uint8Array[], prefix, pooledBytes(length));
   }
 
   open(nonce: Uint8Array, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
@@ -82,7 +95,7 @@ class NativeKey implements AeadKey {
     if (ciphertext.length < 16) {
       throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${this.name}: ciphertext shorter than the tag`);
     }
-    const plain = this.k.open(nonce, ad, ciphertext);
+    const plain = this.k.open(nonce, ad, ciphertext, pooledBytes(ciphertext.length - AEAD_TAG_LENGTH));
     if (plain === null) throw new KeyhopError(ErrorCodes.AEAD_FAILED, `${this.name}: authentication failed`);
     return plain;
   }

@@ -6,7 +6,7 @@ import { ErrorCodes, KeyhopError } from '../../errors.js';
 import { Address } from '../address.js';
 import { Message } from '../message.js';
 import { Route } from '../route.js';
-import { decodeCborFrame, encodeCborFrame } from './cbor-frame.js';
+import { decodeCborFrame, encodeCborFrame, encodeStreamFrame } from './cbor-frame.js';
 import { MAX_MESSAGE_BYTES } from './limits.js';
 
 const ascii = (s: string) => hex(new TextEncoder().encode(s));
@@ -308,4 +308,28 @@ describe('encodeCborFrameHead', () => {
       expect(hex(encodeCborFrame(m))).toBe(hex(expected));
     },
   );
+
+  it('writes a stream frame as u32-BE length ‖ the frame of the message without its first hops, payload inline or not (property)', () => {
+    const addr = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ minLength: 1, maxLength: 30 }));
+    fc.assert(
+      fc.property(
+        fc.array(addr, { minLength: 1, maxLength: 5 }),
+        fc.array(addr, { maxLength: 5 }),
+        fc.uint8Array({ maxLength: 5000 }),
+        fc.integer({ min: 0, max: 2 }),
+        (on, ret, payload, skip) => {
+          const message = new Message(Route.from(on), Route.from(ret), payload);
+          const skipped = Route.from(on.slice(Math.min(skip, on.length)));
+          const expected = encodeCborFrame(new Message(skipped, message.returnRoute, payload));
+          const frame = encodeStreamFrame(message, skip, 2048);
+          expect(frame.length).toBe(expected.length);
+          expect(frame.inline).toBe(payload.length < 2048);
+          const written = frame.inline ? frame.bytes : Buffer.concat([frame.bytes, payload]);
+          expect(Buffer.from(written.subarray(0, 4)).readUInt32BE(0)).toBe(expected.length);
+          expect(hex(written.subarray(4))).toBe(hex(expected));
+        },
+      ),
+      { numRuns: propertyRuns(300) },
+    );
+  });
 });
