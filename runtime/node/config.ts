@@ -7,7 +7,23 @@ export interface TcpListenerConfig {
   address: string;
   /** Local workers that peers of this listener may reach; default: every service of the node. */
   expose?: string[];
+  /** Connections open at once (default 1024)… */
+  maxConnections?: number;
+  /** …and from one source address, an IPv6 /64 counting as one (default 64). */
+  maxConnectionsPerSource?: number;
+  /** A frame that started must complete within this (plus time for its size); 0: never. Default 30000. */
+  frameTimeoutMs?: number;
+  /** Close connections over which nothing arrived for this long; 0 (the default): never. */
+  idleTimeoutMs?: number;
 }
+
+/** The optional limits of a tcpListeners entry: name, least and greatest value. */
+const TCP_LISTENER_LIMITS = [
+  ['maxConnections', 1, 1_000_000],
+  ['maxConnectionsPerSource', 1, 1_000_000],
+  ['frameTimeoutMs', 0, 86_400_000],
+  ['idleTimeoutMs', 0, 86_400_000],
+] as const;
 
 export interface UdpBindConfig {
   /** `host:port` for the node's one UDP socket; port 0 picks a free one. */
@@ -281,9 +297,18 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     const where = `tcpListeners[${i}]`;
     if (typeof l === 'string') return { address: l };
     if (!isObject(l) || typeof l.address !== 'string') fail(`${where} needs an "address" (host:port)`);
-    onlyKeys(l, ['address', 'expose'], where);
+    onlyKeys(l, ['address', 'expose', ...TCP_LISTENER_LIMITS.map(([k]) => k)], where);
     const expose = stringList(l.expose, `${where}.expose`);
-    return expose ? { address: l.address, expose } : { address: l.address };
+    const out: TcpListenerConfig = expose ? { address: l.address, expose } : { address: l.address };
+    for (const [k, min, max] of TCP_LISTENER_LIMITS) {
+      const v = l[k];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+        fail(`${where}.${k} must be a whole number, ${min}..${max}`);
+      }
+      out[k] = v;
+    }
+    return out;
   });
   let udp: UdpBindConfig | undefined;
   if (raw.udp !== undefined) {

@@ -42,7 +42,7 @@ import { createRemoteRelay, type RelayVia, type RemoteRelayInfo } from '../servi
 import { type EmbeddedBroker, startEmbeddedBroker } from '../transports/mqtt/embedded-broker.js';
 import { MqttTransport } from '../transports/mqtt/mqtt-transport.js';
 import { DEFAULT_BAUD_RATE, SerialTransport } from '../transports/serial/serial-transport.js';
-import { TcpTransport } from '../transports/tcp/tcp-transport.js';
+import { type TcpListenerLimits, TcpTransport } from '../transports/tcp/tcp-transport.js';
 import { UdpTransport } from '../transports/udp/udp-transport.js';
 import { AuthorityRunner } from './authority-runner.js';
 import { NodeBle } from './ble-node.js';
@@ -166,7 +166,7 @@ export class KeyhopNode {
       await node.setUpEnrollmentServices(options.home);
       await node.setUpSecureChannelListener(options.home);
       for (const o of config.outlets ?? []) await node.createOutlet(o);
-      for (const l of config.tcpListeners) await node.createTcpListener(l.address, l.expose);
+      for (const l of config.tcpListeners) await node.createTcpListener(l.address, l.expose, l);
       // UDP peers' source addresses can be forged: by default the secure-channel listener (whose
       // answer is larger than the question) is not reachable over UDP.
       if (config.udp) {
@@ -627,8 +627,19 @@ export class KeyhopNode {
     return [...this.services];
   }
 
-  async createTcpListener(address: string, expose?: string[]): Promise<string> {
-    const listener = await this.tcp.listen(address, { expose: expose ?? this.services });
+  async createTcpListener(
+    address: string,
+    expose?: string[],
+    limits: TcpListenerLimits = {},
+  ): Promise<string> {
+    const { maxConnections, maxConnectionsPerSource, frameTimeoutMs, idleTimeoutMs } = limits;
+    const listener = await this.tcp.listen(address, {
+      expose: expose ?? this.services,
+      maxConnections,
+      maxConnectionsPerSource,
+      frameTimeoutMs,
+      idleTimeoutMs,
+    });
     return listener.address;
   }
 

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { codeOf, hex } from '../../../test/support/bytes.js';
 import { propertyRuns } from '../../../test/support/property-runs.js';
 import { ErrorCodes, KeyhopError } from '../../errors.js';
@@ -244,5 +244,106 @@ describe('frames before a violation', () => {
     ]);
     expect(() => r.push(bytes, out)).toThrow(KeyhopError);
     expect(out.map((f) => hex(f))).toEqual(['abcd']);
+  });
+});
+
+describe('memory held for a frame', () => {
+  it('reserves nothing for a declared length: only the bytes that arrived are held', () => {
+    const big = 0xfffffff0; // what a u32 prefix can claim; the reader's limit allows it here
+    const r = new FrameReader(big);
+    const spies = [
+      vi.spyOn(Buffer, 'alloc'),
+      vi.spyOn(Buffer, 'allocUnsafe'),
+      vi.spyOn(Buffer, 'allocUnsafeSlow'),
+      vi.spyOn(Buffer, 'concat'),
+    ];
+    try {
+      const header = Buffer.alloc(5);
+      header[0] = TCP_PROTOCOL_VERSION;
+      header.writeUInt32BE(big, 1);
+      for (const s of spies) s.mockClear();
+      expect(r.push(header)).toEqual([]);
+      expect(r.pending).toBe(0);
+      expect(r.partialFrameBytes).toBe(4);
+      for (let i = 0; i < 100; i++) expect(r.push(Buffer.alloc(1000, i))).toEqual([]);
+      expect(r.pending).toBe(100_000);
+      expect(r.partialFrameBytes).toBe(100_004);
+      // Nothing of the declared size was ever asked for: the largest allocation is a merge of
+      // small chunks that arrived.
+      const sizes = spies.flatMap((s) =>
+        s.mock.calls.map((c) =>
+          typeof c[0] === 'number' ? c[0] : (c[0] as Buffer[]).reduce((n, b) => n + b.length, 0),
+        ),
+      );
+      expect(Math.max(0, ...sizes)).toBeLessThanOrEqual(100_000);
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
+  });
+
+  it('merges small chunks, so a frame trickled a byte at a time is held in few buffers', () => {
+    const body = Buffer.from(Array.from({ length: 50_000 }, (_, i) => (i * 7) & 0xff));
+    const s = stream([body]);
+    const r = new FrameReader(1 << 20);
+    let maxHeld = 0;
+    const out: Buffer[] = [];
+    for (let i = 0; i < s.length; i++) {
+      r.push(s.subarray(i, i + 1), out);
+      maxHeld = Math.max(maxHeld, r.heldChunks);
+    }
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(body)).toBe(true);
+    // ~50,000 one-byte chunks held in a few dozen buffers (each merge stops at 4 KiB).
+    expect(maxHeld).toBeLessThan(64);
+    expect(r.heldChunks).toBe(0);
+    expect(r.pending).toBe(0);
+  });
+
+  it('does not merge large chunks', () => {
+    const r = new FrameReader(1 << 24);
+    const header = Buffer.alloc(5);
+    header[0] = TCP_PROTOCOL_VERSION;
+    header.writeUInt32BE(100 * 8192, 1);
+    r.push(header);
+    const chunks = Array.from({ length: 100 }, (_, i) => Buffer.alloc(8192, i));
+    for (const c of chunks.slice(0, 99)) r.push(c);
+    expect(r.heldChunks).toBe(99);
+    const [f] = r.push(chunks[99]!);
+    expect(f!.equals(Buffer.concat(chunks))).toBe(true);
+  });
+
+  it('reports the partial frame only after the version byte and between frames -1', () => {
+    const r = new FrameReader(1024);
+    expect(r.partialFrameBytes).toBe(-1);
+    r.push(Buffer.of(1));
+    expect(r.partialFrameBytes).toBe(-1);
+    r.push(Buffer.of(0, 0));
+    expect(r.partialFrameBytes).toBe(2);
+    r.push(Buffer.of(0, 3, 0xaa));
+    expect(r.partialFrameBytes).toBe(5);
+    expect(r.push(Buffer.of(0xbb, 0xcc)).map(hex)).toEqual(['aabbcc']);
+    expect(r.partialFrameBytes).toBe(-1);
+  });
+
+  it('reassembles random frames under random small chunking with merges (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 20_000 }), { maxLength: 4 }),
+        fc.array(fc.integer({ min: 1, max: 6000 }), { minLength: 1, maxLength: 20 }),
+        (bodies, sizes) => {
+          const s = stream(bodies);
+          const chunks: Buffer[] = [];
+          for (let off = 0, i = 0; off < s.length; i++) {
+            const n = sizes[i % sizes.length]!;
+            chunks.push(s.subarray(off, off + n));
+            off += n;
+          }
+          const r = new FrameReader(20_000);
+          expect(pushAll(r, chunks)).toEqual(bodies.map(hex));
+          expect(r.pending).toBe(0);
+        },
+      ),
+      { numRuns: propertyRuns(100) },
+    );
   });
 });

@@ -3,15 +3,16 @@ import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../../err
 import type { Logger } from '../../log.js';
 import { flowControlled } from '../../routing/access-control.js';
 import { Address } from '../../routing/address.js';
-import { decodeCborFrame, encodeCborFrameHead } from '../../routing/codec/cbor-frame.js';
+import { decodeCborFrame, encodeStreamFrame } from '../../routing/codec/cbor-frame.js';
 import type { FlowId } from '../../routing/flow-control.js';
 import { type LocalInfo, Message } from '../../routing/message.js';
 import type { Router } from '../../routing/router.js';
 import { formatHostPort } from '../host-port.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
 import { FrameReader, TCP_PROTOCOL_VERSION } from './frame-reader.js';
+import { type StallLimits, StallWatch } from './stall-watch.js';
 
-export interface TcpConnectionOptions {
+export interface TcpConnectionOptions extends StallLimits {
   maxFrameBytes: number;
   handshakeTimeoutMs: number;
   /** Pause reading while this many received messages are still being handled… */
@@ -24,8 +25,13 @@ export interface TcpConnectionOptions {
 const WRITE_BUFFER_LIMIT = 1024 * 1024;
 /** Bytes of small frames held back (within one tick) to leave in one system call. */
 const COALESCE_LIMIT = 64 * 1024;
+/** Payloads below this are copied into their frame's buffer; larger ones are written as they are. */
+const INLINE_BELOW = 2048;
 
 export type ConnectionDirection = 'outgoing' | 'incoming';
+
+/** Why keyhop closed a connection on its peer: a protocol violation or a limit. */
+export type TcpCloseCause = 'no-version' | 'slow-frame' | 'idle' | 'bad-frame';
 
 /**
  * One TCP connection = a sender worker (its local address stands for the peer in routes) and a
@@ -43,6 +49,8 @@ export class TcpConnection {
   readonly opened = Date.now();
   stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
   private readonly reader: FrameReader;
+  private readonly watch: StallWatch;
+  private cause: TcpCloseCause | undefined;
   /** What every received message learns about where it came from (built once). */
   private readonly localInfo: readonly LocalInfo[];
   private inFlight = 0;
@@ -74,6 +82,7 @@ export class TcpConnection {
     this.direction = direction;
     this.flow = flow;
     this.reader = new FrameReader(options.maxFrameBytes);
+    this.watch = new StallWatch(options);
     const info: TransportInfo = { transport: 'tcp', peer, sender: this.sender.toString() };
     this.localInfo = [{ type: TRANSPORT_INFO, data: info }];
     this.ready = new Promise((resolve, reject) => {
@@ -95,7 +104,8 @@ export class TcpConnection {
       { incoming: () => false, outgoing: flowControlled(router.flowControls, this.flow) },
     );
     const timer = setTimeout(
-      () => this.close(`no protocol-version byte within ${this.options.handshakeTimeoutMs} ms`),
+      () =>
+        this.closeFor('no-version', `no protocol-version byte within ${this.options.handshakeTimeoutMs} ms`),
       this.options.handshakeTimeoutMs,
     );
     this.ready.then(
@@ -113,6 +123,33 @@ export class TcpConnection {
 
   get closed(): boolean {
     return this.closedReason !== undefined;
+  }
+
+  /** Set when keyhop closed the connection because of its peer (a violation, a timeout). */
+  get closeCause(): TcpCloseCause | undefined {
+    return this.cause;
+  }
+
+  /**
+   * Called by the transport's one timer for all connections: closes this one if its peer sends
+   * nothing for the idle timeout, or leaves a frame unfinished too long. `stalled`: our own event
+   * loop was blocked since the last call, so silence proves nothing.
+   */
+  checkStall(now: number, stalled: boolean): void {
+    if (this.closedReason !== undefined) return;
+    const partial = this.reader.partialFrameBytes;
+    const stall = this.watch.sample(
+      now,
+      this.stats.bytesIn,
+      this.stats.framesIn,
+      partial,
+      stalled || this.paused,
+    );
+    if (stall === 'idle') {
+      this.closeFor('idle', `nothing received for ${this.options.idleTimeoutMs} ms`);
+    } else if (stall === 'slow-frame') {
+      this.closeFor('slow-frame', `frame unfinished too long (${partial} bytes of it received)`);
+    }
   }
 
   onClose(listener: (reason: string) => void): void {
@@ -137,7 +174,7 @@ export class TcpConnection {
       if (this.closedReason !== undefined) return;
       this.onFrame(f);
     }
-    if (violation !== undefined) this.close(violation, 'warn');
+    if (violation !== undefined) this.closeFor('bad-frame', violation);
   }
 
   private onFrame(frame: Buffer): void {
@@ -146,7 +183,7 @@ export class TcpConnection {
     try {
       message = decodeCborFrame(frame);
     } catch (e) {
-      this.close(`undecodable frame: ${describeError(e)}`, 'warn');
+      this.closeFor('bad-frame', `undecodable frame: ${describeError(e)}`);
       return;
     }
     if (message.onward.isEmpty) return; // Ockam's old heartbeat: silently ignored.
@@ -176,7 +213,8 @@ export class TcpConnection {
     }
   }
 
-  private async write(message: Message): Promise<void> {
+  // Not async: a promise only when the socket is full (most frames cost none).
+  private write(message: Message): Promise<void> | undefined {
     if (this.closedReason !== undefined) {
       throw new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `connection to ${this.peer} is closed`);
     }
@@ -185,31 +223,28 @@ export class TcpConnection {
     if (replyTo?.isLocal && this.router.isRegistered(replyTo)) {
       this.router.flowControls.addConsumer(this.flow, replyTo);
     }
-    const wire = message.withOnward(message.onward.step());
-    const head = encodeCborFrameHead(wire);
-    const length = head.length + wire.payload.length;
-    if (length > this.options.maxFrameBytes) {
-      throw new KeyhopError(ErrorCodes.ENCODE_LIMIT, `frame of ${length} bytes exceeds the limit`);
+    // The frame leaves without our own address (the first onward one); small payloads are copied
+    // into the frame (one write), large ones are written after it, never copied.
+    const frame = encodeStreamFrame(message, 1, INLINE_BELOW);
+    if (frame.length > this.options.maxFrameBytes) {
+      throw new KeyhopError(ErrorCodes.ENCODE_LIMIT, `frame of ${frame.length} bytes exceeds the limit`);
     }
-    const prefix = Buffer.allocUnsafe(4 + head.length);
-    prefix.writeUInt32BE(length, 0);
-    prefix.set(head, 4);
     this.stats.framesOut++;
-    this.stats.bytesOut += length + 4;
+    this.stats.bytesOut += frame.length + 4;
     // Frames written in the same tick leave together in one writev (the socket stays corked until
-    // the next tick, or until 64 KiB wait: large frames gain nothing from waiting). The payload is
-    // never copied into the frame.
+    // the next tick, or until 64 KiB wait: large frames gain nothing from waiting).
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    this.socket.write(prefix);
-    if (wire.payload.length > 0) this.socket.write(wire.payload);
+    this.socket.write(frame.bytes);
+    if (!frame.inline && message.payload.length > 0) this.socket.write(message.payload);
     if (this.socket.writableLength >= COALESCE_LIMIT) this.uncork();
     // Back-pressure: hold this mailbox (and so its senders) while too much is unsent. The bound is
     // ours rather than the socket's 16 KiB high-water mark, which a single large frame exceeds.
-    if (this.socket.writableLength > WRITE_BUFFER_LIMIT) await this.drained();
+    if (this.socket.writableLength > WRITE_BUFFER_LIMIT) return this.drained();
+    return undefined;
   }
 
   private drained(): Promise<void> {
@@ -227,6 +262,13 @@ export class TcpConnection {
   /** Closes the socket at once (what was not written yet is lost) and stops both workers. Idempotent. */
   close(reason = 'closed locally', level: 'info' | 'warn' = 'info'): void {
     if (this.markClosed(reason, level)) this.socket.destroy();
+  }
+
+  /** Closes on the peer's account; the transport counts it and logs it, rate-limited. */
+  private closeFor(cause: TcpCloseCause, reason: string): void {
+    if (this.closedReason !== undefined) return;
+    this.cause = cause;
+    if (this.markClosed(reason, 'debug')) this.socket.destroy();
   }
 
   /**
@@ -248,7 +290,7 @@ export class TcpConnection {
   }
 
   /** Records the close and stops the workers; false when it was closed already. */
-  private markClosed(reason: string, level: 'info' | 'warn'): boolean {
+  private markClosed(reason: string, level: 'debug' | 'info' | 'warn'): boolean {
     if (this.closedReason !== undefined) return false;
     this.closedReason = reason;
     this.log[level]({ peer: this.peer, direction: this.direction, reason }, 'TCP connection closed');

@@ -2,24 +2,109 @@ import { EventEmitter } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { describeError, ErrorCodes, KeyhopError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
+import { type RateLimitedLevel, RateLimitedLog } from '../../log-rate-limit.js';
 import { Address, type AddressLike, TransportType } from '../../routing/address.js';
 import { MAX_MESSAGE_BYTES } from '../../routing/codec/limits.js';
 import type { FlowId } from '../../routing/flow-control.js';
 import type { Router } from '../../routing/router.js';
 import type { Transport } from '../../routing/worker.js';
 import { formatHostPort, parseHostPort } from '../host-port.js';
-import { TcpConnection, type TcpConnectionOptions } from './tcp-connection.js';
+import { sourceKey } from './source-key.js';
+import { type TcpCloseCause, TcpConnection, type TcpConnectionOptions } from './tcp-connection.js';
+
+/** Defaults of the limits below (docs/protocols/tcp.md says why these). */
+export const TCP_LIMIT_DEFAULTS = {
+  maxConnections: 1024,
+  maxConnectionsPerSource: 64,
+  frameTimeoutMs: 30_000,
+  frameMinBytesPerSecond: 1024,
+  idleTimeoutMs: 0,
+} as const;
 
 export interface TcpTransportOptions {
   log?: Logger;
   maxFrameBytes?: number;
   handshakeTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * A frame whose first byte (of its length prefix) arrived must complete within this, plus 1 s
+   * for every `frameMinBytesPerSecond` bytes of it received. 0: no limit. Default 30 s.
+   */
+  frameTimeoutMs?: number;
+  /** Default 1024 (8 kbit/s). */
+  frameMinBytesPerSecond?: number;
+  /** Close a connection over which nothing arrived for this long. 0 (default): never. */
+  idleTimeoutMs?: number;
 }
 
 export interface ExposeOptions {
   /** Local workers that messages arriving here may reach. */
   expose?: AddressLike[];
+}
+
+/** A listener's limits; the timeouts default to the transport's. */
+export interface TcpListenerLimits {
+  /** Connections open at once through this listener; more are closed at once. Default 1024. */
+  maxConnections?: number;
+  /** Of those, from one source (an IPv4 address, an IPv6 /64). Default 64. */
+  maxConnectionsPerSource?: number;
+  frameTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
+
+export type ListenOptions = ExposeOptions & TcpListenerLimits;
+
+/** What the transport refused or closed on a peer's account, since it was created. */
+export interface TcpTransportStats {
+  /** Incoming connections taken (within the limits). */
+  accepted: number;
+  refusedListenerFull: number;
+  refusedPerSource: number;
+  /** Connections (either direction) closed because a frame stayed unfinished too long. */
+  closedSlowFrame: number;
+  closedIdle: number;
+  closedNoVersion: number;
+  /** Protocol violations: a wrong version byte, an oversized, undecodable or misshapen frame. */
+  closedBadFrame: number;
+}
+
+const CLOSES: Record<
+  TcpCloseCause,
+  { counter: keyof TcpTransportStats; level: RateLimitedLevel; message: string }
+> = {
+  'no-version': {
+    counter: 'closedNoVersion',
+    level: 'warn',
+    message: 'TCP connection closed: no protocol-version byte in time',
+  },
+  'slow-frame': {
+    counter: 'closedSlowFrame',
+    level: 'warn',
+    message: 'TCP connection closed: a frame stayed unfinished too long',
+  },
+  idle: { counter: 'closedIdle', level: 'info', message: 'TCP connection closed: idle' },
+  'bad-frame': {
+    counter: 'closedBadFrame',
+    level: 'warn',
+    message: 'TCP connection closed: protocol violation',
+  },
+};
+
+function whole(name: string, v: number | undefined, min: number, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new KeyhopError(
+      ErrorCodes.CONFIG_INVALID,
+      `TCP: ${name} must be a whole number >= ${min}, got ${v}`,
+    );
+  }
+  return v;
+}
+
+/** How often the one timer looks at every connection: a quarter of the shortest timeout, 25 ms..1 s. */
+function sweepPeriod(o: TcpConnectionOptions): number {
+  const timeouts = [o.frameTimeoutMs, o.idleTimeoutMs].filter((t) => t > 0);
+  return Math.max(25, Math.min(1000, Math.floor(Math.min(4000, ...timeouts) / 4)));
 }
 
 export interface TcpListener {
@@ -33,6 +118,11 @@ export interface TcpListener {
 interface ServerEntry {
   server: Server;
   listener: TcpListener;
+  connOptions: TcpConnectionOptions;
+  maxConnections: number;
+  maxPerSource: number;
+  open: number;
+  perSource: Map<string, number>;
 }
 
 export interface DisconnectEvent {
@@ -60,6 +150,20 @@ export class TcpTransport
   private readonly all = new Set<TcpConnection>();
   private readonly servers = new Set<ServerEntry>();
   private stopped = false;
+  private readonly counters: TcpTransportStats = {
+    accepted: 0,
+    refusedListenerFull: 0,
+    refusedPerSource: 0,
+    closedSlowFrame: 0,
+    closedIdle: 0,
+    closedNoVersion: 0,
+    closedBadFrame: 0,
+  };
+  private readonly limitLog: RateLimitedLog;
+  /** One timer for every connection's timeouts, running while there are connections. */
+  private sweeper: NodeJS.Timeout | undefined;
+  private sweepMs: number;
+  private lastSweep = 0;
 
   private constructor(
     private readonly router: Router,
@@ -67,13 +171,29 @@ export class TcpTransport
   ) {
     super();
     this.log = (options.log ?? router.log ?? silentLogger).child({ transport: 'tcp' });
+    const d = TCP_LIMIT_DEFAULTS;
     this.connOptions = {
       maxFrameBytes: (options.maxFrameBytes ?? MAX_MESSAGE_BYTES) + 64 * 1024,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
       highWater: 256,
       lowWater: 64,
+      frameTimeoutMs: whole('frameTimeoutMs', options.frameTimeoutMs, 0, d.frameTimeoutMs),
+      frameMinBytesPerSecond: whole(
+        'frameMinBytesPerSecond',
+        options.frameMinBytesPerSecond,
+        1,
+        d.frameMinBytesPerSecond,
+      ),
+      idleTimeoutMs: whole('idleTimeoutMs', options.idleTimeoutMs, 0, d.idleTimeoutMs),
     };
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.limitLog = new RateLimitedLog(this.log);
+    this.sweepMs = sweepPeriod(this.connOptions);
+  }
+
+  /** Counts of connections accepted, refused and closed on their peer's account (a copy). */
+  stats(): TcpTransportStats {
+    return { ...this.counters };
   }
 
   /** Creates the transport and registers it with the router for `1#…` addresses. */
@@ -150,11 +270,20 @@ export class TcpTransport
     peer: string,
     direction: 'outgoing' | 'incoming',
     flow: FlowId,
+    options = this.connOptions,
   ): Promise<TcpConnection> {
-    const conn = new TcpConnection(this.router, socket, peer, direction, flow, this.connOptions, this.log);
+    const conn = new TcpConnection(this.router, socket, peer, direction, flow, options, this.log);
     this.all.add(conn);
+    this.startSweeping();
     conn.onClose((reason) => {
       this.all.delete(conn);
+      if (this.all.size === 0) this.stopSweeping();
+      const cause = conn.closeCause;
+      if (cause !== undefined) {
+        const c = CLOSES[cause];
+        this.counters[c.counter]++;
+        this.limitLog.write(c.level, cause, { peer, direction, reason }, c.message);
+      }
       this.emit('disconnect', { peer, direction, reason, sender: conn.sender });
     });
     await conn.start();
@@ -164,23 +293,26 @@ export class TcpTransport
   }
 
   /** Listens on `host:port` (port 0 = any free port). */
-  async listen(
-    bind: string,
-    options: ExposeOptions & { maxConnections?: number } = {},
-  ): Promise<TcpListener> {
+  async listen(bind: string, options: ListenOptions = {}): Promise<TcpListener> {
     if (this.stopped) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'TCP transport is stopped');
     const { host, port } = parseHostPort(bind, true);
+    const d = TCP_LIMIT_DEFAULTS;
+    const maxConnections = whole('maxConnections', options.maxConnections, 1, d.maxConnections);
+    const maxPerSource = whole(
+      'maxConnectionsPerSource',
+      options.maxConnectionsPerSource,
+      1,
+      d.maxConnectionsPerSource,
+    );
+    const connOptions: TcpConnectionOptions = {
+      ...this.connOptions,
+      frameTimeoutMs: whole('frameTimeoutMs', options.frameTimeoutMs, 0, this.connOptions.frameTimeoutMs),
+      idleTimeoutMs: whole('idleTimeoutMs', options.idleTimeoutMs, 0, this.connOptions.idleTimeoutMs),
+    };
     const flows = this.router.flowControls;
     const flow = flows.create();
     for (const a of options.expose ?? []) flows.addConsumer(flow, Address.from(a));
-    const server = createServer((socket) => {
-      const peer = formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0);
-      this.adopt(socket, peer, 'incoming', flows.create(flow)).catch((e: unknown) => {
-        this.log.warn({ peer, err: describeError(e) }, 'could not accept TCP connection');
-        socket.destroy();
-      });
-    });
-    if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
+    const server = createServer((socket) => this.accept(entry, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(
@@ -199,10 +331,94 @@ export class TcpTransport
         expose: (a: AddressLike) => flows.addConsumer(flow, Address.from(a)),
         close: () => this.closeListener(entry),
       } satisfies TcpListener,
+      connOptions,
+      maxConnections,
+      maxPerSource,
+      open: 0,
+      perSource: new Map(),
     };
     this.servers.add(entry);
-    this.log.info({ address: bound }, 'TCP listener started');
+    const period = sweepPeriod(connOptions);
+    if (period < this.sweepMs) {
+      this.sweepMs = period;
+      this.stopSweeping();
+      this.startSweeping();
+    }
+    this.log.info(
+      { address: bound, maxConnections, maxConnectionsPerSource: maxPerSource },
+      'TCP listener started',
+    );
     return entry.listener;
+  }
+
+  /** Takes an incoming connection, or closes it at once when over a limit (before any worker or flow). */
+  private accept(entry: ServerEntry, socket: Socket): void {
+    const ip = socket.remoteAddress;
+    if (ip === undefined) {
+      socket.destroy(); // gone already
+      return;
+    }
+    const peer = formatHostPort(ip, socket.remotePort ?? 0);
+    const listener = entry.listener.address;
+    if (entry.open >= entry.maxConnections) {
+      socket.destroy();
+      this.counters.refusedListenerFull++;
+      this.limitLog.write(
+        'warn',
+        'listener-full',
+        { listener, peer, limit: entry.maxConnections },
+        'TCP connection refused: the listener has its maximum of connections open',
+      );
+      return;
+    }
+    const source = sourceKey(ip);
+    const fromSource = entry.perSource.get(source) ?? 0;
+    if (fromSource >= entry.maxPerSource) {
+      socket.destroy();
+      this.counters.refusedPerSource++;
+      this.limitLog.write(
+        'warn',
+        'per-source',
+        { listener, peer, source, limit: entry.maxPerSource },
+        'TCP connection refused: its source has the maximum of connections open',
+      );
+      return;
+    }
+    entry.open++;
+    entry.perSource.set(source, fromSource + 1);
+    // The socket's end, not the connection's: the slot stays taken until its descriptor is freed.
+    socket.once('close', () => {
+      entry.open--;
+      const left = (entry.perSource.get(source) ?? 1) - 1;
+      if (left > 0) entry.perSource.set(source, left);
+      else entry.perSource.delete(source);
+    });
+    this.counters.accepted++;
+    const flow = this.router.flowControls.create(entry.listener.flow);
+    this.adopt(socket, peer, 'incoming', flow, entry.connOptions).catch((e: unknown) => {
+      this.log.warn({ peer, err: describeError(e) }, 'could not accept TCP connection');
+      socket.destroy();
+    });
+  }
+
+  private startSweeping(): void {
+    if (this.sweeper !== undefined || this.all.size === 0) return;
+    this.lastSweep = performance.now();
+    this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
+    this.sweeper.unref();
+  }
+
+  private stopSweeping(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    // A timer this late means our own event loop was blocked: what peers sent may be unread yet.
+    const stalled = now - this.lastSweep > this.sweepMs + 1000;
+    this.lastSweep = now;
+    for (const c of this.all) c.checkStall(now, stalled);
   }
 
   private async closeListener(entry: ServerEntry): Promise<void> {
@@ -221,6 +437,7 @@ export class TcpTransport
 
   async shutdown(): Promise<void> {
     this.stopped = true;
+    this.stopSweeping();
     const closing = [...this.servers].map((l) => this.closeListener(l));
     // Queued frames (the Close of every secure channel on the way down) still leave.
     await Promise.all([...[...this.all].map((c) => c.closeGracefully('transport shut down')), ...closing]);
