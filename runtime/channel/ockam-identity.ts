@@ -3,7 +3,7 @@ import type { DhKey, SecureChannelVault, SignatureVerifier } from '../../vaults/
 import { CborReader } from '../codec/cbor.js';
 import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { CborWriter } from '../identity/cbor-writer.js';
-import type { Clock } from '../identity/clock.js';
+import { CLOCK_TOLERANCE_SECONDS, type Clock } from '../identity/clock.js';
 import { type VerifiedCredential, verifyCredential } from '../identity/credentials.js';
 import { Identity, type LocalIdentity } from '../identity/identity.js';
 import {
@@ -29,6 +29,20 @@ function presentationDigest(changeHistory: Uint8Array, credentials: readonly Uin
     h.update(len).update(part);
   }
   return h.digest('hex');
+}
+
+/** Verified presentations kept (a gateway sees this many distinct peer nodes between evictions). */
+const VERIFIED_CACHE_ENTRIES = 1024;
+
+interface VerifiedPresentation {
+  readonly identity: Identity;
+  readonly presented: readonly CredentialAndPurposeKey[];
+  readonly credentials: readonly VerifiedCredential[];
+  readonly presentation: string;
+  /** Unix seconds between which the time checks of the verification hold. */
+  readonly validFrom: number;
+  readonly validTo: number;
+  shared: { peer: PeerIdentity; counted: boolean[] } | undefined;
 }
 
 /** Most credentials a peer may present in one handshake. */
@@ -91,6 +105,7 @@ export class OckamChannelIdentity implements ChannelIdentity {
   setCredentials(credentials: CredentialAndPurposeKey[]): void {
     this.options.credentials = credentials;
     this.payload = this.encodePayload();
+    this.refresh = undefined;
   }
 
   private encodePayload(): Uint8Array {
@@ -115,6 +130,17 @@ export class OckamChannelIdentity implements ChannelIdentity {
   }
 
   async verifyPeer(payload: Uint8Array, remoteStatic: Uint8Array): Promise<PeerIdentity> {
+    // The same presentation for the same static key (every channel a peer node opens presents
+    // exactly the same bytes) is verified once: its signatures, while the time checks still hold.
+    // What can change without the bytes changing (known histories, revocations) is checked again.
+    const key = this.cacheKey(payload, remoteStatic);
+    const now = this.options.clock.now();
+    const hit = this.verified.get(key);
+    if (hit !== undefined && now >= hit.validFrom && now <= hit.validTo) {
+      await this.options.checks?.checkIdentity(hit.identity);
+      return this.fromCache(hit);
+    }
+    if (hit !== undefined) this.verified.delete(key);
     const r = new CborReader(payload, 'IdentityAndCredentials');
     r.array(3, 3);
     const changes = readChangeHistory(r);
@@ -125,7 +151,7 @@ export class OckamChannelIdentity implements ChannelIdentity {
     r.end();
     const { verifier, clock } = this.options;
     const identity = Identity.verify(changes, { verifier, clock });
-    verifySecureChannelKey(attestation, remoteStatic, { identity, verifier, clock });
+    const attested = verifySecureChannelKey(attestation, remoteStatic, { identity, verifier, clock });
     await this.options.checks?.checkIdentity(identity);
     const h = new CborWriter();
     h.array(changes.length);
@@ -135,38 +161,115 @@ export class OckamChannelIdentity implements ChannelIdentity {
       writeCredentialAndPurposeKey(w, c);
       return w.finish();
     });
-    return { ...this.peerWith(identity, presented), presentation: presentationDigest(h.finish(), encoded) };
+    const presentation = presentationDigest(h.finish(), encoded);
+    const verified = this.verifyCredentials(identity, presented);
+    // Cached only when every credential verified (a failing one is logged each time, as before).
+    if (verified.every((v) => v !== undefined)) {
+      const latest = identity.latestChange.data;
+      const credentials = verified as VerifiedCredential[];
+      const entry: VerifiedPresentation = {
+        identity,
+        presented,
+        credentials,
+        presentation,
+        validFrom: Math.max(latest.attestationsValidFrom, attested.createdAt) - CLOCK_TOLERANCE_SECONDS,
+        validTo: Math.min(
+          latest.attestationsValidUntil,
+          attested.expiresAt,
+          ...credentials.map((c) => c.expiresAt),
+        ),
+        shared: undefined,
+      };
+      if (this.verified.size >= VERIFIED_CACHE_ENTRIES) {
+        this.verified.delete(this.verified.keys().next().value!);
+      }
+      this.verified.set(key, entry);
+      return this.fromCache(entry);
+    }
+    return { ...this.assemble(identity, presented, verified), presentation };
+  }
+
+  /** Presentations verified already, by cacheKey (oldest first, at most VERIFIED_CACHE_ENTRIES). */
+  private readonly verified = new Map<string, VerifiedPresentation>();
+
+  private cacheKey(payload: Uint8Array, remoteStatic: Uint8Array): string {
+    const h = createHash('sha256').update(remoteStatic).update(payload);
+    // Credentials verify against the authorities trusted now.
+    for (const a of this.options.authorities ?? []) h.update(a.identifier.bytes);
+    return h.digest('base64');
+  }
+
+  /**
+   * The peer of a verified presentation: one object shared by every channel with the same
+   * presentation, as long as the same credentials count (a revocation makes a new one).
+   */
+  private fromCache(entry: VerifiedPresentation): PeerIdentity {
+    const refusals = entry.credentials.map((c) => this.refusal(c));
+    const shared = entry.shared;
+    if (shared !== undefined && refusals.every((r, i) => (r === undefined) === shared.counted[i])) {
+      return shared.peer;
+    }
+    const peer = {
+      ...this.assemble(entry.identity, entry.presented, entry.credentials),
+      presentation: entry.presentation,
+    };
+    entry.shared = { peer, counted: refusals.map((r) => r === undefined) };
+    return peer;
+  }
+
+  private refusal(v: VerifiedCredential): string | undefined {
+    return this.options.checks?.credentialRefusal(v);
   }
 
   private peerWith(identity: Identity, presented: readonly CredentialAndPurposeKey[]): PeerIdentity {
-    const { verifier, clock, checks } = this.options;
-    const credentials: VerifiedCredential[] = [];
-    let validUntil: number | undefined;
-    for (const c of presented) {
+    return this.assemble(identity, presented, this.verifyCredentials(identity, presented));
+  }
+
+  /** Each presented credential verified against the trusted authorities, or undefined (logged). */
+  private verifyCredentials(
+    identity: Identity,
+    presented: readonly CredentialAndPurposeKey[],
+  ): (VerifiedCredential | undefined)[] {
+    const { verifier, clock } = this.options;
+    return presented.map((c) => {
       try {
-        const v = verifyCredential(c, {
+        return verifyCredential(c, {
           authorities: this.options.authorities ?? [],
           subject: identity.identifier,
           verifier,
           clock,
         });
-        const refusal = checks?.credentialRefusal(v);
-        if (refusal !== undefined) {
-          this.log.info(
-            { peer: identity.identifier.toString(), credential: v.id, reason: refusal },
-            'peer credential refused',
-          );
-          continue;
-        }
-        credentials.push(v);
-        validUntil = validUntil === undefined ? v.expiresAt : Math.min(validUntil, v.expiresAt);
       } catch (e) {
         // As in Ockam: a credential that does not verify is logged, and the peer simply has no attributes from it.
         this.log.info(
           { peer: identity.identifier.toString(), err: describeError(e) },
           'peer credential not accepted',
         );
+        return undefined;
       }
+    });
+  }
+
+  /** The peer with the verified credentials that are not refused (revoked, a stale list). */
+  private assemble(
+    identity: Identity,
+    presented: readonly CredentialAndPurposeKey[],
+    verified: readonly (VerifiedCredential | undefined)[],
+  ): PeerIdentity {
+    const credentials: VerifiedCredential[] = [];
+    let validUntil: number | undefined;
+    for (const v of verified) {
+      if (v === undefined) continue;
+      const refusal = this.refusal(v);
+      if (refusal !== undefined) {
+        this.log.info(
+          { peer: identity.identifier.toString(), credential: v.id, reason: refusal },
+          'peer credential refused',
+        );
+        continue;
+      }
+      credentials.push(v);
+      validUntil = validUntil === undefined ? v.expiresAt : Math.min(validUntil, v.expiresAt);
     }
     const attributes: Record<string, string> = {};
     for (const c of credentials) for (const [k, v] of c.attributesText) attributes[k] = v;
@@ -220,6 +323,15 @@ export class OckamChannelIdentity implements ChannelIdentity {
   }
 
   refreshPayload(): { changeHistory: Uint8Array; credentials: Uint8Array[] } {
+    // Made once per presentation (every responder sends it as its acceptance notice); callers
+    // only read it.
+    this.refresh ??= this.encodeRefresh();
+    return this.refresh;
+  }
+
+  private refresh: { changeHistory: Uint8Array; credentials: Uint8Array[] } | undefined;
+
+  private encodeRefresh(): { changeHistory: Uint8Array; credentials: Uint8Array[] } {
     const h = new CborWriter();
     this.writeHistory(h);
     const credentials = (this.options.credentials ?? []).map((c) => {
