@@ -145,9 +145,9 @@ export class DataDecryptor {
   private window: ReplayWindow;
   /** Bucket (nonce / 32) of the highest accepted nonce, and the keys of it and the buckets before it still in the window. */
   private bucket = 0n;
-  private readonly keys = new Map<bigint, Uint8Array>();
+  private readonly keys = new SmallMap<Uint8Array>();
   /** Prepared AEAD keys of those buckets, made on first use. */
-  private aeads: Map<bigint, AeadKey> | undefined;
+  private aeads: SmallMap<AeadKey> | undefined;
   /** Buckets a nonce may be ahead of / behind `bucket`: 1 each for Ockam's window of 32. */
   private readonly bucketsAhead: bigint;
   private readonly bucketsBehind: bigint;
@@ -165,7 +165,9 @@ export class DataDecryptor {
   ) {
     this.window = new ReplayWindow(window);
     this.keys.set(0n, key);
-    const buckets = BigInt(Math.ceil(window / Number(REKEY_INTERVAL)));
+    const n = Math.ceil(window / Number(REKEY_INTERVAL));
+    // The literal for Ockam's window: one shared BigInt rather than two per open channel end.
+    const buckets = n === 1 ? 1n : BigInt(n);
     this.bucketsAhead = buckets;
     this.bucketsBehind = buckets;
   }
@@ -222,7 +224,7 @@ export class DataDecryptor {
     this.window.accept(nonce);
     if (derived) {
       for (const k of derived) this.keys.set(++this.bucket, k);
-      for (const [b, k] of this.keys) {
+      for (const [b, k] of [...this.keys]) {
         if (b + this.bucketsBehind < this.bucket) {
           k.fill(0);
           this.keys.delete(b);
@@ -235,7 +237,7 @@ export class DataDecryptor {
   }
 
   private keepAead(bucket: bigint, aead: AeadKey): void {
-    this.aeads ??= new Map();
+    this.aeads ??= new SmallMap();
     this.aeads.set(bucket, aead);
   }
 
@@ -267,5 +269,45 @@ export class DataDecryptor {
     for (const a of this.aeads?.values() ?? []) a.destroy();
     this.keys.clear();
     this.aeads = undefined;
+  }
+}
+
+/**
+ * Values by bucket for the few buckets a decryptor keeps (2 with Ockam's window), in an array:
+ * a Map's table costs some 300 bytes for every open channel.
+ */
+class SmallMap<V> {
+  // Replaced, never pushed to: exact-size arrays (a first push gives 17 slots).
+  private entries: [bigint, V][] = [];
+
+  get(bucket: bigint): V | undefined {
+    for (const e of this.entries) if (e[0] === bucket) return e[1];
+    return undefined;
+  }
+
+  set(bucket: bigint, value: V): void {
+    for (const e of this.entries) {
+      if (e[0] === bucket) {
+        e[1] = value;
+        return;
+      }
+    }
+    this.entries = [...this.entries, [bucket, value]];
+  }
+
+  delete(bucket: bigint): void {
+    this.entries = this.entries.filter((e) => e[0] !== bucket);
+  }
+
+  values(): V[] {
+    return this.entries.map((e) => e[1]);
+  }
+
+  clear(): void {
+    this.entries = [];
+  }
+
+  [Symbol.iterator](): IterableIterator<[bigint, V]> {
+    return this.entries[Symbol.iterator]();
   }
 }

@@ -9,6 +9,9 @@ export const WINDOW = 32;
 /** The widest receive window keyhop accepts (queue mode: docs/protocols/secure-channel.md). */
 export const MAX_WINDOW = 65_536;
 
+/** width and mask by window size, shared by every window of that size. */
+const CONSTANTS = new Map<number, { width: bigint; mask: bigint }>();
+
 /**
  * The same rule for a wider window W (a receiver-local setting, nothing changes on the wire):
  * at most W behind and W ahead, each nonce once.
@@ -22,8 +25,14 @@ export class ReplayWindow {
   private readonly mask: bigint;
 
   constructor(readonly size: number = WINDOW) {
-    this.width = BigInt(size);
-    this.mask = (1n << BigInt(size + 1)) - 1n;
+    // Shared per size: two BigInts per open channel end otherwise.
+    let c = CONSTANTS.get(size);
+    if (c === undefined) {
+      c = { width: BigInt(size), mask: (1n << BigInt(size + 1)) - 1n };
+      CONSTANTS.set(size, c);
+    }
+    this.width = c.width;
+    this.mask = c.mask;
   }
 
   /** Why `nonce` cannot be accepted, or undefined if it can. */

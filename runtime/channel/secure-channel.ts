@@ -66,6 +66,24 @@ export interface RestoredChannel {
 }
 
 const NOOP = (): void => undefined;
+const SETTLED: Promise<void> = Promise.resolve();
+/** The drop counters of a channel end that dropped nothing (shared, never written). */
+const NO_DROPS: Record<ChannelDropReason, number> = Object.freeze({
+  truncated: 0,
+  replayed_or_stale: 0,
+  tampered: 0,
+  undecodable: 0,
+  not_open: 0,
+  undeliverable: 0,
+  empty_route: 0,
+});
+
+class ChannelStats {
+  sent = 0;
+  received = 0;
+  dropped: Record<ChannelDropReason, number> = NO_DROPS;
+}
+
 /** Messages an end may have routed and not yet seen handled by their next hop (sendWindowed). */
 const WINDOW = 32;
 
@@ -99,19 +117,8 @@ export class SecureChannelEnd implements Worker {
   handshakeHash: Uint8Array | undefined;
   /** Where ciphertext goes: the return route of the peer's latest authenticated message. */
   remoteRoute: Route = Route.EMPTY;
-  readonly stats = {
-    sent: 0,
-    received: 0,
-    dropped: {
-      truncated: 0,
-      replayed_or_stale: 0,
-      tampered: 0,
-      undecodable: 0,
-      not_open: 0,
-      undeliverable: 0,
-      empty_route: 0,
-    } satisfies Record<ChannelDropReason, number>,
-  };
+  /** Messages sent and received, and dropped by reason (made at the first drop: most channels never drop one). */
+  readonly stats = new ChannelStats();
   private hs: HandshakeState | undefined;
   private encryptorState: DataEncryptor | undefined;
   private decryptorState: DataDecryptor | undefined;
@@ -122,12 +129,12 @@ export class SecureChannelEnd implements Worker {
   private timer: NodeJS.Timeout | undefined;
   private lifetimeTimer: NodeJS.Timeout | undefined;
   private ctx: Context | undefined;
-  private readonly opened: Promise<void>;
+  private opened: Promise<void>;
   private resolveOpened!: () => void;
   private rejectOpened!: (e: KeyhopError) => void;
   /** Initiator: the responder's first authenticated message arrived (it accepted us). */
   accepted = false;
-  private readonly acceptance: Promise<void>;
+  private acceptance: Promise<void>;
   private resolveAcceptance!: () => void;
   private rejectAcceptance!: (e: KeyhopError) => void;
   private closeListeners: (() => void)[] | undefined;
@@ -214,6 +221,7 @@ export class SecureChannelEnd implements Worker {
     this.accept();
     this.resolveOpened();
     this.resolveOpened = this.rejectOpened = NOOP;
+    this.opened = SETTLED;
   }
 
   /** Whether this channel is kept across restarts. */
@@ -282,6 +290,8 @@ export class SecureChannelEnd implements Worker {
     this.accepted = true;
     this.resolveAcceptance();
     this.resolveAcceptance = this.rejectAcceptance = NOOP;
+    // Settled: one shared promise instead of this one and its reactions (memory per open channel).
+    this.acceptance = SETTLED;
     if (this.state === 'open') {
       clearTimeout(this.timer);
       this.timer = undefined;
@@ -310,8 +320,8 @@ export class SecureChannelEnd implements Worker {
       listener();
       return;
     }
-    this.closeListeners ??= [];
-    this.closeListeners.push(listener);
+    // Exact-size arrays: a first push would give every open channel 17 slots.
+    this.closeListeners = this.closeListeners ? [...this.closeListeners, listener] : [listener];
   }
 
   // Not async: the data path returns a promise only when it must wait (a full window, a write
@@ -405,8 +415,9 @@ export class SecureChannelEnd implements Worker {
       'secure channel open',
     );
     this.resolveOpened();
-    // The settled promise keeps its value; the settle functions are not needed any more.
+    // Settled: the settle functions and this promise give way to one shared resolved promise.
     this.resolveOpened = this.rejectOpened = NOOP;
+    this.opened = SETTLED;
     // The acceptance notice: the responder's current presentation, as RefreshCredentials (a
     // message every Ockam peer understands). A keyhop initiator reports the channel created on it.
     if (!this.initiator) {
@@ -823,6 +834,7 @@ export class SecureChannelEnd implements Worker {
   }
 
   private drop(reason: ChannelDropReason, e?: unknown): void {
+    if (this.stats.dropped === NO_DROPS) this.stats.dropped = { ...NO_DROPS };
     this.stats.dropped[reason]++;
     this.settings.log.debug(
       { encryptor: this.encryptor.toString(), reason, err: e === undefined ? undefined : describeError(e) },

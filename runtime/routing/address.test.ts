@@ -169,6 +169,26 @@ describe('Address.key and equals', () => {
     expect(new Address(0, 'a').equals(new Address(1, 'a'))).toBe(false);
     // type 1 with value "2#x" against type 12 with value "#x"
     expect(new Address(1, '2#x').key).not.toBe(new Address(12, '#x').key);
+    // Local values are keyed by themselves unless they hold a '#': never the key of another type.
+    expect(new Address(0, '1#x').key).not.toBe(new Address(1, 'x').key);
+    expect(new Address(0, '0#x').key).not.toBe(new Address(0, 'x').key);
+    expect(Address.fromLatin1(0, '1#x').key).toBe(new Address(0, '1#x').key);
+  });
+
+  it('keys any pair of typed values apart exactly when they differ (property)', () => {
+    const value = fc.string({ maxLength: 6, unit: fc.constantFrom('a', '#', '0', '1', 'é') });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 12 }),
+        value,
+        fc.integer({ min: 0, max: 12 }),
+        value,
+        (t1, v1, t2, v2) => {
+          expect(new Address(t1, v1).key === new Address(t2, v2).key).toBe(t1 === t2 && v1 === v2);
+        },
+      ),
+      { numRuns: propertyRuns(2000) },
+    );
   });
 
   it('is equal for the same bytes given as string or bytes, and for views with an offset', () => {

@@ -21,6 +21,10 @@ function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
   return true;
 }
+/** The same ASCII text as one flat string. */
+function flat(ascii: string): string {
+  return Buffer.from(ascii, 'latin1').toString('latin1');
+}
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 /** Largest address value keyhop accepts from text or from the wire. */
@@ -59,46 +63,50 @@ export class Address {
 
   /** The value bytes (UTF-8 of the text for addresses made from text). */
   get value(): Uint8Array {
-    if (this.bytes === undefined) {
-      this.bytes =
-        this.latin1 !== undefined
-          ? new Uint8Array(Buffer.from(this.latin1, 'latin1'))
-          : encoder.encode(this.string!);
-    }
-    return this.bytes;
+    if (this.bytes !== undefined) return this.bytes;
+    // Made on each call for text and latin1 addresses (rarely needed): kept, a copy per address
+    // would cost every open channel a buffer per address.
+    return this.latin1 !== undefined
+      ? new Uint8Array(Buffer.from(this.latin1, 'latin1'))
+      : encoder.encode(this.string!);
   }
 
   /** Length of the value in bytes. */
   get valueLength(): number {
     if (this.bytes !== undefined) return this.bytes.length;
     if (this.latin1 !== undefined) return this.latin1.length;
-    return this.value.length;
+    const s = this.string!;
+    return isAscii(s) ? s.length : Buffer.byteLength(s, 'utf8');
   }
 
   /** Writes the value bytes at `pos` of `out` (room checked by the caller); returns the end. */
   writeValue(out: Uint8Array, pos: number): number {
-    const l = this.latin1;
-    if (l !== undefined && this.bytes === undefined) {
-      for (let i = 0; i < l.length; i++) out[pos + i] = l.charCodeAt(i);
-      return pos + l.length;
+    const text = this.latin1 ?? (this.string !== undefined && isAscii(this.string) ? this.string : undefined);
+    if (text !== undefined && this.bytes === undefined) {
+      for (let i = 0; i < text.length; i++) out[pos + i] = text.charCodeAt(i);
+      return pos + text.length;
     }
     const v = this.value;
     out.set(v, pos);
     return pos + v.length;
   }
 
-  /** Map key: the type and the exact value bytes (computed on first use: most decoded addresses never need one). */
+  /**
+   * Map key: the exact type and value bytes, as a string (computed on first use: most decoded
+   * addresses never need one). latin1 maps bytes to characters one to one, so two values never
+   * share a key; for ASCII text that is the text itself. A local address without '#' is keyed by
+   * its value alone (no second string per address); every other key has a '#' at its type's end,
+   * so the two kinds never meet.
+   */
   get key(): string {
     if (this.cachedKey === undefined) {
-      // latin1 maps bytes to characters one to one, so two different values never share a key;
-      // for ASCII text that is the text itself.
       const s = this.string;
       const v =
         this.latin1 ??
         (s !== undefined && isAscii(s)
           ? s
           : Buffer.from(this.value.buffer, this.value.byteOffset, this.value.length).toString('latin1'));
-      this.cachedKey = `${this.type}#${v}`;
+      this.cachedKey = this.type === TransportType.LOCAL && !v.includes('#') ? v : `${this.type}#${v}`;
     }
     return this.cachedKey;
   }
@@ -109,7 +117,9 @@ export class Address {
 
   /** 16 random bytes as 32 lowercase hex characters, like Ockam's random addresses. */
   static random(prefix = ''): Address {
-    return Address.local(prefix + randomBytes(16).toString('hex'));
+    const hex = randomBytes(16).toString('hex');
+    // Made flat: prefix + hex is a two-part cons string, kept as such for the address's life.
+    return Address.local(prefix === '' || !isAscii(prefix) ? prefix + hex : flat(prefix + hex));
   }
 
   static parse(text: string): Address {

@@ -361,6 +361,7 @@ export class Router {
       }
       item.done?.();
     }
+    mailbox.queue.release();
     mailbox.draining = false;
   }
 
