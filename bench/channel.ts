@@ -54,7 +54,7 @@ const HOST = '127.0.0.1';
 /** A reply or handshake that takes this long means something was lost: the run fails instead of hanging. */
 const TIMEOUT_MS = 10_000;
 
-const PARTS = ['handshake', 'throughput', 'memory', 'portal'] as const;
+const PARTS = ['handshake', 'throughput', 'oneway', 'memory', 'portal'] as const;
 
 const DEFAULTS = {
   hsRounds: 5,
@@ -70,12 +70,14 @@ const DEFAULTS = {
   portalMib: 256,
   portalWarmupMib: 32,
   portalRounds: 3,
+  onewaySizes: [64],
+  onewayWindow: 256,
 } as const;
 
 const TARGETS = {
   handshakeVsTls: {
-    description: 'keyhop handshakes/s >= 2x Node TLS 1.3 mutual-auth full handshakes/s',
-    minRatio: 2,
+    description: 'keyhop handshakes/s >= 2.3x Node TLS 1.3 mutual-auth full handshakes/s (2x with margin)',
+    minRatio: 2.3,
   },
   handshakeVsNoise: {
     description: 'keyhop handshakes/s >= 1.5x @chainsafe/libp2p-noise XX handshakes/s',
@@ -86,9 +88,23 @@ const TARGETS = {
     payloadBytes: 16 * 1024,
     minRatio: 0.6,
   },
+  throughput1KiBVsTls: {
+    description: 'keyhop secure channel MB/s >= 0.3x Node TLS 1.3 at 1 KiB',
+    payloadBytes: 1024,
+    minRatio: 0.3,
+  },
+  oneWay64: {
+    description: 'keyhop 64 B messages one way on one channel >= 100,000/s (each its own AEAD record)',
+    payloadBytes: 64,
+    minPerSec: 100_000,
+  },
   heapPerChannel: {
-    description: 'heap per open channel (both ends) <= 8 KiB',
-    maxBytes: 8 * 1024,
+    description: 'heap per open channel (both ends) <= 6 KiB at 10,000 channels',
+    maxBytes: 6 * 1024,
+  },
+  portalVsDirect: {
+    description: 'portal MB/s >= 0.5x a direct TCP connection (256 MiB)',
+    minRatio: 0.5,
   },
 } as const;
 
@@ -883,6 +899,187 @@ function summarizeThroughput(
 }
 
 // ---------------------------------------------------------------------------------------------
+// 2b. one way: messages/s on one channel, each message its own record
+
+const ONEWAY_SETUPS = {
+  keyhop:
+    'a context on A sends to [channel encryptor, sink] over TCP; a worker on B counts; at most `window` ' +
+    'messages sent and not yet counted (the sender waits for the count to fall to half)',
+  tls:
+    'node:tls TLS 1.3 client writes u32-BE length + payload frames, the server counts whole frames; the ' +
+    'same window (TLS packs the frames of one write burst into shared records: for reference, not a target)',
+} as const;
+type OneWaySetup = keyof typeof ONEWAY_SETUPS;
+const ONEWAY_SETUP_NAMES = Object.keys(ONEWAY_SETUPS) as OneWaySetup[];
+
+interface OneWayRig {
+  send(): void;
+  readonly sent: number;
+  readonly received: number;
+  /** Resolves once fewer than `below` messages are outstanding. */
+  drained(below: number): Promise<void>;
+  problems(): Record<string, number>;
+  close(): Promise<void>;
+}
+
+/** Counts arrivals and wakes the sender when the outstanding count falls below its mark. */
+class ArrivalCounter {
+  received = 0;
+  sent = 0;
+  private waiter: { below: number; resolve: () => void } | undefined;
+
+  arrived(n = 1): void {
+    this.received += n;
+    const w = this.waiter;
+    if (w && this.sent - this.received < w.below) {
+      this.waiter = undefined;
+      w.resolve();
+    }
+  }
+
+  drained(below: number): Promise<void> {
+    if (this.sent - this.received < below) return Promise.resolve();
+    return withTimeout(
+      new Promise((resolve) => {
+        this.waiter = { below, resolve };
+      }),
+      'one-way messages to arrive',
+    );
+  }
+}
+
+function keyhopOneWayRig(size: number): Promise<OneWayRig> {
+  return building(async (routers) => {
+    const counter = new ArrivalCounter();
+    let wrongSize = 0;
+    const { a, b, route } = await keyhopPair(routers, undefined, ['sink']);
+    await b.router.startWorker('sink', {
+      handleMessage: (_ctx, m) => {
+        if (m.payload.length !== size) wrongSize++;
+        counter.arrived();
+      },
+    });
+    const channel = await a.channels.create(route);
+    const client: Context = await a.router.context();
+    const to = Route.of(channel.encryptor, 'sink');
+    const payload = new Uint8Array(randomBytes(size));
+    let sendErrors = 0;
+    return {
+      send() {
+        counter.sent++;
+        client.send(to, payload).catch(() => sendErrors++);
+      },
+      get sent() {
+        return counter.sent;
+      },
+      get received() {
+        return counter.received;
+      },
+      drained: (below) => counter.drained(below),
+      problems: () => ({
+        wrongSize,
+        sendErrors,
+        ...routerProblems(routers),
+        ...channelDrops([...a.channels.list(), ...b.channels.list()]),
+      }),
+      async close() {
+        await client.stop();
+        for (const r of routers) await r.shutdown();
+      },
+    };
+  });
+}
+
+async function tlsOneWayRig(size: number, creds: TlsCredentials): Promise<OneWayRig> {
+  const counter = new ArrivalCounter();
+  let protocolErrors = 0;
+  const side = await tlsServer(creds, (socket) => {
+    const splitter = new PlainFrameSplitter(() => counter.arrived());
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        splitter.push(chunk);
+      } catch {
+        protocolErrors++;
+        socket.destroy();
+      }
+    });
+  });
+  const serverSide = side.secured.next();
+  const client = tlsClient(creds, side.port);
+  client.on('error', () => undefined);
+  await withTimeout(secureConnected(client), 'TLS client handshake');
+  await withTimeout(serverSide, 'TLS server handshake');
+  client.setNoDelay(true);
+  const frame = Buffer.allocUnsafe(4 + size);
+  frame.writeUInt32BE(size, 0);
+  randomBytes(size).copy(frame, 4);
+  return {
+    send() {
+      counter.sent++;
+      client.write(frame);
+    },
+    get sent() {
+      return counter.sent;
+    },
+    get received() {
+      return counter.received;
+    },
+    drained: (below) => counter.drained(below),
+    problems: () => ({ protocolErrors }),
+    async close() {
+      client.destroy();
+      await Promise.all([...side.sockets].map(closeSocket));
+      await closeServer(side.server);
+    },
+  };
+}
+
+export interface OneWaySample {
+  messages: number;
+  seconds: number;
+  msgsPerSec: number;
+  cpuUsPerMessage: number;
+  problems: Record<string, number>;
+}
+
+async function measureOneWay(
+  setup: OneWaySetup,
+  size: number,
+  creds: TlsCredentials,
+  p: { window: number; warmupMs: number; durationMs: number },
+): Promise<OneWaySample> {
+  const rig = await (setup === 'keyhop' ? keyhopOneWayRig(size) : tlsOneWayRig(size, creds));
+  try {
+    const runFor = async (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // Top the window up, then wait for half of it to arrive (one event per half window).
+        while (rig.received + p.window > rig.sent) rig.send();
+        await rig.drained(Math.ceil(p.window / 2));
+      }
+    };
+    await runFor(p.warmupMs);
+    const from = rig.received;
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    await runFor(p.durationMs);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const messages = rig.received - from;
+    return {
+      messages,
+      seconds,
+      msgsPerSec: messages / seconds,
+      cpuUsPerMessage: (cpu.user + cpu.system) / messages,
+      problems: rig.problems(),
+    };
+  } finally {
+    await rig.drained(1).catch(() => undefined);
+    await rig.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 3. heap per open channel
 
 export interface MemoryResult {
@@ -1186,6 +1383,8 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
   const portalMib = intFlag(flags, 'portal-mib', DEFAULTS.portalMib);
   const portalWarmupMib = intFlag(flags, 'portal-warmup-mib', DEFAULTS.portalWarmupMib);
   const portalRounds = intFlag(flags, 'portal-rounds', DEFAULTS.portalRounds);
+  const onewaySizes = intListFlag(flags, 'oneway-sizes', DEFAULTS.onewaySizes);
+  const onewayWindow = intFlag(flags, 'oneway-window', DEFAULTS.onewayWindow);
 
   const loadBefore = loadavg();
   const started = performance.now();
@@ -1197,6 +1396,8 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
   const hsSamples = new Map<HandshakeSetup, HandshakeSample[]>();
   const tpSamples = new Map<string, ThroughputSample[]>();
   const tpKey = (setup: ThroughputSetup, size: number) => `${setup}/${size}`;
+  const owSamples = new Map<string, OneWaySample[]>();
+  const owKey = (setup: OneWaySetup, size: number) => `${setup}/${size}`;
   let memory: MemoryResult | undefined;
   const portalSamples = new Map<PortalSetup, PortalSample[]>();
   try {
@@ -1216,6 +1417,18 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
             log(`throughput round ${pass}/${rounds} ${setup} ${sizeLabel(size)}`);
             const s = await measureThroughput(setup, size, creds, { window, warmupMs, durationMs }, rss);
             tpSamples.set(tpKey(setup, size), [...(tpSamples.get(tpKey(setup, size)) ?? []), s]);
+          }
+        }
+      }
+    }
+    if (parts.includes('oneway')) {
+      for (let pass = 1; pass <= rounds; pass++) {
+        for (const size of onewaySizes) {
+          for (const setup of ONEWAY_SETUP_NAMES) {
+            log(`one way round ${pass}/${rounds} ${setup} ${sizeLabel(size)}`);
+            const w = { window: onewayWindow, warmupMs, durationMs };
+            const sample = await measureOneWay(setup, size, creds, w);
+            owSamples.set(owKey(setup, size), [...(owSamples.get(owKey(setup, size)) ?? []), sample]);
           }
         }
       }
@@ -1262,6 +1475,33 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       )
     : [];
   const portalRatio = portalRows.find((r) => r.setup === 'portal')?.ratioToDirect ?? null;
+  const owRows = (parts.includes('oneway') ? onewaySizes : []).flatMap((size) =>
+    ONEWAY_SETUP_NAMES.map((setup) => {
+      const samples = owSamples.get(owKey(setup, size)) ?? [];
+      const rates = samples.map((x) => x.msgsPerSec);
+      return {
+        setup,
+        payloadBytes: size,
+        msgsPerSec: round(median(rates), 1),
+        msgsPerSecMin: round(Math.min(...rates), 1),
+        msgsPerSecMax: round(Math.max(...rates), 1),
+        cpuUsPerMessage: round(median(samples.map((x) => x.cpuUsPerMessage)), 2),
+        problems: sumProblems(samples.map((x) => x.problems)),
+        samples: samples.map((x) => ({
+          ...x,
+          seconds: round(x.seconds, 4),
+          msgsPerSec: round(x.msgsPerSec, 1),
+          cpuUsPerMessage: round(x.cpuUsPerMessage, 2),
+        })),
+      };
+    }),
+  );
+  const oneWay64 =
+    owRows.find((r) => r.setup === 'keyhop' && r.payloadBytes === TARGETS.oneWay64.payloadBytes)
+      ?.msgsPerSec ?? null;
+  const tp1KiB =
+    tpRows.find((r) => r.setup === 'keyhop' && r.payloadBytes === TARGETS.throughput1KiBVsTls.payloadBytes)
+      ?.ratioToTls ?? null;
   const hsRow = (s: HandshakeSetup) => hsRows.find((r) => r.setup === s);
   const vsTls = hsRow('tls')?.keyhopRatio ?? null;
   const vsNoise = hsRow('noise')?.keyhopRatio ?? null;
@@ -1290,10 +1530,25 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       cpuRatio: fixed(tpTarget?.cpuRatioToTls ?? null, 3),
       met: verdict(tpRatio, (v) => v >= TARGETS.throughputVsTls.minRatio),
     },
+    throughput1KiBVsTls: {
+      ...TARGETS.throughput1KiBVsTls,
+      measuredRatio: fixed(tp1KiB, 3),
+      met: verdict(tp1KiB, (v) => v >= TARGETS.throughput1KiBVsTls.minRatio),
+    },
+    oneWay64: {
+      ...TARGETS.oneWay64,
+      measuredPerSec: oneWay64,
+      met: verdict(oneWay64, (v) => v >= TARGETS.oneWay64.minPerSec),
+    },
     heapPerChannel: {
       ...TARGETS.heapPerChannel,
       measuredBytes: fixed(heapPerChannel, 1),
       met: verdict(heapPerChannel, (v) => v <= TARGETS.heapPerChannel.maxBytes),
+    },
+    portalVsDirect: {
+      ...TARGETS.portalVsDirect,
+      measuredRatio: fixed(portalRatio, 3),
+      met: verdict(portalRatio, (v) => v >= TARGETS.portalVsDirect.minRatio),
     },
   };
   const targetsMet = Object.fromEntries(Object.entries(targets).map(([k, t]) => [k, t.met]));
@@ -1324,6 +1579,18 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       r.setup === 'tls' ? '-' : ratio === null ? '-' : `${ratio.toFixed(2)}x tls`,
       r.cpuUsPerRoundTrip.toFixed(1),
       r.setup === 'tls' || r.cpuRatioToTls === null ? '-' : `tls/keyhop ${r.cpuRatioToTls.toFixed(2)}x`,
+    ]);
+  }
+  for (const r of owRows) {
+    const k = owRows.find((x) => x.setup === 'keyhop' && x.payloadBytes === r.payloadBytes);
+    table.rows.push([
+      `msgs/s one way ${sizeLabel(r.payloadBytes)}`,
+      r.setup,
+      r.msgsPerSec.toFixed(0),
+      `${r.msgsPerSecMin.toFixed(0)}..${r.msgsPerSecMax.toFixed(0)}`,
+      r.setup === 'keyhop' || !k || r.msgsPerSec === 0 ? '-' : `${(k.msgsPerSec / r.msgsPerSec).toFixed(2)}x`,
+      r.cpuUsPerMessage.toFixed(2),
+      '-',
     ]);
   }
   if (memory) {
@@ -1399,7 +1666,10 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
     show(targets.handshakeVsTls, `${vsTls?.toFixed(2)}x`),
     show(targets.handshakeVsNoise, `${vsNoise?.toFixed(2)}x`),
     show(targets.throughputVsTls, `${tpRatio?.toFixed(2)}x`),
+    show(targets.throughput1KiBVsTls, `${tp1KiB?.toFixed(2)}x`),
+    show(targets.oneWay64, `${oneWay64?.toFixed(0)}/s`),
     show(targets.heapPerChannel, heapPerChannel === null ? '' : kib(heapPerChannel)),
+    show(targets.portalVsDirect, `${portalRatio?.toFixed(2)}x`),
     ...(portalRows.length > 0
       ? [
           `Portal: ${portalRounds} round(s) of one ${portalWarmupMib} MiB warm-up + one ${portalMib} MiB upload, client -> sink, timed from the`,
@@ -1480,6 +1750,14 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
         framing:
           'TLS is a byte stream: frames written in the same tick share TLS records, so at small payloads one AEAD covers many frames; keyhop, like Ockam, encrypts every routed message on its own (4 AEAD operations per round trip)',
       },
+      oneway: {
+        payloadBytes: onewaySizes,
+        rounds,
+        window: onewayWindow,
+        warmupMs,
+        durationMs,
+        setups: ONEWAY_SETUPS,
+      },
       memory: { channels: channelCount, batch, gc: 'forced full GC (3x, 20 ms apart) before each reading' },
       portal: {
         rounds: portalRounds,
@@ -1515,6 +1793,7 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
           keyhopToTlsCpu: fixed(k?.cpuRatioToTls ?? null, 4),
         };
       }),
+      oneway: owRows,
       memory: memory
         ? {
             ...memory,
