@@ -52,12 +52,21 @@ const TARGET = {
   minRatio: 0.7,
 } as const;
 
+/** Issue 13: a relay hop against a plain TCP forwarder in the same place. */
+const RELAY_TARGET = {
+  description: 'keyhop relay >= 0.6x plain framed TCP through a plain TCP forwarder at 16 KiB',
+  payloadBytes: 16 * 1024,
+  minRatio: 0.6,
+} as const;
+
 const SETUPS = {
   plain: 'plain length-prefixed TCP: node:net client and echo server, u32-BE length + payload frames',
   onehop:
     'keyhop one hop: router A --TCP--> router B, route [1#host:port, echo], replies to a detached context',
   relay:
     'keyhop through a relay: A --TCP--> R (static relay forward_to_b) --TCP--> B, route [1#R, forward_to_b, echo]',
+  'plain-relay':
+    "plain's client and echo server through a plain TCP forwarder (node:net, each accepted socket piped to its own connection to the server and back): what a relay hop costs without keyhop",
 } as const;
 type SetupName = keyof typeof SETUPS;
 const SETUP_NAMES = Object.keys(SETUPS) as SetupName[];
@@ -65,7 +74,36 @@ const SETUP_NAMES = Object.keys(SETUPS) as SetupName[];
 // ---------------------------------------------------------------------------------------------
 // (a) plain length-prefixed TCP, no keyhop code
 
-async function plainRig(size: number): Promise<Rig> {
+/** A TCP forwarder with no protocol: every accepted socket is piped to a new connection to `port`. */
+async function plainForwarder(port: number): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((inbound) => {
+    const outbound = createConnection({ host: HOST, port });
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+      s.setNoDelay(true);
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, HOST, () => resolve());
+  });
+  const bound = server.address();
+  if (bound === null || typeof bound === 'string') throw new Error('forwarder has no TCP address');
+  return {
+    port: bound.port,
+    async close() {
+      await Promise.all([...sockets].map(closeSocket));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function plainRig(size: number, viaForwarder = false): Promise<Rig> {
   const serverSockets = new Set<Socket>();
   let protocolErrors = 0;
   const server = createServer((socket) => {
@@ -96,15 +134,17 @@ async function plainRig(size: number): Promise<Rig> {
   });
   const bound = server.address();
   if (bound === null || typeof bound === 'string') throw new Error('plain server has no TCP address');
+  const forwarder = viaForwarder ? await plainForwarder(bound.port) : undefined;
 
   const client = await new Promise<Socket>((resolve, reject) => {
-    const s = createConnection({ host: HOST, port: bound.port });
+    const s = createConnection({ host: HOST, port: forwarder?.port ?? bound.port });
     s.once('connect', () => {
       s.off('error', reject);
       resolve(s);
     });
     s.once('error', reject);
-  }).catch((e: unknown) => {
+  }).catch(async (e: unknown) => {
+    await forwarder?.close();
     server.close();
     throw e;
   });
@@ -113,6 +153,7 @@ async function plainRig(size: number): Promise<Rig> {
     size,
     () => protocolErrors,
     async () => {
+      await forwarder?.close();
       await Promise.all([...serverSockets].map(closeSocket));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -225,9 +266,10 @@ function relayRig(size: number): Promise<Rig> {
 }
 
 const RIGS: Record<SetupName, (size: number) => Promise<Rig>> = {
-  plain: plainRig,
+  plain: (size) => plainRig(size),
   onehop: oneHopRig,
   relay: relayRig,
+  'plain-relay': (size) => plainRig(size, true),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -392,6 +434,15 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       relayCpu: fixed(of('relay')?.cpuRatioToPlain ?? null, 4),
     };
   });
+  // keyhop's relay against the plain forwarder, paired round by round like ratioToPlain.
+  const relaySamples = samples.get(key('relay', RELAY_TARGET.payloadBytes)) ?? [];
+  const plainRelaySamples = samples.get(key('plain-relay', RELAY_TARGET.payloadBytes)) ?? [];
+  const relayPairs = relaySamples.flatMap((x, i) => {
+    const y = plainRelaySamples[i];
+    return y && y.msgsPerSec > 0 ? [x.msgsPerSec / y.msgsPerSec] : [];
+  });
+  const relayRatio = relayPairs.length > 0 ? median(relayPairs) : null;
+  const relayMet = relayRatio === null ? null : relayRatio >= RELAY_TARGET.minRatio;
   const targetRow = rows.find((r) => r.setup === TARGET.setup && r.payloadBytes === TARGET.payloadBytes);
   const targetRatio = targetRow?.ratioToPlain ?? null;
   const targetMet = targetRatio === null ? null : targetRatio >= TARGET.minRatio;
@@ -408,6 +459,9 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       ? `Target "${TARGET.description}": not measured (needs plain and onehop at ${TARGET.payloadBytes} B).`
       : `Target "${TARGET.description}": ${targetRatio.toFixed(3)}x -> ${targetMet ? 'MET' : 'NOT MET'}` +
         ` (CPU-cost ratio ${targetRow?.cpuRatioToPlain?.toFixed(3) ?? '-'}x).`,
+    relayRatio === null
+      ? `Target "${RELAY_TARGET.description}": not measured (needs relay and plain-relay).`
+      : `Target "${RELAY_TARGET.description}": ${relayRatio.toFixed(3)}x -> ${relayMet ? 'MET' : 'NOT MET'}.`,
     `Peak RSS over the whole benchmark: ${(rss.peak / 2 ** 20).toFixed(1)} MiB. ` +
       `Load average before/after: ${loadBefore[0]?.toFixed(2)} / ${loadAfter[0]?.toFixed(2)} (1 min).`,
     ...problemRows.map(
@@ -428,7 +482,7 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       replyTimeoutMs: REPLY_TIMEOUT_MS,
       setups: SETUPS,
       order:
-        'rounds outer, then payload sizes, then plain, onehop, relay; each run builds its setup, warms up, measures and closes every socket',
+        'rounds outer, then payload sizes, then plain, onehop, relay, plain-relay; each run builds its setup, warms up, measures and closes every socket',
       units: {
         msgsPerSec: 'round trips per second (one message each way), median over rounds',
         mbPerSec: 'payload bytes per second in one direction / 10^6, from the median msgs/s',
@@ -462,6 +516,8 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
     summary: {
       target: { ...TARGET, measuredRatio: fixed(targetRatio, 4) },
       targetMet,
+      relayTarget: { ...RELAY_TARGET, measuredRatio: fixed(relayRatio, 4) },
+      relayTargetMet: relayMet,
     },
     table: {
       columns: [
