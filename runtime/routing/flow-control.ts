@@ -19,11 +19,16 @@ interface Flow {
  */
 export class FlowControls {
   private readonly flows = new Map<FlowId, Flow>();
-  /** Reverse index, address key → flows it consumes, so forgetting a worker costs its own flows only. */
-  private readonly byAddress = new Map<string, Set<FlowId>>();
+  /**
+   * Reverse index, address key → flows it consumes, so forgetting a worker costs its own flows
+   * only. One flow is kept as itself, more as a Set: nearly every address consumes one flow (a
+   * channel end's address, of the connection it sends on), and a Set costs some 150 bytes.
+   */
+  private readonly byAddress = new Map<string, FlowId | Set<FlowId>>();
 
   create(parent?: FlowId): FlowId {
-    const id = `fc_${randomBytes(8).toString('hex')}`;
+    // One flat string (a template would keep a two-part cons string per flow).
+    const id = Buffer.from(`fc_${randomBytes(8).toString('hex')}`, 'latin1').toString('latin1');
     this.flows.set(id, { parent, consumers: undefined });
     return id;
   }
@@ -48,19 +53,28 @@ export class FlowControls {
     if (!f) return;
     f.consumers ??= new Set();
     f.consumers.add(key);
-    let flows = this.byAddress.get(key);
-    if (!flows) {
-      flows = new Set();
-      this.byAddress.set(key, flows);
-    }
-    flows.add(flow);
+    const flows = this.byAddress.get(key);
+    if (flows === undefined) this.byAddress.set(key, flow);
+    else if (typeof flows === 'string') {
+      if (flows !== flow) this.byAddress.set(key, new Set([flows, flow]));
+    } else flows.add(flow);
   }
 
   private unindex(key: string, flow: FlowId): void {
     const flows = this.byAddress.get(key);
-    if (!flows) return;
+    if (flows === undefined) return;
+    if (typeof flows === 'string') {
+      if (flows === flow) this.byAddress.delete(key);
+      return;
+    }
     flows.delete(flow);
     if (flows.size === 0) this.byAddress.delete(key);
+  }
+
+  /** The flows `key` consumes, as a list (a copy). */
+  private flowsOfKey(key: string): FlowId[] {
+    const flows = this.byAddress.get(key);
+    return flows === undefined ? [] : typeof flows === 'string' ? [flows] : [...flows];
   }
 
   /** The address keys `flow` admits directly (to carry them over to a flow that replaces it). */
@@ -81,7 +95,7 @@ export class FlowControls {
   /** Forget an address everywhere (its worker stopped). */
   forget(address: Address): void {
     const key = address.key;
-    for (const flow of this.byAddress.get(key) ?? []) this.flows.get(flow)?.consumers?.delete(key);
+    for (const flow of this.flowsOfKey(key)) this.flows.get(flow)?.consumers?.delete(key);
     this.byAddress.delete(key);
   }
 
@@ -102,12 +116,12 @@ export class FlowControls {
 
   /** Give `to` every flow `from` is a consumer of (a spawned worker inherits its spawner's exposure). */
   copyConsumer(from: Address, to: Address): void {
-    for (const flow of [...(this.byAddress.get(from.key) ?? [])]) this.add(flow, to.key);
+    for (const flow of this.flowsOfKey(from.key)) this.add(flow, to.key);
   }
 
   /** Flows an address is a direct consumer of (for `node show`). */
   flowsOf(address: Address): FlowId[] {
-    return [...(this.byAddress.get(address.key) ?? [])];
+    return this.flowsOfKey(address.key);
   }
 
   get size(): number {
