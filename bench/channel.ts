@@ -258,6 +258,11 @@ async function keyhopPair(
   const b = await identityNode('b', routers);
   await b.channels.createListener('api', {
     expose,
+    // The benchmark opens hundreds of channels at once from one address and identity, which the
+    // default per-source and per-peer limits (docs/security.md) are there to refuse.
+    maxHandshakesPerSource: 1024,
+    maxChannels: 100_000,
+    maxChannelsPerPeer: 100_000,
     trustPolicy: () => {
       onResponderVerified();
       return true;

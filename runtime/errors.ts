@@ -81,6 +81,10 @@ export const ErrorCodes = {
   HARDWARE_FAULT: 'HARDWARE_FAULT',
   /** An irreversible provisioning step was refused: already done in an incompatible way, or not confirmed. */
   PROVISION_REFUSED: 'PROVISION_REFUSED',
+  /** A portal peer broke keyhop's flow control (data beyond its credit, a message out of turn): the stream is closed. */
+  PORTAL_FLOW_VIOLATION: 'PORTAL_FLOW_VIOLATION',
+  /** A secure-channel listener refused a verified, trusted peer: it has its maximum of channels open (in all, or with that identity). */
+  CHANNEL_LIMIT: 'CHANNEL_LIMIT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -52,6 +52,39 @@ describe.each([nodeCrypto, nobleCrypto])('Ockam data messages ($name provider)',
     expect(() => d.decrypt(wires[10]!)).toThrow(/too_old/);
   });
 
+  it('without keeping raw keys (not persistent): the same wire bytes, any order within the window, and no snapshot (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 140 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat()), { maxLength: 40 }),
+        (count, swaps) => {
+          const kept = new DataEncryptor(provider, unhex(handshake.k1));
+          const lean = new DataEncryptor(provider, unhex(handshake.k1), true, false);
+          const wires = Array.from({ length: count }, (_, i) => {
+            const p = new TextEncoder().encode(`m${i}`);
+            const w = lean.encrypt(p);
+            expect(hex(w)).toBe(hex(kept.encrypt(p)));
+            return w;
+          });
+          // Swaps between neighbours up to 8 apart stay inside Ockam's window of 32.
+          const order = [...wires.keys()];
+          for (const [a, b] of swaps) {
+            const i = a % count;
+            const j = Math.min(count - 1, i + (b % 8));
+            [order[i], order[j]] = [order[j]!, order[i]!];
+          }
+          const d = new DataDecryptor(provider, unhex(handshake.k1), true, 32, false);
+          for (const i of order)
+            expect(new TextDecoder().decode(d.decrypt(wires[i]!).plaintext)).toBe(`m${i}`);
+          expect(() => d.decrypt(wires[count - 1]!)).toThrow(/replayed/);
+          expect(() => lean.snapshot()).toThrow(KeyhopError);
+          expect(() => d.snapshot()).toThrow(KeyhopError);
+        },
+      ),
+      { numRuns: propertyRuns(60) },
+    );
+  });
+
   it("queue mode: a wider receive window takes messages a queue reordered or held back beyond Ockam's 32, once each", () => {
     const e = new DataEncryptor(provider, unhex(handshake.k1));
     const wires = Array.from({ length: 600 }, (_, i) => e.encrypt(Uint8Array.of(i & 0xff, i >> 8)));

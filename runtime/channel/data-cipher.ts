@@ -16,6 +16,8 @@ import { ReplayWindow } from './replay-window.js';
 export const REKEY_INTERVAL = 32n;
 const MAX_NONCE = 0xffff_ffff_ffff_ffffn;
 const EMPTY = new Uint8Array(0);
+/** Where a key that was let go stood (see keepKey). */
+const FORGOTTEN = new Uint8Array(0);
 const ZEROS_32 = new Uint8Array(32);
 export const NONCE_BYTES = 8;
 /** One AEAD nonce buffer for every cipher: filled and used synchronously, never kept. */
@@ -68,10 +70,15 @@ export class DataEncryptor {
   /** The key set up for many messages (the provider's, e.g. the native addon's), made on first use; changes at REKEY. */
   private aead: AeadKey | undefined;
 
+  /**
+   * `keepKey` false: once the provider's prepared key exists the raw key is overwritten and let go
+   * (it is then only inside the prepared key); snapshot() needs it kept (persistent channels).
+   */
   constructor(
     private readonly provider: CryptoProvider,
     key: Uint8Array,
     private readonly rekeying = true,
+    private readonly keepKey = true,
   ) {
     this.key = key;
   }
@@ -92,7 +99,13 @@ export class DataEncryptor {
       this.setKey(this.aead ? rekeyWith(this.aead) : rekey(this.provider, this.key));
     }
     SCRATCH_VIEW.setBigUint64(4, n, false);
-    this.aead ??= aeadKeyFor(this.provider, 'AESGCM', this.key);
+    if (this.aead === undefined) {
+      this.aead = aeadKeyFor(this.provider, 'AESGCM', this.key);
+      if (!this.keepKey) {
+        this.key.fill(0);
+        this.key = FORGOTTEN;
+      }
+    }
     // The wire form is the 8-byte nonce followed by ciphertext and tag, in one buffer.
     const out = this.aead.seal(SCRATCH_NONCE, EMPTY, plaintext, SCRATCH_NONCE.subarray(4));
     this.nonce = n + 1n;
@@ -108,6 +121,9 @@ export class DataEncryptor {
    * caller must seal).
    */
   snapshot(): EncryptorSnapshot {
+    if (this.key === FORGOTTEN) {
+      throw new KeyhopError(ErrorCodes.KEY_NOT_FOUND, 'this encryptor did not keep its key (not persistent)');
+    }
     return { key: this.key.slice(), nonce: this.nonce, rekeying: this.rekeying };
   }
 
@@ -157,11 +173,13 @@ export class DataDecryptor {
    * one (queue mode) suits channels over queues that delay or reorder more; it is this end's own
    * setting, the wire is unchanged.
    */
+  /** `keepKeys`: as DataEncryptor's keepKey, for the key of each bucket. */
   constructor(
     private readonly provider: CryptoProvider,
     key: Uint8Array,
     private readonly rekeying = true,
     window = 32,
+    private readonly keepKeys = true,
   ) {
     this.window = new ReplayWindow(window);
     this.keys.set(0n, key);
@@ -220,10 +238,10 @@ export class DataDecryptor {
       else if (fresh) this.keepAead(keyBucket, aead);
       throw e;
     }
-    if (fresh) this.keepAead(keyBucket, aead);
     this.window.accept(nonce);
+    if (derived) for (const k of derived) this.keys.set(++this.bucket, k);
+    if (fresh) this.keepAead(keyBucket, aead);
     if (derived) {
-      for (const k of derived) this.keys.set(++this.bucket, k);
       for (const [b, k] of [...this.keys]) {
         if (b + this.bucketsBehind < this.bucket) {
           k.fill(0);
@@ -239,9 +257,22 @@ export class DataDecryptor {
   private keepAead(bucket: bigint, aead: AeadKey): void {
     this.aeads ??= new SmallMap();
     this.aeads.set(bucket, aead);
+    if (!this.keepKeys) {
+      const k = this.keys.get(bucket);
+      if (k !== undefined && k !== FORGOTTEN) {
+        k.fill(0);
+        this.keys.set(bucket, FORGOTTEN);
+      }
+    }
   }
 
   snapshot(): DecryptorSnapshot {
+    if (!this.keepKeys) {
+      throw new KeyhopError(
+        ErrorCodes.KEY_NOT_FOUND,
+        'this decryptor did not keep its keys (not persistent)',
+      );
+    }
     return {
       rekeying: this.rekeying,
       window: this.window.snapshot(),
@@ -292,7 +323,8 @@ class SmallMap<V> {
         return;
       }
     }
-    this.entries = [...this.entries, [bucket, value]];
+    // concat allocates exactly; a spread into a literal is given spare capacity (17 slots).
+    this.entries = this.entries.concat([[bucket, value]]);
   }
 
   delete(bucket: bigint): void {

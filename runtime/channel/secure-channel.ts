@@ -44,6 +44,80 @@ export interface ChannelSettings {
   now?: () => number;
   /** Keeps the channel across restarts of this process (docs/protocols/channel-store.md). */
   persistence?: ChannelPersistence;
+  /** Responder: the listener's channel limits, asked once the initiator is verified and trusted. */
+  gate?: ChannelGate;
+  /** Payload messages from the peer above this rate are dropped (`rate_limited`). Default: no limit. */
+  messageRate?: { perSecond: number; burst: number };
+}
+
+/** Which of a listener's channel limits refused a channel. */
+export type ChannelLimitKind = 'listener-full' | 'per-peer';
+
+/** A listener's limits as its responder ends see them (SecureChannels implements it). */
+export interface ChannelGate {
+  /**
+   * Takes a slot for `end`, whose initiator `peer` was verified and trusted (given back when the
+   * end closes), or says which limit refuses it.
+   */
+  admit(end: SecureChannelEnd, peer: PeerIdentity): ChannelLimitKind | undefined;
+  /** A payload message over the end's rate was dropped. */
+  rateLimited(end: SecureChannelEnd): void;
+}
+
+/**
+ * A token bucket: `burst` messages at once, refilled at `perSecond`. One per channel end with a
+ * message rate; ends without one have none (the data path then costs one branch).
+ */
+export class RateBucket {
+  private tokens: number;
+  private last: number;
+  private readonly perMs: number;
+
+  constructor(
+    perSecond: number,
+    private readonly burst: number,
+    private readonly now: () => number = monotonicNow,
+  ) {
+    this.perMs = perSecond / 1000;
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  /** Takes one token if there is one. */
+  take(): boolean {
+    const t = this.now();
+    const tokens = Math.min(this.burst, this.tokens + (t - this.last) * this.perMs);
+    this.last = t;
+    if (tokens < 1) {
+      this.tokens = tokens;
+      return false;
+    }
+    this.tokens = tokens - 1;
+    return true;
+  }
+}
+
+const monotonicNow = (): number => performance.now();
+
+/**
+ * Refusals for a limit are a Close (Ockam's `[2, []]`) whose padding names the limit: Ockam peers
+ * ignore padding, a keyhop initiator reports CHANNEL_LIMIT instead of TRUST_REFUSED.
+ */
+function closeNaming(text: string): Uint8Array {
+  const t = new TextEncoder().encode(text);
+  return Uint8Array.of(0x82, 0x82, 0x02, 0x80, 0x40 | t.length, ...t);
+}
+export const LIMIT_CLOSES: Readonly<Record<ChannelLimitKind, Uint8Array>> = Object.freeze({
+  'listener-full': closeNaming('listener-full'),
+  'per-peer': closeNaming('peer-limit'),
+});
+
+function limitOfClose(plaintext: Uint8Array): ChannelLimitKind | undefined {
+  for (const kind of ['listener-full', 'per-peer'] as const) {
+    const c = LIMIT_CLOSES[kind];
+    if (plaintext.length === c.length && Buffer.from(plaintext).equals(c)) return kind;
+  }
+  return undefined;
 }
 
 export interface ChannelPersistence {
@@ -76,6 +150,7 @@ const NO_DROPS: Record<ChannelDropReason, number> = Object.freeze({
   not_open: 0,
   undeliverable: 0,
   empty_route: 0,
+  rate_limited: 0,
 });
 
 class ChannelStats {
@@ -97,7 +172,8 @@ export type ChannelDropReason =
   | 'undecodable'
   | 'not_open'
   | 'undeliverable'
-  | 'empty_route';
+  | 'empty_route'
+  | 'rate_limited';
 
 /**
  * One end of an Ockam secure channel. Three local addresses:
@@ -114,7 +190,15 @@ export class SecureChannelEnd implements Worker {
   state: ChannelState = 'handshake';
   peer: PeerIdentity | undefined;
   /** Noise's handshake hash once open: the same at both ends, a value to bind to this channel. */
-  handshakeHash: Uint8Array | undefined;
+  get handshakeHash(): Uint8Array | undefined {
+    const h = this.hash;
+    return h === undefined ? undefined : new Uint8Array(Buffer.from(h, 'latin1'));
+  }
+  /**
+   * The handshake hash's bytes as a latin1 string: kept for the channel's life, where a 32-byte
+   * Uint8Array with its own ArrayBuffer costs some 180 bytes per end.
+   */
+  private hash: string | undefined;
   /** Where ciphertext goes: the return route of the peer's latest authenticated message. */
   remoteRoute: Route = Route.EMPTY;
   /** Messages sent and received, and dropped by reason (made at the first drop: most channels never drop one). */
@@ -154,6 +238,8 @@ export class SecureChannelEnd implements Worker {
   private postError: unknown;
   /** The store holds this channel (it opened, or it was restored). */
   private inStore = false;
+  /** Only with a message rate. */
+  private readonly rate: RateBucket | undefined;
 
   constructor(
     private readonly router: Router,
@@ -163,6 +249,8 @@ export class SecureChannelEnd implements Worker {
     restored?: RestoredChannel,
   ) {
     const s = restored?.stored;
+    const r = settings.messageRate;
+    this.rate = r === undefined ? undefined : new RateBucket(r.perSecond, r.burst);
     this.remote = s ? Address.parse(s.remote) : Address.random('sc_remote_');
     this.encryptor = s ? Address.parse(s.id) : Address.random('sc_encryptor_');
     this.internal = s ? Address.parse(s.internal) : Address.random('sc_internal_');
@@ -213,7 +301,7 @@ export class SecureChannelEnd implements Worker {
         credentials: s.peer.refresh.credentials.map(hexBytes),
       };
     }
-    this.handshakeHash = hexBytes(s.handshakeHash);
+    this.hash = Buffer.from(s.handshakeHash, 'hex').toString('latin1');
     this.remoteRoute = Route.parse(s.route);
     this.repliers = new Set(s.consumers);
     this.state = 'open';
@@ -321,7 +409,7 @@ export class SecureChannelEnd implements Worker {
       return;
     }
     // Exact-size arrays: a first push would give every open channel 17 slots.
-    this.closeListeners = this.closeListeners ? [...this.closeListeners, listener] : [listener];
+    this.closeListeners = this.closeListeners ? this.closeListeners.concat(listener) : [listener];
   }
 
   // Not async: the data path returns a promise only when it must wait (a full window, a write
@@ -383,19 +471,33 @@ export class SecureChannelEnd implements Worker {
         `${this.initiator ? 'the responder' : 'the initiator'} ${peer.identifier} is refused by this node's trust policy${policy ? ` (it accepts ${policy})` : ''}`,
       );
     }
+    const limit = this.initiator ? undefined : this.settings.gate?.admit(this, peer);
+    if (limit !== undefined) {
+      await this.sendRefusal(ctx, message.returnRoute, hs, LIMIT_CLOSES[limit]);
+      throw new KeyhopError(
+        ErrorCodes.CHANNEL_LIMIT,
+        limit === 'listener-full'
+          ? `channel from ${peer.identifier} refused: the listener has its maximum of channels open`
+          : `channel from ${peer.identifier} refused: that identity has the listener's maximum of channels per peer open`,
+      );
+    }
     this.peer = peer;
     this.remoteRoute = message.returnRoute;
     if (this.initiator)
       await ctx.send(this.remoteRoute, hs.writeMessage(this.settings.identity.handshakePayload()));
-    this.handshakeHash = hs.handshakeHash.slice();
+    this.hash = Buffer.from(hs.handshakeHash).toString('latin1');
     const keys = ockamSplit(hs, this.initiator);
     this.hs = undefined;
-    this.encryptorState = new DataEncryptor(this.settings.provider, keys.encrypt);
+    // Raw keys are kept only where the store needs them; otherwise they live on in the prepared
+    // keys alone (memory per channel, and fewer copies of secrets in the JavaScript heap).
+    const keep = this.settings.persistence !== undefined;
+    this.encryptorState = new DataEncryptor(this.settings.provider, keys.encrypt, true, keep);
     this.decryptorState = new DataDecryptor(
       this.settings.provider,
       keys.decrypt,
       true,
       this.settings.receiveWindow ?? 32,
+      keep,
     );
     const p = this.settings.persistence;
     if (p) {
@@ -431,11 +533,16 @@ export class SecureChannelEnd implements Worker {
   }
 
   /** Responder that refused the initiator: one encrypted Close under the keys the handshake made. */
-  private async sendRefusal(ctx: Context, route: Route, hs: HandshakeState): Promise<void> {
+  private async sendRefusal(
+    ctx: Context,
+    route: Route,
+    hs: HandshakeState,
+    close: Uint8Array = encodeChannelMessage({ kind: 'close' }),
+  ): Promise<void> {
     try {
       const keys = ockamSplit(hs, false);
       const encryptor = new DataEncryptor(this.settings.provider, keys.encrypt);
-      const wire = encryptor.encrypt(encodeChannelMessage({ kind: 'close' }));
+      const wire = encryptor.encrypt(close);
       encryptor.destroy();
       new DataDecryptor(this.settings.provider, keys.decrypt).destroy();
       await ctx.send(route, wire);
@@ -476,6 +583,10 @@ export class SecureChannelEnd implements Worker {
       if (!this.initiator) this.remoteRoute = message.returnRoute;
     }
     this.stats.received++;
+    if (this.rate !== undefined && m.kind === 'payload' && !this.rate.take()) {
+      this.overRate();
+      return;
+    }
     const until = this.peer?.validUntil;
     if (
       m.kind === 'payload' &&
@@ -488,7 +599,7 @@ export class SecureChannelEnd implements Worker {
       }
       return this.deliver(m.onward, m.returnRoute, m.payload);
     }
-    return this.deliverChecked(m);
+    return this.deliverChecked(m, m.kind === 'close' && !this.accepted ? limitOfClose(plaintext) : undefined);
   }
 
   /** Delivers what came out of the channel to its destination, in the window of the next hops. */
@@ -502,8 +613,14 @@ export class SecureChannelEnd implements Worker {
     }
   }
 
-  /** The rest of decryptAndDeliver when it must wait: persistence, an expired credential, control messages. */
-  private async deliverChecked(m: ReturnType<typeof decodeChannelMessage>): Promise<void> {
+  /**
+   * The rest of decryptAndDeliver when it must wait: persistence, an expired credential, control
+   * messages. `limit`: a Close that refused this (initiator) end for a listener limit.
+   */
+  private async deliverChecked(
+    m: ReturnType<typeof decodeChannelMessage>,
+    limit?: ChannelLimitKind,
+  ): Promise<void> {
     const p = this.settings.persistence;
     if (p) {
       // The window moved: on disk before anything is delivered, so that no restart (or crash) can
@@ -572,10 +689,17 @@ export class SecureChannelEnd implements Worker {
       case 'close':
         if (!this.accepted) {
           this.rejectAcceptance(
-            new KeyhopError(
-              ErrorCodes.TRUST_REFUSED,
-              `the responder ${this.peer?.identifier} refused this node's identity ${this.settings.identity.identifier} (its trust policy)`,
-            ),
+            limit === undefined
+              ? new KeyhopError(
+                  ErrorCodes.TRUST_REFUSED,
+                  `the responder ${this.peer?.identifier} refused this node's identity ${this.settings.identity.identifier} (its trust policy)`,
+                )
+              : new KeyhopError(
+                  ErrorCodes.CHANNEL_LIMIT,
+                  limit === 'listener-full'
+                    ? `the responder ${this.peer?.identifier} refused the channel: its listener has its maximum of channels open`
+                    : `the responder ${this.peer?.identifier} refused the channel: this identity (${this.settings.identity.identifier}) has the listener's maximum of channels per peer open there`,
+                ),
           );
         }
         this.settings.log.info({ encryptor: this.encryptor.toString() }, 'peer closed the secure channel');
@@ -736,7 +860,7 @@ export class SecureChannelEnd implements Worker {
       ...(p.listener !== undefined ? { listener: p.listener } : {}),
       consumers: [...(this.repliers ?? [])],
       route: p.portableRoute(this.remoteRoute).toString(),
-      handshakeHash: toHex(this.handshakeHash!),
+      handshakeHash: Buffer.from(this.hash!, 'latin1').toString('hex'),
       peer: {
         identifier: this.peer!.identifier,
         staticKey: toHex(this.presentation!.staticKey),
@@ -833,6 +957,13 @@ export class SecureChannelEnd implements Worker {
     await this.sendEncrypted(encodeChannelMessage({ kind: 'refresh_credentials', ...refresh }));
   }
 
+  /** Counted, not logged per message: a flood would flood the log (the gate logs, rate-limited). */
+  private overRate(): void {
+    if (this.stats.dropped === NO_DROPS) this.stats.dropped = { ...NO_DROPS };
+    this.stats.dropped.rate_limited++;
+    this.settings.gate?.rateLimited(this);
+  }
+
   private drop(reason: ChannelDropReason, e?: unknown): void {
     if (this.stats.dropped === NO_DROPS) this.stats.dropped = { ...NO_DROPS };
     this.stats.dropped[reason]++;
@@ -845,10 +976,13 @@ export class SecureChannelEnd implements Worker {
   private fail(e: KeyhopError): void {
     if (this.state !== 'handshake') return;
     this.rejectAcceptance(e);
-    this.settings.log.warn(
-      { remote: this.remote.toString(), initiator: this.initiator, code: e.code, reason: e.message },
-      'secure channel handshake failed',
-    );
+    // Limit refusals are logged by the listener, at most once per 10 s.
+    if (e.code !== ErrorCodes.CHANNEL_LIMIT) {
+      this.settings.log.warn(
+        { remote: this.remote.toString(), initiator: this.initiator, code: e.code, reason: e.message },
+        'secure channel handshake failed',
+      );
+    }
     this.rejectOpened(e);
     void this.stop();
   }

@@ -4,20 +4,153 @@ import { fromHex } from '../../vaults/software/store-header.js';
 import { ErrorCodes, KeyhopError } from '../errors.js';
 import type { Clock } from '../identity/clock.js';
 import { type Logger, silentLogger } from '../log.js';
+import { RateLimitedLog } from '../log-rate-limit.js';
 import { Address, type AddressLike } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { FlowId } from '../routing/flow-control.js';
 import type { Message } from '../routing/message.js';
 import { type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
-import type { ChannelIdentity, ChannelTrustPolicy, PeerIdentity } from './channel-identity.js';
+import { sourceKey } from '../transports/tcp/source-key.js';
+import { TRANSPORT_INFO, type TransportInfo } from '../transports/transport-info.js';
+import {
+  type ChannelIdentity,
+  type ChannelTrustPolicy,
+  type PeerIdentity,
+  SECURE_CHANNEL_INFO,
+  type SecureChannelInfo,
+} from './channel-identity.js';
 import type { ChannelStore, StoredChannel } from './channel-store.js';
 import { MAX_WINDOW, WINDOW } from './replay-window.js';
-import { type ChannelPersistence, type ChannelSettings, SecureChannelEnd } from './secure-channel.js';
+import {
+  type ChannelGate,
+  type ChannelLimitKind,
+  type ChannelPersistence,
+  type ChannelSettings,
+  SecureChannelEnd,
+} from './secure-channel.js';
 
 /** Ockam nodes listen for secure channels at `api`. */
 export const DEFAULT_LISTENER = 'api';
 const trustEveryone: ChannelTrustPolicy = Object.assign(() => true, { description: 'any identity' });
+
+/** Defaults of the listener limits (docs/security.md, Denial of service, says why these). */
+export const CHANNEL_LIMIT_DEFAULTS = {
+  maxPendingHandshakes: 1024,
+  maxHandshakesPerSource: 32,
+  maxChannels: 10_000,
+  maxChannelsPerPeer: 256,
+} as const;
+
+/** A peer's message rate through one channel: a token bucket. */
+export interface MessageRate {
+  /** Payload messages per second, on average. */
+  perSecond: number;
+  /** Messages at once (the bucket's size); default one second's worth, at least 1. */
+  burst?: number;
+}
+
+/** What a listener lets peers hold; each defaults to CHANNEL_LIMIT_DEFAULTS (no message rate). */
+export interface ChannelLimits {
+  /** Handshakes in progress at once; further first messages are dropped unread. */
+  maxPendingHandshakes?: number;
+  /**
+   * Of those, from one transport source (a TCP or UDP peer's IPv4 address or IPv6 /64, an MQTT
+   * mailbox, …; through a relay, the relay's), or through one secure channel (its peer).
+   */
+  maxHandshakesPerSource?: number;
+  /** Channels open at once (responder ends); a verified peer beyond is refused (CHANNEL_LIMIT). */
+  maxChannels?: number;
+  /** Of those, with one peer identity. */
+  maxChannelsPerPeer?: number;
+  /** Payload messages from a peer over this rate are dropped (`rate_limited`), per channel. */
+  messageRate?: MessageRate;
+}
+
+/** What the listeners refused and dropped (since created), and what they hold now. */
+export interface SecureChannelsStats {
+  /** Handshakes in progress now. */
+  handshakesInProgress: number;
+  /** Channels the listeners count now (open responder ends, restored ones included). */
+  channelsOpen: number;
+  /** First messages dropped: the listener had its maximum of handshakes in progress. */
+  handshakesRefusedBusy: number;
+  /** First messages dropped: their source had its maximum of handshakes in progress. */
+  handshakesRefusedPerSource: number;
+  /** Verified peers refused (CHANNEL_LIMIT): the listener had its maximum of channels open. */
+  channelsRefusedListenerFull: number;
+  /** Verified peers refused (CHANNEL_LIMIT): that identity had the maximum of channels open. */
+  channelsRefusedPerPeer: number;
+  /** Payload messages dropped for going over a channel's message rate. */
+  messagesRateLimited: number;
+}
+
+type LimitCounter = Exclude<keyof SecureChannelsStats, 'handshakesInProgress' | 'channelsOpen'>;
+
+function zeroStats(): SecureChannelsStats {
+  return {
+    handshakesInProgress: 0,
+    channelsOpen: 0,
+    handshakesRefusedBusy: 0,
+    handshakesRefusedPerSource: 0,
+    channelsRefusedListenerFull: 0,
+    channelsRefusedPerPeer: 0,
+    messagesRateLimited: 0,
+  };
+}
+
+function limitProblem(where: string, limits: ChannelLimits): string | undefined {
+  for (const k of [
+    'maxPendingHandshakes',
+    'maxHandshakesPerSource',
+    'maxChannels',
+    'maxChannelsPerPeer',
+  ] as const) {
+    const v = limits[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
+      return `${where}${k} must be a whole number >= 1, got ${v}`;
+  }
+  const r = limits.messageRate;
+  if (r !== undefined) {
+    if (typeof r.perSecond !== 'number' || !Number.isFinite(r.perSecond) || r.perSecond <= 0)
+      return `${where}messageRate.perSecond must be a number > 0, got ${r.perSecond}`;
+    if (r.burst !== undefined && (!Number.isSafeInteger(r.burst) || r.burst < 1))
+      return `${where}messageRate.burst must be a whole number >= 1, got ${r.burst}`;
+  }
+  return undefined;
+}
+
+/** Where a first message came from, for the per-source limit (cached per connection's info). */
+const sourceKeys = new WeakMap<object, string>();
+
+function transportSource(t: TransportInfo): string {
+  if (t.transport === 'tcp' || t.transport === 'udp') {
+    const colon = t.peer.lastIndexOf(':');
+    const host = colon > 0 ? t.peer.slice(0, colon).replace(/^\[(.*)\]$/, '$1') : t.peer;
+    return `${t.transport}:${sourceKey(host)}`;
+  }
+  return `${t.transport}:${t.peer}`;
+}
+
+function handshakeSource(message: Message): string | undefined {
+  const info = message.localInfo;
+  // An index loop: this runs for every first message, refused ones included.
+  for (let i = 0; i < info.length; i++) {
+    const { type, data } = info[i]!;
+    if (type !== TRANSPORT_INFO && type !== SECURE_CHANNEL_INFO) continue;
+    if (typeof data !== 'object' || data === null) return undefined;
+    let key = sourceKeys.get(data as object);
+    if (key === undefined) {
+      key =
+        type === TRANSPORT_INFO
+          ? transportSource(data as TransportInfo)
+          : `channel:${(data as SecureChannelInfo).peer.identifier}`;
+      sourceKeys.set(data as object, key);
+    }
+    return key;
+  }
+  return undefined;
+}
 
 export interface SecureChannelsOptions {
   identity: ChannelIdentity;
@@ -41,15 +174,15 @@ export interface SecureChannelsOptions {
    * the block, which the peer's receive window must reach (Ockam's reaches 32 ahead).
    */
   nonceBlock?: number;
+  /** Limits of every listener, unless its own options say otherwise. */
+  limits?: ChannelLimits;
 }
 
-export interface ListenerOptions {
+export interface ListenerOptions extends ChannelLimits {
   /** Which verified peers may open a channel. Default: every peer with a valid identity. */
   trustPolicy?: ChannelTrustPolicy;
   /** Local workers that messages arriving through channels of this listener may reach. */
   expose?: AddressLike[];
-  /** Handshakes in progress at once; further first messages are dropped. */
-  maxPendingHandshakes?: number;
   /** Channels of this listener outlive this process (kept in the store, restored by `restore`). */
   persist?: boolean;
 }
@@ -73,8 +206,139 @@ export interface SecureChannelListener {
   readonly address: Address;
   readonly flow: FlowId;
   readonly trustPolicy: ChannelTrustPolicy;
+  /** The limits in force, defaults filled in. */
+  readonly limits: Readonly<Required<Omit<ChannelLimits, 'messageRate'>>> & {
+    readonly messageRate?: Readonly<Required<MessageRate>>;
+  };
   expose(address: AddressLike): void;
+  /** This listener's share of SecureChannels.stats(). */
+  stats(): SecureChannelsStats;
   close(): Promise<void>;
+}
+
+/**
+ * A listener's counts: handshakes in progress (in all, per source) and channels it admitted (in
+ * all, per peer). Sources and peers are kept only while they hold something.
+ */
+class ListenerGate implements ChannelGate {
+  pending = 0;
+  channels = 0;
+  readonly perSource = new Map<string, number>();
+  readonly perPeer = new Map<string, number>();
+  readonly counters = zeroStats();
+
+  constructor(
+    readonly address: Address,
+    readonly limits: SecureChannelListener['limits'],
+    private readonly totals: SecureChannelsStats,
+    private readonly limitLog: RateLimitedLog,
+  ) {}
+
+  count(counter: LimitCounter): void {
+    this.counters[counter]++;
+    this.totals[counter]++;
+  }
+
+  /** Takes a handshake slot for a first message from `source`, or drops it (false, counted). */
+  startHandshake(source: string | undefined): boolean {
+    const l = this.limits;
+    if (this.pending >= l.maxPendingHandshakes) {
+      this.count('handshakesRefusedBusy');
+      this.limitLog.write(
+        'warn',
+        'handshakes-busy',
+        { listener: this.address.toString(), limit: l.maxPendingHandshakes },
+        'secure-channel first message dropped: the listener has its maximum of handshakes in progress',
+      );
+      return false;
+    }
+    if (source !== undefined) {
+      const n = this.perSource.get(source) ?? 0;
+      if (n >= l.maxHandshakesPerSource) {
+        this.count('handshakesRefusedPerSource');
+        this.limitLog.write(
+          'warn',
+          'handshakes-per-source',
+          { listener: this.address.toString(), source, limit: l.maxHandshakesPerSource },
+          'secure-channel first message dropped: its source has the maximum of handshakes in progress',
+        );
+        return false;
+      }
+      this.perSource.set(source, n + 1);
+    }
+    this.pending++;
+    return true;
+  }
+
+  endHandshake(source: string | undefined): void {
+    this.pending--;
+    if (source !== undefined) decrement(this.perSource, source);
+  }
+
+  admit(end: SecureChannelEnd, peer: PeerIdentity): ChannelLimitKind | undefined {
+    const l = this.limits;
+    const id = peer.identifier;
+    const n = this.perPeer.get(id) ?? 0;
+    let refused: ChannelLimitKind | undefined;
+    if (this.channels >= l.maxChannels) refused = 'listener-full';
+    else if (n >= l.maxChannelsPerPeer) refused = 'per-peer';
+    if (refused === 'listener-full') {
+      this.count('channelsRefusedListenerFull');
+      this.limitLog.write(
+        'warn',
+        'listener-full',
+        { listener: this.address.toString(), peer: id, limit: l.maxChannels },
+        'secure channel refused: the listener has its maximum of channels open',
+      );
+      return refused;
+    }
+    if (refused === 'per-peer') {
+      this.count('channelsRefusedPerPeer');
+      this.limitLog.write(
+        'warn',
+        'per-peer',
+        { listener: this.address.toString(), peer: id, limit: l.maxChannelsPerPeer },
+        'secure channel refused: its peer has the maximum of channels open with this listener',
+      );
+      return refused;
+    }
+    this.hold(end, id, n);
+    return undefined;
+  }
+
+  /** A restored channel counts without being refused: it was admitted by an earlier process. */
+  adopt(end: SecureChannelEnd, peer: PeerIdentity): void {
+    this.hold(end, peer.identifier, this.perPeer.get(peer.identifier) ?? 0);
+  }
+
+  private hold(end: SecureChannelEnd, id: string, n: number): void {
+    this.channels++;
+    this.perPeer.set(id, n + 1);
+    end.onClose(() => {
+      this.channels--;
+      decrement(this.perPeer, id);
+    });
+  }
+
+  rateLimited(end: SecureChannelEnd): void {
+    this.count('messagesRateLimited');
+    this.limitLog.write(
+      'warn',
+      'rate-limited',
+      { listener: this.address.toString(), encryptor: end.encryptor.toString(), peer: end.peer?.identifier },
+      'secure-channel messages dropped: their peer went over the message rate',
+    );
+  }
+
+  stats(): SecureChannelsStats {
+    return { ...this.counters, handshakesInProgress: this.pending, channelsOpen: this.channels };
+  }
+}
+
+function decrement(m: Map<string, number>, key: string): void {
+  const n = (m.get(key) ?? 1) - 1;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
 }
 
 /**
@@ -84,9 +348,13 @@ export interface SecureChannelListener {
 export class SecureChannels {
   private readonly channels = new Map<string, SecureChannelEnd>();
   private readonly listenerMap = new Map<string, SecureChannelListener>();
+  private readonly gates = new Map<string, ListenerGate>();
   private readonly provider: CryptoProvider;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly limitLog: RateLimitedLog;
+  /** Counters of every listener this node ran, closed ones included. */
+  private readonly totals = zeroStats();
 
   constructor(
     private readonly router: Router,
@@ -95,6 +363,9 @@ export class SecureChannels {
     this.provider = options.provider ?? nodeCrypto;
     this.log = (options.log ?? router.log ?? silentLogger).child({ component: 'secure-channel' });
     this.timeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    this.limitLog = new RateLimitedLog(this.log);
+    const problem = limitProblem('limits.', options.limits ?? {});
+    if (problem) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `secure channels: ${problem}`);
     const b = options.nonceBlock;
     if (b !== undefined && (!Number.isInteger(b) || b < 1 || b > MAX_WINDOW)) {
       throw new KeyhopError(
@@ -115,14 +386,52 @@ export class SecureChannels {
     return this.options.identity;
   }
 
+  /** What the listeners refused and dropped since this was created, and what they hold now. */
+  stats(): SecureChannelsStats {
+    const out = { ...this.totals, handshakesInProgress: 0, channelsOpen: 0 };
+    for (const g of this.gates.values()) {
+      out.handshakesInProgress += g.pending;
+      out.channelsOpen += g.channels;
+    }
+    return out;
+  }
+
+  /** The options' limits over the defaults, with `own` (a listener's) over both. */
+  private listenerLimits(own: ChannelLimits): SecureChannelListener['limits'] {
+    const problem = limitProblem('', own);
+    if (problem) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `secure-channel listener: ${problem}`);
+    const base = this.options.limits ?? {};
+    const pick = <K extends keyof typeof CHANNEL_LIMIT_DEFAULTS>(k: K): number =>
+      own[k] ?? base[k] ?? CHANNEL_LIMIT_DEFAULTS[k];
+    const rate = own.messageRate ?? base.messageRate;
+    return {
+      maxPendingHandshakes: pick('maxPendingHandshakes'),
+      maxHandshakesPerSource: pick('maxHandshakesPerSource'),
+      maxChannels: pick('maxChannels'),
+      maxChannelsPerPeer: pick('maxChannelsPerPeer'),
+      ...(rate
+        ? {
+            messageRate: {
+              perSecond: rate.perSecond,
+              burst: rate.burst ?? Math.max(1, Math.ceil(rate.perSecond)),
+            },
+          }
+        : {}),
+    };
+  }
+
   private settings(
     trustPolicy: ChannelTrustPolicy,
     confirm = true,
     timeoutMs = this.timeoutMs,
     persistence?: ChannelPersistence,
+    gate?: ListenerGate,
   ): ChannelSettings {
+    const rate = gate?.limits.messageRate;
     return {
       ...(persistence ? { persistence } : {}),
+      ...(gate ? { gate } : {}),
+      ...(rate ? { messageRate: rate } : {}),
       provider: this.provider,
       identity: this.options.identity,
       trustPolicy,
@@ -192,6 +501,8 @@ export class SecureChannels {
     options: ListenerOptions = {},
   ): Promise<SecureChannelListener> {
     const listenerAddress = Address.from(address);
+    const limits = this.listenerLimits(options);
+    const gate = new ListenerGate(listenerAddress, limits, this.totals, this.limitLog);
     const fc = this.router.flowControls;
     const flow = fc.create();
     for (const a of options.expose ?? []) fc.addConsumer(flow, Address.from(a));
@@ -201,45 +512,52 @@ export class SecureChannels {
       true,
       this.timeoutMs,
       this.persistence(options.persist, listenerAddress),
+      gate,
     );
-    const maxPending = options.maxPendingHandshakes ?? 1024;
-    let pending = 0;
     const router = this.router;
-    const log = this.log;
     const track = (end: SecureChannelEnd) => this.track(end);
-    await router.startWorker(listenerAddress, {
-      async handleMessage(ctx: Context, message: Message): Promise<void> {
-        if (pending >= maxPending) {
-          log.warn(
-            { listener: listenerAddress.toString() },
-            'too many handshakes in progress; first message dropped',
-          );
-          return;
-        }
-        const end = new SecureChannelEnd(router, false, fc.create(flow), settings);
+    const accept = async (ctx: Context, message: Message, source: string | undefined): Promise<void> => {
+      let end: SecureChannelEnd;
+      try {
+        end = new SecureChannelEnd(router, false, fc.create(flow), settings);
         await end.start();
-        // The new channel's network address is reachable from wherever the listener is.
-        fc.copyConsumer(ctx.address, end.remote);
-        track(end);
-        pending++;
-        end.whenOpen().then(
-          () => pending--,
-          () => pending--,
-        );
-        await end.acceptFirst(message);
+      } catch (e) {
+        gate.endHandshake(source);
+        throw e;
+      }
+      end.whenOpen().then(
+        () => gate.endHandshake(source),
+        () => gate.endHandshake(source),
+      );
+      // The new channel's network address is reachable from wherever the listener is.
+      fc.copyConsumer(ctx.address, end.remote);
+      track(end);
+      await end.acceptFirst(message);
+    };
+    await router.startWorker(listenerAddress, {
+      // Not async: a first message over a limit is dropped with no end, no state and no promise.
+      handleMessage(ctx: Context, message: Message): Promise<void> | undefined {
+        const source = handshakeSource(message);
+        if (!gate.startHandshake(source)) return undefined;
+        return accept(ctx, message, source);
       },
     });
     const listener: SecureChannelListener = {
       address: listenerAddress,
       flow,
       trustPolicy,
+      limits,
       expose: (a) => fc.addConsumer(flow, Address.from(a)),
+      stats: () => gate.stats(),
       close: async () => {
         this.listenerMap.delete(listenerAddress.key);
+        this.gates.delete(listenerAddress.key);
         await router.stopWorker(listenerAddress);
       },
     };
     this.listenerMap.set(listenerAddress.key, listener);
+    this.gates.set(listenerAddress.key, gate);
+    this.log.info({ listener: listenerAddress.toString(), ...limits }, 'secure-channel listener started');
     return listener;
   }
 
@@ -340,14 +658,16 @@ export class SecureChannels {
       );
     }
     const persistence = this.persistence(true, listener?.address)!;
+    const gate = listener ? this.gates.get(listener.address.key) : undefined;
     const end = new SecureChannelEnd(
       this.router,
       stored.role === 'initiator',
       fc.create(listener?.flow),
-      this.settings(policy, true, this.timeoutMs, persistence),
+      this.settings(policy, true, this.timeoutMs, persistence, gate),
       { stored, peer },
     );
     await end.start();
+    gate?.adopt(end, peer);
     // Ciphertext from the peer reaches this end again: through the listener's exposure, or (for
     // an end this node opened) as an answer to the transport it last used.
     if (listener) fc.copyConsumer(listener.address, end.remote);

@@ -194,6 +194,7 @@ export async function runDemo(
       const inlet = await alice.createInlet({
         bind: '127.0.0.1:0',
         to: bobRelay.route.append('api').toString(),
+        authorized: [bob.identity.identity.identifier.toString()],
       });
       write('');
       write(

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { bleController, parseNodeConfig } from './config.js';
 
+/** The outlet node's identifier an inlet expects. */
+const GW = `I${'ab'.repeat(32)}`;
+
 describe('parseNodeConfig', () => {
   it('fills defaults', () => {
     expect(parseNodeConfig({ name: 'n1' })).toEqual({
@@ -21,7 +24,7 @@ describe('parseNodeConfig', () => {
       identity: 'gateway',
       secureChannel: { expose: ['outlet'], policy: '(= subject.role "device")', authorities: ['ca'] },
       outlets: [{ target: '127.0.0.1:8080', policy: 'role_admin' }],
-      inlets: [{ bind: '127.0.0.1:9000', to: '1#hub:4000 => forward_to_gw => api' }],
+      inlets: [{ bind: '127.0.0.1:9000', to: '1#hub:4000 => forward_to_gw => api', authorized: [GW] }],
     });
     expect(c.identity).toBe('gateway');
     expect(c.secureChannel).toEqual({
@@ -32,7 +35,9 @@ describe('parseNodeConfig', () => {
       authorities: ['ca'],
     });
     expect(c.outlets).toEqual([{ target: '127.0.0.1:8080', policy: 'role_admin' }]);
-    expect(c.inlets).toEqual([{ bind: '127.0.0.1:9000', to: '1#hub:4000 => forward_to_gw => api' }]);
+    expect(c.inlets).toEqual([
+      { bind: '127.0.0.1:9000', to: '1#hub:4000 => forward_to_gw => api', authorized: [GW] },
+    ]);
     expect(() => parseNodeConfig({ name: 'n', outlets: [{ address: 'x' }] })).toThrow(/needs a "target"/);
     expect(() => parseNodeConfig({ name: 'n', secureChannel: { listner: true } })).toThrow(
       /unknown setting "listner"/,

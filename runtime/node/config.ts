@@ -1,3 +1,4 @@
+import type { ChannelLimits } from '../channel/secure-channels.js';
 import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { type HciSelection, parseHciSetting } from '../transports/ble/hci/target.js';
 import { parseBrokerUrl } from '../transports/mqtt/mailbox-address.js';
@@ -23,6 +24,14 @@ const TCP_LISTENER_LIMITS = [
   ['maxConnectionsPerSource', 1, 1_000_000],
   ['frameTimeoutMs', 0, 86_400_000],
   ['idleTimeoutMs', 0, 86_400_000],
+] as const;
+
+/** The optional limits of the secure-channel listener (docs/security.md): name, least and greatest value. */
+const CHANNEL_LISTENER_LIMITS = [
+  ['maxPendingHandshakes', 1, 1_000_000],
+  ['maxHandshakesPerSource', 1, 1_000_000],
+  ['maxChannels', 1, 10_000_000],
+  ['maxChannelsPerPeer', 1, 10_000_000],
 ] as const;
 
 export interface UdpBindConfig {
@@ -124,6 +133,25 @@ export interface SecureChannelConfig {
    * many times faster on slow storage (docs/performance.md).
    */
   persistSync?: boolean;
+  /** Handshakes in progress per listener (default 1024)… */
+  maxPendingHandshakes?: number;
+  /** …and from one source address, an IPv6 /64 counting as one (default 32). */
+  maxHandshakesPerSource?: number;
+  /** Channels open per listener (default 10000)… */
+  maxChannels?: number;
+  /** …and with one peer identity (default 256). */
+  maxChannelsPerPeer?: number;
+  /** Payload messages per second (and at once) a peer may send through one channel; default: no limit. */
+  messageRate?: { perSecond: number; burst?: number };
+}
+
+/** The listener limits a `secureChannel` section sets (the others keep SecureChannels' defaults). */
+export function channelLimitsOf(sc: SecureChannelConfig | undefined): ChannelLimits {
+  const out: ChannelLimits = {};
+  if (!sc) return out;
+  for (const [k] of CHANNEL_LISTENER_LIMITS) if (sc[k] !== undefined) out[k] = sc[k];
+  if (sc.messageRate) out.messageRate = { ...sc.messageRate };
+  return out;
 }
 
 /** An enrollment authority this node serves (`keyhop authority create` made it). */
@@ -166,8 +194,27 @@ export interface InletConfig {
   outlet?: string;
   /** false: `to` is the whole route to the outlet and no secure channel is made (not recommended). */
   secure?: boolean;
-  /** Accept only these identifiers as the outlet's node (strongly recommended: without it any node answering at `to` is believed). */
+  /** Accept only these identifiers as the outlet's node: required with a secure channel, unless `trustAnyOutlet`. */
   authorized?: string[];
+  /** Explicit opt-out of `authorized`: believe any identity that answers the handshake at `to` (not recommended). */
+  trustAnyOutlet?: boolean;
+}
+
+/**
+ * Why an inlet's trust settings are refused, or undefined: through a secure channel an inlet must
+ * name the outlet node's identity, or say in so many words that it trusts whoever answers.
+ */
+export function inletTrustProblem(c: InletConfig): string | undefined {
+  if (c.secure === false) return undefined;
+  const named = (c.authorized?.length ?? 0) > 0;
+  if (named && c.trustAnyOutlet === true)
+    return '`authorized` and `trustAnyOutlet: true` contradict each other: keep one';
+  if (named || c.trustAnyOutlet === true) return undefined;
+  return (
+    "names no identity for the outlet's node, so whoever answers at its route (a relay, whoever holds " +
+    "the alias) would get its traffic: set `authorized` to that node's identifier (`keyhop identity show` " +
+    'there; CLI --authorized), or `trustAnyOutlet: true` to accept any identity'
+  );
 }
 
 /** A mailbox on an MQTT broker (or cluster): docs/protocols/mqtt.md. */
@@ -373,6 +420,8 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'receiveWindow',
       'persist',
       'persistSync',
+      ...CHANNEL_LISTENER_LIMITS.map(([k]) => k),
+      'messageRate',
     ],
     'secureChannel',
   );
@@ -424,6 +473,29 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     if (typeof sc.persistSync !== 'boolean') fail('secureChannel.persistSync must be true or false');
     secureChannel.persistSync = sc.persistSync;
   }
+  for (const [k, min, max] of CHANNEL_LISTENER_LIMITS) {
+    const v = sc[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      fail(`secureChannel.${k} must be a whole number, ${min}..${max}`);
+    secureChannel[k] = v;
+  }
+  if (sc.messageRate !== undefined) {
+    const r = sc.messageRate;
+    if (!isObject(r)) fail('secureChannel.messageRate must be an object: { "perSecond": …, "burst": … }');
+    onlyKeys(r, ['perSecond', 'burst'], 'secureChannel.messageRate');
+    const { perSecond, burst } = r;
+    if (typeof perSecond !== 'number' || !Number.isFinite(perSecond) || perSecond <= 0 || perSecond > 1e9)
+      fail(
+        'secureChannel.messageRate.perSecond must be a number of messages per second, > 0 and <= 1000000000',
+      );
+    if (
+      burst !== undefined &&
+      (typeof burst !== 'number' || !Number.isInteger(burst) || burst < 1 || burst > 1e9)
+    )
+      fail('secureChannel.messageRate.burst must be a whole number, 1..1000000000');
+    secureChannel.messageRate = burst === undefined ? { perSecond } : { perSecond, burst: burst as number };
+  }
   // Authorities only count through a policy, and a policy only through authorities: either one
   // alone would leave the listener open to everyone (or to no one) without saying so.
   if (secureChannel.authorities.length > 0 && secureChannel.policy === undefined) {
@@ -444,19 +516,25 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
     };
   });
   const inlets = listOf(raw.inlets, 'inlets', (o, where): InletConfig => {
-    onlyKeys(o, ['bind', 'to', 'outlet', 'secure', 'authorized'], where);
+    onlyKeys(o, ['bind', 'to', 'outlet', 'secure', 'authorized', 'trustAnyOutlet'], where);
     const authorized = identifierList(o.authorized, `${where}.authorized`);
     if (typeof o.bind !== 'string' || typeof o.to !== 'string')
       fail(`${where} needs "bind" (host:port) and "to" (route)`);
     if (o.secure !== undefined && typeof o.secure !== 'boolean')
       fail(`${where}.secure must be true or false`);
-    return {
+    if (o.trustAnyOutlet !== undefined && typeof o.trustAnyOutlet !== 'boolean')
+      fail(`${where}.trustAnyOutlet must be true or false`);
+    const inlet: InletConfig = {
       bind: o.bind,
       to: o.to,
       ...(typeof o.outlet === 'string' ? { outlet: o.outlet } : {}),
       ...(o.secure !== undefined ? { secure: o.secure as boolean } : {}),
       ...(authorized ? { authorized } : {}),
+      ...(o.trustAnyOutlet === true ? { trustAnyOutlet: true } : {}),
     };
+    const problem = inletTrustProblem(inlet);
+    if (problem) fail(`${where} ${problem}`);
+    return inlet;
   });
   const ble = raw.ble === undefined ? undefined : parseBleConfig(raw.ble);
   const serial = listOf(raw.serial, 'serial', (o, where): SerialConfig => {

@@ -134,6 +134,7 @@ export class ControlServer {
           ...(outlet ? { outlet } : {}),
           ...(p.secure === false ? { secure: false } : {}),
           ...(authorized ? { authorized } : {}),
+          ...(p.trustAnyOutlet === true ? { trustAnyOutlet: true } : {}),
         };
         const created = await node.createInlet(config);
         await node.recordConfig((c) => {

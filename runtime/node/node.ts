@@ -46,13 +46,15 @@ import { type TcpListenerLimits, TcpTransport } from '../transports/tcp/tcp-tran
 import { UdpTransport } from '../transports/udp/udp-transport.js';
 import { AuthorityRunner } from './authority-runner.js';
 import { NodeBle } from './ble-node.js';
-import type {
-  InletConfig,
-  MqttConfig,
-  NodeConfig,
-  OutletConfig,
-  RelayConfig,
-  SerialConfig,
+import {
+  channelLimitsOf,
+  type InletConfig,
+  inletTrustProblem,
+  type MqttConfig,
+  type NodeConfig,
+  type OutletConfig,
+  type RelayConfig,
+  type SerialConfig,
 } from './config.js';
 import { DEFAULT_IDENTITY, IdentityStore, type StoredIdentity } from './identity-store.js';
 import { nodePaths } from './paths.js';
@@ -141,7 +143,7 @@ export class KeyhopNode {
     this.router = new Router({ name: config.name, log });
     this.tcp = TcpTransport.create(this.router, { log });
     this.tcp.on('disconnect', (e) => {
-      if (e.direction === 'outgoing') this.onDisconnect(e.peer);
+      if (e.direction === 'outgoing') this.onDisconnect(e.peer, e.sender);
     });
   }
 
@@ -317,6 +319,7 @@ export class KeyhopNode {
       ...(this.config.secureChannel?.receiveWindow !== undefined
         ? { receiveWindow: this.config.secureChannel.receiveWindow }
         : {}),
+      limits: channelLimitsOf(this.config.secureChannel),
     });
     this.authorities = authorities;
     this.verifier = verifier;
@@ -520,8 +523,16 @@ export class KeyhopNode {
 
   /** Starts an inlet; `strict`: its first channel must open now, else (at start) it is retried. */
   private async startInlet(config: InletConfig, strict = false): Promise<ManagedInlet> {
+    const problem = inletTrustProblem(config);
+    if (problem) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `inlet on ${config.bind} ${problem}`);
     const outlet = config.outlet ?? DEFAULT_OUTLET_ADDRESS;
     const secure = config.secure !== false;
+    if (secure && config.trustAnyOutlet) {
+      this.log.warn(
+        { inlet: config.bind, to: config.to },
+        'inlet trusts any identity that answers at its route (trustAnyOutlet)',
+      );
+    }
     const m: ManagedInlet = {
       config,
       inlet: undefined as unknown as TcpInlet,
@@ -535,7 +546,15 @@ export class KeyhopNode {
     const outletRoute = secure
       ? () => (m.channel?.state === 'open' ? Route.of(m.channel.encryptor, outlet) : undefined)
       : toRoute(config.to);
-    m.inlet = await TcpInlet.create(this.router, { bind: config.bind, outletRoute, log: this.log });
+    m.inlet = await TcpInlet.create(this.router, {
+      bind: config.bind,
+      outletRoute,
+      log: this.log,
+      onRouteFailure: ({ route, reason }) => {
+        if (m.channel !== undefined && route.next?.equals(m.channel.encryptor))
+          this.inletRouteBroken(m, reason);
+      },
+    });
     if (secure) {
       try {
         await this.openInletChannel(m);
@@ -570,6 +589,21 @@ export class KeyhopNode {
       this.log.warn({ inlet: m.inlet.address, to: m.config.to }, 'inlet channel closed; opening it again');
       this.scheduleInletChannel(m, 0);
     });
+  }
+
+  /**
+   * The way to the outlet broke without a Close (its node crashed, a connection on the way
+   * dropped): closing the channel makes the close handler open a new one.
+   */
+  private inletRouteBroken(m: ManagedInlet, reason: string): void {
+    const channel = m.channel;
+    if (this.stopped || channel === undefined) return;
+    this.log.warn(
+      { inlet: m.inlet.address, to: m.config.to, reason },
+      'inlet route broken; closing its channel',
+    );
+    m.lastError = reason;
+    void channel.close();
   }
 
   private inletChannelFailed(m: ManagedInlet, e: unknown): void {
@@ -810,7 +844,7 @@ export class KeyhopNode {
     return info;
   }
 
-  private onDisconnect(peer: string): void {
+  private onDisconnect(peer: string, sender: Address): void {
     for (const m of this.relays) {
       const head = toRoute(m.config.at).next;
       if (m.state === 'up' && head?.type === this.tcp.type && head.text === peer) {
@@ -822,6 +856,13 @@ export class KeyhopNode {
           this.register(m).catch((e: unknown) => this.relayFailed(m, e));
         });
       }
+    }
+    for (const m of this.inlets) {
+      if (m.channel === undefined) continue;
+      const head = m.channel.remoteRoute.next;
+      // The channel's first hop is the connection's sender, or the transport address it was made from.
+      const lost = head?.type === this.tcp.type ? head.text === peer : head?.equals(sender) === true;
+      if (lost) this.inletRouteBroken(m, `connection to ${peer} lost`);
     }
   }
 
@@ -890,6 +931,7 @@ export class KeyhopNode {
       secureChannelListener: this.channelListener?.address.toString() ?? null,
       secureChannelTrust: this.channelListener ? this.trustDescription : null,
       secureChannels: this.channels?.list().map((c) => c.describe()) ?? [],
+      secureChannelStats: this.channels?.stats() ?? null,
       outlets: this.outlets.map(({ config, outlet }) => ({
         address: config.address ?? DEFAULT_OUTLET_ADDRESS,
         target: config.target,
@@ -902,6 +944,7 @@ export class KeyhopNode {
         state: m.state,
         channel: m.channel?.encryptor.toString() ?? null,
         channelsOpened: m.channelsOpened,
+        trustAnyOutlet: m.config.trustAnyOutlet === true,
         lastError: m.lastError ?? null,
         nextAttemptAt: m.nextAttemptAt === undefined ? null : new Date(m.nextAttemptAt).toISOString(),
         ...m.inlet.stats,

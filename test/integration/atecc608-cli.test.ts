@@ -195,6 +195,8 @@ describe.skipIf(skip !== undefined)('keyhop with an ATECC608 on I2C (addon + shi
       `127.0.0.1:${inletPort}`,
       '--to',
       `1#127.0.0.1:${fieldPort} => api`,
+      '--authorized',
+      done.identifier,
     );
     const res = await fetch(`http://127.0.0.1:${inletPort}/`);
     expect(await res.text()).toBe('served by a chip-held identity');

@@ -139,7 +139,9 @@ describe('a node starts when its relay is down, and keeps trying', () => {
       writeFileSync(
         config,
         JSON.stringify({
-          inlets: [{ bind: `127.0.0.1:${inletPort}`, to: `1#127.0.0.1:${sitePort} => api` }],
+          inlets: [
+            { bind: `127.0.0.1:${inletPort}`, to: `1#127.0.0.1:${sitePort} => api`, trustAnyOutlet: true },
+          ],
         }),
       );
       const client = await run('node', 'start', 'client', '--config', config);

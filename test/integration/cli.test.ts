@@ -290,6 +290,8 @@ describe('keyhop CLI', () => {
       );
       await json('node', 'start', 'field', '--identity', 'sensor');
       const inletPort = await freePort();
+      // The site node runs as the default identity: the inlet accepts only it at the other end.
+      const site = await json('identity', 'show', 'default');
       const inlet = await json(
         'tcp-inlet',
         'create',
@@ -299,6 +301,8 @@ describe('keyhop CLI', () => {
         `127.0.0.1:${inletPort}`,
         '--to',
         `1#127.0.0.1:${port} => forward_to_site => api`,
+        '--authorized',
+        site.identifier,
       );
       expect(inlet.channel).toMatch(/^0#sc_encryptor_/);
       const res = await fetch(`http://127.0.0.1:${inletPort}/`);

@@ -59,6 +59,7 @@ describe('portal inside a secure channel, through a relay', () => {
     const inlet = await client.createInlet({
       bind: '127.0.0.1:0',
       to: `1#${relayAddress} => forward_to_server => api`,
+      authorized: [server.identity.identity.identifier.toString()],
     });
     expect(inlet.channel).toMatch(/^0#sc_encryptor_/);
 

@@ -126,14 +126,22 @@ export function registerChannelCommands(program: Command): void {
     .option('--outlet <address>', 'outlet address on that node', 'outlet')
     .option(
       '--authorized <identifier>',
-      "accept only this identifier as the outlet's node (repeatable; recommended)",
+      "accept only this identifier as the outlet's node (repeatable; required unless --trust-any-outlet)",
       collect,
     )
+    .option('--trust-any-outlet', "accept any identity as the outlet's node (not recommended)")
     .option('--no-secure', 'treat --to as the plain route to the outlet (no secure channel)')
     .option('--json', 'machine-readable output')
     .action(async (_o, cmd: Command) => {
       const o = cmd.optsWithGlobals<
-        Common & { from: string; to: string; outlet: string; secure: boolean; authorized?: string[] }
+        Common & {
+          from: string;
+          to: string;
+          outlet: string;
+          secure: boolean;
+          authorized?: string[];
+          trustAnyOutlet?: boolean;
+        }
       >();
       const r = (await controlCall(control(o, o.at), 'inlet.create', {
         bind: o.from,
@@ -141,6 +149,7 @@ export function registerChannelCommands(program: Command): void {
         outlet: o.outlet,
         ...(o.secure === false ? { secure: false } : {}),
         ...(o.authorized ? { authorized: o.authorized } : {}),
+        ...(o.trustAnyOutlet ? { trustAnyOutlet: true } : {}),
       })) as { address: string; channel: string | null };
       print(o, r, (d) => `inlet ${d.address}${d.channel ? ` through secure channel ${d.channel}` : ''}`);
     });

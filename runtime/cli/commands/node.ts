@@ -405,8 +405,16 @@ function describeNode(d: Record<string, unknown>): string {
   }
   for (const o of d.outlets as { address: string; target: string }[])
     lines.push(`  outlet:     ${o.address} -> ${o.target}`);
-  for (const i of d.inlets as { address: string; to: string; state: string; lastError: string | null }[])
-    lines.push(`  inlet:      ${i.address} -> ${i.to} [${i.state}${i.lastError ? ` ${i.lastError}` : ''}]`);
+  for (const i of d.inlets as {
+    address: string;
+    to: string;
+    state: string;
+    lastError: string | null;
+    trustAnyOutlet?: boolean;
+  }[])
+    lines.push(
+      `  inlet:      ${i.address} -> ${i.to} [${i.state}${i.lastError ? ` ${i.lastError}` : ''}]${i.trustAnyOutlet ? ' trusts any outlet' : ''}`,
+    );
   for (const r of d.relaysHosted as { name: string; forwarded: number }[]) {
     lines.push(`  hosting:    ${r.name} (${r.forwarded} forwarded)`);
   }

@@ -30,6 +30,12 @@ export interface TcpInletOptions extends PortalTuning {
   pongTimeoutMs?: number;
   /** Most client connections at once (default 1024). */
   maxConnections?: number;
+  /**
+   * Told when the route to the outlet looks broken: a client's Ping got no Pong in time, or could
+   * not be routed. `route` is the one that failed (the owner of a secure channel on it can close
+   * that channel and make a new one). Not called for an outlet that answers Disconnect.
+   */
+  onRouteFailure?: (failure: { route: Route; reason: string }) => void;
 }
 
 /**
@@ -53,6 +59,7 @@ export class TcpInlet {
     /** A worker whose only job is to close the inlet when the router shuts down. */
     private readonly control: Address,
     private readonly log: Logger,
+    private readonly onRouteFailure: TcpInletOptions['onRouteFailure'],
   ) {
     this.address = address;
     this.stats = stats;
@@ -96,7 +103,7 @@ export class TcpInlet {
     const log = (options.log ?? router.log).child({ inlet: bound });
     server.on('error', (e) => log.warn({ err: e.message }, 'inlet listener error'));
     const control = Address.random('inlet_');
-    inlet = new TcpInlet(router, server, bound, routeNow, stats, control, log);
+    inlet = new TcpInlet(router, server, bound, routeNow, stats, control, log, options.onRouteFailure);
     const self = inlet;
     try {
       await router.startWorker(
@@ -127,6 +134,17 @@ export class TcpInlet {
     socket.setNoDelay(true);
     socket.on('error', () => undefined); // an error before the portal worker listens is no crash
     const conn = new PortalConnection(this.router, 'inlet', tuning, this.stats, this.log);
+    const report = this.onRouteFailure;
+    if (report) {
+      conn.onRouteFailure = (reason) => {
+        if (this.closing) return;
+        try {
+          report({ route, reason });
+        } catch (e) {
+          this.log.warn({ err: describeError(e) }, 'onRouteFailure threw');
+        }
+      };
+    }
     this.live.add(conn);
     conn.onFinish(() => this.live.delete(conn));
     conn

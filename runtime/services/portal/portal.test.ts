@@ -7,7 +7,13 @@ import { Route } from '../../routing/route.js';
 import { Router } from '../../routing/router.js';
 import { TcpTransport } from '../../transports/tcp/tcp-transport.js';
 import { TcpInlet, TcpOutlet } from './index.js';
-import { decodePortalMessage, encodePayload, encodePortalMessage } from './portal-message.js';
+import {
+  decodePortalMessage,
+  encodeFlowMessage,
+  encodePayload,
+  encodePortalMessage,
+  type PortalMessage,
+} from './portal-message.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -348,6 +354,8 @@ describe('TCP portal in one router', () => {
     const peer = await router.context('peer');
     await peer.send('outlet', encodePortalMessage({ type: 'ping' }));
     const worker = (await peer.receive()).returnRoute;
+    // The outlet offers flow control after its Pong; this peer, like an Ockam inlet, ignores it.
+    expect(decodePortalMessage((await peer.receive()).payload).type).toBe('offer');
     const opts = { counterField: true };
     await peer.send(worker, encodePayload(Buffer.from('a'), 0, opts));
     await peer.send(worker, encodePayload(Buffer.from('b'), 1, opts));
@@ -473,5 +481,229 @@ describe('TCP portal in one router', () => {
     await expect(TcpOutlet.create(router, { target: '127.0.0.1:1' })).rejects.toMatchObject({
       code: 'ADDRESS_IN_USE',
     });
+  });
+});
+
+/** The next message `ctx` receives, decoded. */
+async function next(ctx: { receive(): Promise<Message> }): Promise<{ m: PortalMessage; message: Message }> {
+  const message = await ctx.receive();
+  return { m: decodePortalMessage(message.payload), message };
+}
+
+/** A target that records what it receives and can push `push` bytes when connected. */
+async function recordingTarget(
+  push = 0,
+): Promise<{ port: number; received: () => number; sockets: Socket[] }> {
+  let received = 0;
+  const sockets: Socket[] = [];
+  const server = createServer((s) => {
+    sockets.push(s);
+    s.on('error', () => undefined);
+    s.on('data', (c: Buffer) => {
+      received += c.length;
+    });
+    if (push > 0) s.write(randomBytes(push));
+  });
+  const port = await listen(server);
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+  });
+  return { port, received: () => received, sockets };
+}
+
+describe('TCP portal flow control (keyhop extension)', () => {
+  it('is negotiated between keyhop ends, and carries bytes both ways', async () => {
+    const target = await echoServer();
+    const { inlet, outlet } = await localPortal(target.port, {
+      inlet: { receiveWindowBytes: 64 * 1024 },
+      outlet: { receiveWindowBytes: 64 * 1024 },
+    });
+    const client = await connect(inlet.address);
+    const data = randomBytes(2_000_000); // ~30 windows each way
+    const got = readN(client, data.length);
+    client.write(data);
+    expect((await got).equals(data)).toBe(true);
+    expect(inlet.stats).toMatchObject({ flowControlled: 1, flowViolations: 0, bytesSent: 2_000_000 });
+    expect(outlet.stats).toMatchObject({ flowControlled: 1, flowViolations: 0, bytesReceived: 2_000_000 });
+    expect(inlet.connections()[0]).toMatchObject({ flowControl: 'on' });
+    expect(outlet.connections()[0]).toMatchObject({ flowControl: 'on' });
+  });
+
+  it('falls back to Ockam behaviour when either end does not take part', async () => {
+    for (const [inletFlow, outletFlow] of [
+      [true, false],
+      [false, true],
+    ]) {
+      const target = await echoServer();
+      const { inlet, outlet } = await localPortal(target.port, {
+        inlet: { flowControl: inletFlow, receiveWindowBytes: 4096 },
+        outlet: { flowControl: outletFlow, receiveWindowBytes: 4096 },
+      });
+      const client = await connect(inlet.address);
+      const data = randomBytes(1_000_000);
+      const got = readN(client, data.length);
+      client.write(data);
+      expect((await got).equals(data)).toBe(true);
+      expect(inlet.stats.flowControlled + outlet.stats.flowControlled).toBe(0);
+      expect(inlet.connections()[0]).toMatchObject({ flowControl: 'off', credit: null });
+    }
+  });
+
+  it('an outlet facing an Ockam inlet offers once and then works without credit', async () => {
+    const target = await recordingTarget(2 * 1024 * 1024);
+    const router = newRouter();
+    const outlet = await TcpOutlet.create(router, {
+      target: `127.0.0.1:${target.port}`,
+      receiveWindowBytes: 4096,
+    });
+    const peer = await router.context('ockam_inlet');
+    await peer.send('outlet', encodePortalMessage({ type: 'ping' }));
+    const pong = await next(peer);
+    expect(pong.m.type).toBe('pong');
+    expect((await next(peer)).m).toEqual({ type: 'offer', window: 4096 });
+    // Far more than the outlet's window, and never a Credit: all of it arrives both ways.
+    for (let i = 0; i < 8; i++)
+      await peer.send(pong.message.returnRoute, encodePayload(new Uint8Array(16_384)));
+    let down = 0;
+    while (down < 2 * 1024 * 1024) {
+      const { m } = await next(peer);
+      if (m.type !== 'payload') throw new Error(`unexpected ${m.type}`);
+      down += m.data.length;
+    }
+    await waitFor(() => target.received() === 8 * 16_384);
+    expect(outlet.stats).toMatchObject({ flowControlled: 0, flowViolations: 0 });
+    expect(outlet.connections()[0]).toMatchObject({ flowControl: 'offered' });
+  });
+
+  it('an inlet sends no more than the outlet granted, more as Credit comes, and refuses credit for bytes it never sent', async () => {
+    const router = newRouter();
+    const fake = await router.context('fake_outlet');
+    const inlet = await TcpInlet.create(router, { bind: '127.0.0.1:0', outletRoute: 'fake_outlet' });
+    const client = await connect(inlet.address);
+    client.write(randomBytes(1024 * 1024));
+    const ping = await next(fake);
+    expect(ping.m.type).toBe('ping');
+    const worker = await router.context('fake_outlet_worker');
+    const toInlet = ping.message.returnRoute;
+    await worker.send(toInlet, encodePortalMessage({ type: 'pong' }));
+    await worker.send(toInlet, encodeFlowMessage({ type: 'offer', window: 64 * 1024 }));
+    expect((await next(worker)).m).toEqual({ type: 'accept', window: 1024 * 1024 });
+    const take = async (bytes: number) => {
+      let got = 0;
+      while (got < bytes) {
+        const { m } = await next(worker);
+        if (m.type !== 'payload') throw new Error(`unexpected ${m.type}`);
+        got += m.data.length;
+      }
+      return got;
+    };
+    expect(await take(64 * 1024)).toBe(64 * 1024);
+    // The client's next read waits for credit, its socket paused.
+    await waitFor(
+      () => inlet.connections()[0]?.credit === 0 && (inlet.connections()[0]?.pending as number) > 0,
+    );
+    expect(inlet.stats.bytesSent).toBe(64 * 1024);
+    expect(inlet.connections()[0]).toMatchObject({ flowControl: 'on', paused: true });
+
+    await worker.send(toInlet, encodeFlowMessage({ type: 'credit', bytes: 20_000 }));
+    expect(await take(20_000)).toBe(20_000);
+    await waitFor(() => inlet.connections()[0]?.credit === 0);
+    expect(inlet.stats.bytesSent).toBe(64 * 1024 + 20_000);
+
+    await worker.send(toInlet, encodeFlowMessage({ type: 'credit', bytes: 1024 * 1024 }));
+    expect((await next(worker)).m.type).toBe('disconnect');
+    if (!client.destroyed) await new Promise((r) => client.once('close', r));
+    expect(inlet.stats).toMatchObject({ flowControlled: 1, flowViolations: 1 });
+  });
+
+  it("a client's FIN waits behind the bytes that wait for credit", async () => {
+    const router = newRouter();
+    const fake = await router.context('fake_outlet');
+    const inlet = await TcpInlet.create(router, { bind: '127.0.0.1:0', outletRoute: 'fake_outlet' });
+    const client = await connect(inlet.address, true);
+    client.end(randomBytes(100_000));
+    const ping = await next(fake);
+    const worker = await router.context('fake_outlet_worker');
+    const toInlet = ping.message.returnRoute;
+    await worker.send(toInlet, encodePortalMessage({ type: 'pong' }));
+    await worker.send(toInlet, encodeFlowMessage({ type: 'offer', window: 30_000 }));
+    expect((await next(worker)).m.type).toBe('accept');
+    let got = 0;
+    const take = async (bytes: number) => {
+      for (let n = 0; n < bytes; ) {
+        const { m } = await next(worker);
+        if (m.type !== 'payload') throw new Error(`${m.type} before the data`);
+        n += m.data.length;
+        got += m.data.length;
+      }
+    };
+    await take(30_000);
+    while (got < 100_000) {
+      await worker.send(toInlet, encodeFlowMessage({ type: 'credit', bytes: 30_000 }));
+      await take(Math.min(30_000, 100_000 - got));
+    }
+    expect(got).toBe(100_000);
+    expect((await next(worker)).m.type).toBe('disconnect');
+    expect(inlet.stats.flowViolations).toBe(0);
+  });
+
+  it('an outlet closes a stream whose inlet sends beyond its credit, or speaks out of turn', async () => {
+    const target = await recordingTarget();
+    const router = newRouter();
+    const outlet = await TcpOutlet.create(router, {
+      target: `127.0.0.1:${target.port}`,
+      receiveWindowBytes: 4096,
+    });
+    const peer = await router.context('peer');
+    const open = async () => {
+      await peer.send('outlet', encodePortalMessage({ type: 'ping' }));
+      const pong = await next(peer);
+      expect(pong.m.type).toBe('pong');
+      expect((await next(peer)).m.type).toBe('offer');
+      return pong.message.returnRoute;
+    };
+
+    const worker = await open();
+    await peer.send(worker, encodeFlowMessage({ type: 'accept', window: 1024 * 1024 }));
+    expect((await next(peer)).m.type).toBe('start');
+    await peer.send(worker, encodePayload(new Uint8Array(4096 + 1)));
+    expect((await next(peer)).m.type).toBe('disconnect');
+    expect(outlet.stats.flowViolations).toBe(1);
+    expect(target.received()).toBe(0);
+
+    const second = await open();
+    await peer.send(second, encodeFlowMessage({ type: 'credit', bytes: 10 }));
+    expect((await next(peer)).m.type).toBe('disconnect');
+    expect(outlet.stats).toMatchObject({ flowViolations: 2, flowControlled: 1 });
+    await waitFor(() => outlet.stats.connections === 0);
+    await waitFor(
+      () => target.sockets.length === 2 && target.sockets.every((s) => s.destroyed || s.readableEnded),
+    );
+  });
+
+  it('tells its owner when the route to the outlet looks broken', async () => {
+    const router = newRouter();
+    await router.startWorker('blackhole', { handleMessage: () => undefined });
+    const reports: { route: string; reason: string }[] = [];
+    const onRouteFailure = ({ route, reason }: { route: Route; reason: string }) => {
+      reports.push({ route: route.toString(), reason });
+    };
+    const silent = await TcpInlet.create(router, {
+      bind: '127.0.0.1:0',
+      outletRoute: 'blackhole',
+      pongTimeoutMs: 50,
+      onRouteFailure,
+    });
+    await readAll(await connect(silent.address));
+    const nobody = await TcpInlet.create(router, {
+      bind: '127.0.0.1:0',
+      outletRoute: 'nobody',
+      onRouteFailure,
+    });
+    await readAll(await connect(nobody.address));
+    await waitFor(() => reports.length === 2);
+    expect(reports[0]).toEqual({ route: '0#blackhole', reason: 'no Pong within 50 ms' });
+    expect(reports[1]!.route).toBe('0#nobody');
+    expect(reports[1]!.reason).toMatch(/^Ping not routed: /);
   });
 });
