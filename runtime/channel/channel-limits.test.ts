@@ -104,6 +104,7 @@ describe('secure-channel listener limits', () => {
       channelsRefusedListenerFull: 0,
       channelsRefusedPerPeer: 0,
       messagesRateLimited: 0,
+      closedWithTransport: 0,
     });
   });
 

@@ -987,6 +987,16 @@ export class SecureChannelEnd implements Worker {
     void this.stop();
   }
 
+  /**
+   * Closes this end without telling the peer: the way to it is gone (its connection closed), so
+   * a Close could not arrive; its own end goes the same way or times out.
+   */
+  async abandon(why: string): Promise<void> {
+    if (this.state === 'closed') return;
+    this.settings.log.info({ encryptor: this.encryptor.toString(), why }, 'secure channel closed');
+    await this.stop();
+  }
+
   /** Closes this end: tells the peer (if open), then stops the workers. Idempotent. */
   async close(): Promise<void> {
     if (this.state === 'open') {

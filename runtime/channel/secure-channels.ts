@@ -83,9 +83,14 @@ export interface SecureChannelsStats {
   channelsRefusedPerPeer: number;
   /** Payload messages dropped for going over a channel's message rate. */
   messagesRateLimited: number;
+  /** Channel ends (either role) closed because the connection or hop under them went away. */
+  closedWithTransport: number;
 }
 
-type LimitCounter = Exclude<keyof SecureChannelsStats, 'handshakesInProgress' | 'channelsOpen'>;
+type LimitCounter = Exclude<
+  keyof SecureChannelsStats,
+  'handshakesInProgress' | 'channelsOpen' | 'closedWithTransport'
+>;
 
 function zeroStats(): SecureChannelsStats {
   return {
@@ -96,6 +101,7 @@ function zeroStats(): SecureChannelsStats {
     channelsRefusedListenerFull: 0,
     channelsRefusedPerPeer: 0,
     messagesRateLimited: 0,
+    closedWithTransport: 0,
   };
 }
 
@@ -364,6 +370,10 @@ export class SecureChannels {
     this.log = (options.log ?? router.log ?? silentLogger).child({ component: 'secure-channel' });
     this.timeoutMs = options.handshakeTimeoutMs ?? 30_000;
     this.limitLog = new RateLimitedLog(this.log);
+    // A channel ends with the first hop of its route: when the connection it runs over closes
+    // (a peer killed, a link cut), nothing will ever arrive again, and an end left open would hold
+    // its memory and its listener's slots for ever. Persistent ends outlive their connections.
+    router.onWorkerStopped((stopped) => this.hopStopped(stopped));
     const problem = limitProblem('limits.', options.limits ?? {});
     if (problem) throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `secure channels: ${problem}`);
     const b = options.nonceBlock;
@@ -388,7 +398,12 @@ export class SecureChannels {
 
   /** What the listeners refused and dropped since this was created, and what they hold now. */
   stats(): SecureChannelsStats {
-    const out = { ...this.totals, handshakesInProgress: 0, channelsOpen: 0 };
+    const out = {
+      ...this.totals,
+      handshakesInProgress: 0,
+      channelsOpen: 0,
+      closedWithTransport: this.closedWithHop,
+    };
     for (const g of this.gates.values()) {
       out.handshakesInProgress += g.pending;
       out.channelsOpen += g.channels;
@@ -460,6 +475,20 @@ export class SecureChannels {
       ...(listener ? { listener: listener.toString() } : {}),
     };
   }
+
+  private hopStopped(stopped: readonly Address[]): void {
+    if (this.channels.size === 0) return;
+    const keys = new Set(stopped.map((a) => a.key));
+    for (const end of [...this.channels.values()]) {
+      const hop = end.remoteRoute.next;
+      if (hop === undefined || !hop.isLocal || !keys.has(hop.key) || end.persistent) continue;
+      this.closedWithHop++;
+      void end.abandon(`the way to the peer closed (${hop})`);
+    }
+  }
+
+  /** Channel ends closed because the first hop of their route stopped. */
+  private closedWithHop = 0;
 
   private track(end: SecureChannelEnd): void {
     this.channels.set(end.encryptor.key, end);

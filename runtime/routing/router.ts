@@ -74,6 +74,7 @@ export class Router {
     workerErrors: 0,
   };
   private readonly mailboxes = new Map<string, Mailbox>();
+  private readonly stopListeners: ((addresses: readonly Address[]) => void)[] = [];
   private readonly transports = new Map<number, Transport>();
   private readonly tracers: ((e: TraceEvent) => void)[] = [];
   private stopping = false;
@@ -143,6 +144,19 @@ export class Router {
     return out;
   }
 
+  /**
+   * Calls `listener` with the addresses of every worker that stops from now on (a connection's
+   * sender when the connection closes, a channel end when it closes): what lets whatever routes
+   * through a hop end with it. Returns the function that removes the listener.
+   */
+  onWorkerStopped(listener: (addresses: readonly Address[]) => void): () => void {
+    this.stopListeners.push(listener);
+    return () => {
+      const i = this.stopListeners.indexOf(listener);
+      if (i >= 0) this.stopListeners.splice(i, 1);
+    };
+  }
+
   async stopWorker(address: AddressLike): Promise<void> {
     const mailbox = this.mailboxes.get(Address.from(address).key);
     if (!mailbox || mailbox.stopped) return;
@@ -150,6 +164,13 @@ export class Router {
     for (const a of mailbox.ctx.addresses) {
       this.mailboxes.delete(a.key);
       this.flowControls.forget(a);
+    }
+    for (const l of [...this.stopListeners]) {
+      try {
+        l(mailbox.ctx.addresses);
+      } catch (e) {
+        this.log.warn({ err: describeError(e) }, 'a worker-stopped listener failed');
+      }
     }
     for (const q of mailbox.queue.clear()) {
       this.drop('worker_stopped', mailbox.ctx.address, q.message);

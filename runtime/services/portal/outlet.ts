@@ -73,6 +73,10 @@ export class TcpOutlet implements Worker {
   static async create(router: Router, options: TcpOutletOptions): Promise<TcpOutlet> {
     const outlet = new TcpOutlet(router, options);
     await router.startWorker(outlet.address, outlet, { incoming: outlet.tuning.incoming });
+    // A portal whose way back to its inlet is gone (the channel or connection it came through
+    // closed: the inlet's node crashed or its link was cut) ends with it, or its target socket
+    // and worker would stay open for ever.
+    outlet.unwatch = router.onWorkerStopped((stopped) => outlet.hopStopped(stopped));
     outlet.log.info('TCP outlet started');
     return outlet;
   }
@@ -127,6 +131,19 @@ export class TcpOutlet implements Worker {
     );
   }
 
+  private unwatch: (() => void) | undefined;
+
+  private hopStopped(stopped: readonly Address[]): void {
+    if (this.live.size === 0) return;
+    const keys = new Set(stopped.map((a) => a.key));
+    for (const conn of [...this.live]) {
+      const hop = conn.peerHop;
+      if (hop === undefined || !hop.isLocal || !keys.has(hop.key)) continue;
+      this.stats.closedWithTransport++;
+      void conn.abort(`the way to the inlet closed (${hop})`);
+    }
+  }
+
   private connect(): Promise<Socket> {
     return new Promise<Socket>((resolve, reject) => {
       const socket = createConnection({ host: this.host, port: this.port, allowHalfOpen: true });
@@ -169,6 +186,7 @@ export class TcpOutlet implements Worker {
   private async closeAll(reason: string): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch?.();
     await Promise.all([...this.live].map((c) => c.abort(reason)));
     this.log.info({ ...this.stats }, 'TCP outlet stopped');
   }

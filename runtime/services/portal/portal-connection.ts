@@ -41,6 +41,8 @@ export interface PortalStats {
   flowControlled: number;
   /** Portal connections closed because the peer broke flow control (PORTAL_FLOW_VIOLATION). */
   flowViolations: number;
+  /** Portal connections closed because the channel or connection towards the peer closed. */
+  closedWithTransport: number;
 }
 
 export function emptyStats(): PortalStats {
@@ -52,6 +54,7 @@ export function emptyStats(): PortalStats {
     bytesReceived: 0,
     flowControlled: 0,
     flowViolations: 0,
+    closedWithTransport: 0,
   };
 }
 
@@ -694,6 +697,11 @@ export class PortalConnection implements Worker {
     // Flush what we have, then FIN; destroy if the local peer does not close in time.
     socket.end();
     this.armCloseTimer();
+  }
+
+  /** The first hop towards the peer (a channel's encryptor, a connection's sender), once known. */
+  get peerHop(): Address | undefined {
+    return this.route?.next;
   }
 
   // ---- closing ----------------------------------------------------------------------------
