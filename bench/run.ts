@@ -15,6 +15,7 @@ import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from
 import { linksBenchmark } from './links.js';
 import { mqttBenchmark } from './mqtt.js';
 import { routingBenchmark } from './routing.js';
+import { soakBenchmark } from './soak.js';
 import { vaultsBenchmark } from './vaults.js';
 
 /** Every benchmark, by the name used on the command line and for the results file. */
@@ -26,6 +27,7 @@ const benchmarks: Record<string, Benchmark> = {
   atecc608: atecc608Benchmark,
   enrollment: enrollmentBenchmark,
   mqtt: mqttBenchmark,
+  soak: soakBenchmark,
 };
 
 function usage(): string {
