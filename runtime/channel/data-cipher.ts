@@ -161,9 +161,13 @@ export class DataDecryptor {
   private window: ReplayWindow;
   /** Bucket (nonce / 32) of the highest accepted nonce, and the keys of it and the buckets before it still in the window. */
   private bucket = 0n;
-  private readonly keys = new SmallMap<Uint8Array>();
+  /**
+   * The keys of the buckets kept (2 with Ockam's window) and their prepared AEAD keys, as flat
+   * triples `bucket, key, aead | undefined` in one exact-size array: Maps (or arrays of pairs)
+   * cost some hundreds of bytes for every open channel.
+   */
+  private slots: (bigint | Uint8Array | AeadKey | undefined)[] = [];
   /** Prepared AEAD keys of those buckets, made on first use. */
-  private aeads: SmallMap<AeadKey> | undefined;
   /** Buckets a nonce may be ahead of / behind `bucket`: 1 each for Ockam's window of 32. */
   private readonly bucketsAhead: bigint;
   private readonly bucketsBehind: bigint;
@@ -182,7 +186,7 @@ export class DataDecryptor {
     private readonly keepKeys = true,
   ) {
     this.window = new ReplayWindow(window);
-    this.keys.set(0n, key);
+    this.slots = [0n, key, undefined];
     const n = Math.ceil(window / Number(REKEY_INTERVAL));
     // The literal for Ockam's window: one shared BigInt rather than two per open channel end.
     const buckets = n === 1 ? 1n : BigInt(n);
@@ -207,8 +211,8 @@ export class DataDecryptor {
     if (why !== undefined)
       throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `nonce ${nonce} rejected: ${why}`);
     const keyBucket = this.rekeying ? nonce / REKEY_INTERVAL : 0n;
-    let key = this.keys.get(keyBucket);
-    let aead = this.aeads?.get(keyBucket);
+    let key = this.keyOf(keyBucket);
+    let aead = this.aeadOf(keyBucket);
     // Keys of the buckets up to the nonce's, derived only as far as needed, kept once it authenticates.
     let derived: Uint8Array[] | undefined;
     if (key === undefined) {
@@ -217,8 +221,8 @@ export class DataDecryptor {
         throw new KeyhopError(ErrorCodes.NONCE_REJECTED, `nonce ${nonce} is outside the current key window`);
       }
       derived = [];
-      let k = this.keys.get(this.bucket)!;
-      const prepared = this.aeads?.get(this.bucket);
+      let k = this.keyOf(this.bucket)!;
+      const prepared = this.aeadOf(this.bucket);
       for (let b = this.bucket; b < bucket; b++) {
         k = b === this.bucket && prepared ? rekeyWith(prepared) : rekey(this.provider, k);
         derived.push(k);
@@ -239,15 +243,14 @@ export class DataDecryptor {
       throw e;
     }
     this.window.accept(nonce);
-    if (derived) for (const k of derived) this.keys.set(++this.bucket, k);
+    if (derived) for (const k of derived) this.setSlot(++this.bucket, k, undefined);
     if (fresh) this.keepAead(keyBucket, aead);
     if (derived) {
-      for (const [b, k] of [...this.keys]) {
+      for (const b of this.buckets()) {
         if (b + this.bucketsBehind < this.bucket) {
-          k.fill(0);
-          this.keys.delete(b);
-          this.aeads?.get(b)?.destroy();
-          this.aeads?.delete(b);
+          this.keyOf(b)?.fill(0);
+          this.aeadOf(b)?.destroy();
+          this.removeSlot(b);
         }
       }
     }
@@ -255,15 +258,49 @@ export class DataDecryptor {
   }
 
   private keepAead(bucket: bigint, aead: AeadKey): void {
-    this.aeads ??= new SmallMap();
-    this.aeads.set(bucket, aead);
-    if (!this.keepKeys) {
-      const k = this.keys.get(bucket);
-      if (k !== undefined && k !== FORGOTTEN) {
-        k.fill(0);
-        this.keys.set(bucket, FORGOTTEN);
-      }
+    let key = this.keyOf(bucket)!;
+    if (!this.keepKeys && key !== FORGOTTEN) {
+      key.fill(0);
+      key = FORGOTTEN;
     }
+    this.setSlot(bucket, key, aead);
+  }
+
+  private indexOf(bucket: bigint): number {
+    for (let i = 0; i < this.slots.length; i += 3) if (this.slots[i] === bucket) return i;
+    return -1;
+  }
+
+  private keyOf(bucket: bigint): Uint8Array | undefined {
+    const i = this.indexOf(bucket);
+    return i < 0 ? undefined : (this.slots[i + 1] as Uint8Array);
+  }
+
+  private aeadOf(bucket: bigint): AeadKey | undefined {
+    const i = this.indexOf(bucket);
+    return i < 0 ? undefined : (this.slots[i + 2] as AeadKey | undefined);
+  }
+
+  private setSlot(bucket: bigint, key: Uint8Array, aead: AeadKey | undefined): void {
+    const i = this.indexOf(bucket);
+    if (i < 0) {
+      // concat allocates exactly; push would give the array spare capacity.
+      this.slots = this.slots.concat([bucket, key, aead]);
+      return;
+    }
+    this.slots[i + 1] = key;
+    this.slots[i + 2] = aead;
+  }
+
+  private removeSlot(bucket: bigint): void {
+    const i = this.indexOf(bucket);
+    if (i >= 0) this.slots = this.slots.slice(0, i).concat(this.slots.slice(i + 3));
+  }
+
+  private buckets(): bigint[] {
+    const out: bigint[] = [];
+    for (let i = 0; i < this.slots.length; i += 3) out.push(this.slots[i] as bigint);
+    return out;
   }
 
   snapshot(): DecryptorSnapshot {
@@ -277,7 +314,7 @@ export class DataDecryptor {
       rekeying: this.rekeying,
       window: this.window.snapshot(),
       bucket: this.bucket,
-      keys: [...this.keys].map(([b, k]) => [b, k.slice()]),
+      keys: this.buckets().map((b) => [b, this.keyOf(b)!.slice()]),
     };
   }
 
@@ -287,8 +324,8 @@ export class DataDecryptor {
     if (!first)
       throw new KeyhopError(ErrorCodes.DECODE_INVALID, 'decryptor state without the key of its bucket');
     const d = new DataDecryptor(provider, first[1].slice(), s.rekeying, s.window.size);
-    d.keys.clear();
-    for (const [b, k] of s.keys) d.keys.set(b, k.slice());
+    d.slots = [];
+    for (const [b, k] of s.keys) d.setSlot(b, k.slice(), undefined);
     d.bucket = s.bucket;
     d.window = ReplayWindow.restore(s.window);
     return d;
@@ -296,50 +333,10 @@ export class DataDecryptor {
 
   /** Overwrites the keys; every later message fails to decrypt. */
   destroy(): void {
-    for (const k of this.keys.values()) k.fill(0);
-    for (const a of this.aeads?.values() ?? []) a.destroy();
-    this.keys.clear();
-    this.aeads = undefined;
-  }
-}
-
-/**
- * Values by bucket for the few buckets a decryptor keeps (2 with Ockam's window), in an array:
- * a Map's table costs some 300 bytes for every open channel.
- */
-class SmallMap<V> {
-  // Replaced, never pushed to: exact-size arrays (a first push gives 17 slots).
-  private entries: [bigint, V][] = [];
-
-  get(bucket: bigint): V | undefined {
-    for (const e of this.entries) if (e[0] === bucket) return e[1];
-    return undefined;
-  }
-
-  set(bucket: bigint, value: V): void {
-    for (const e of this.entries) {
-      if (e[0] === bucket) {
-        e[1] = value;
-        return;
-      }
+    for (const b of this.buckets()) {
+      this.keyOf(b)?.fill(0);
+      this.aeadOf(b)?.destroy();
     }
-    // concat allocates exactly; a spread into a literal is given spare capacity (17 slots).
-    this.entries = this.entries.concat([[bucket, value]]);
-  }
-
-  delete(bucket: bigint): void {
-    this.entries = this.entries.filter((e) => e[0] !== bucket);
-  }
-
-  values(): V[] {
-    return this.entries.map((e) => e[1]);
-  }
-
-  clear(): void {
-    this.entries = [];
-  }
-
-  [Symbol.iterator](): IterableIterator<[bigint, V]> {
-    return this.entries[Symbol.iterator]();
+    this.slots = [];
   }
 }

@@ -2,7 +2,7 @@ import type { Bytes, CryptoProvider } from '../../vaults/provider.js';
 import { fromHex, toHex } from '../../vaults/software/store-header.js';
 import { describeError, ErrorCodes, isKeyhopError, KeyhopError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { flowControlled } from '../routing/access-control.js';
+import type { AccessRequest } from '../routing/access-control.js';
 import { Address } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { FlowId } from '../routing/flow-control.js';
@@ -320,13 +320,8 @@ export class SecureChannelEnd implements Worker {
   /** Registers the workers and arms the handshake timeout. */
   async start(): Promise<void> {
     for (const r of this.repliers ?? []) this.router.flowControls.addConsumer(this.flow, Address.parse(r));
-    // One mailbox for the three addresses: only what leaves from `internal` (decrypted messages)
-    // is flow-controlled; nothing may be sent to `internal`.
-    const decrypted = flowControlled(this.router.flowControls, this.flow);
-    this.ctx = await this.router.startWorker([this.remote, this.encryptor, this.internal], this, {
-      incoming: (r) => !r.to.equals(this.internal),
-      outgoing: (r) => !r.from.equals(this.internal) || decrypted(r),
-    });
+    // One mailbox for the three addresses; its access control is allowIncoming/allowOutgoing.
+    this.ctx = await this.router.startWorker([this.remote, this.encryptor, this.internal], this);
     if (this.state === 'open') {
       this.armLifetime();
       return;
@@ -924,7 +919,7 @@ export class SecureChannelEnd implements Worker {
   private sendWindowed(from: Address, message: Message): Promise<void> | undefined {
     this.inFlight++;
     this.posting = true;
-    this.router.post(from, message, this.settle);
+    this.router.post(from, message, this);
     this.posting = false;
     const e = this.postError;
     if (e !== undefined) {
@@ -937,7 +932,18 @@ export class SecureChannelEnd implements Worker {
     });
   }
 
-  private readonly settle = (e?: unknown): void => {
+  /** Nothing may be sent to `internal` (it only sends). */
+  allowIncoming(r: AccessRequest): boolean {
+    return !r.to.equals(this.internal);
+  }
+
+  /** Only what leaves from `internal` (decrypted messages) is flow-controlled. */
+  allowOutgoing(r: AccessRequest): boolean {
+    return !r.from.equals(this.internal) || this.router.flowControls.isConsumer(r.to, this.flow);
+  }
+
+  /** The router's `done` for what sendWindowed routed (this end, not a closure per end). */
+  settled(e?: unknown): void {
     this.inFlight--;
     if (e !== undefined) {
       if (this.posting) this.postError = e;
@@ -948,7 +954,7 @@ export class SecureChannelEnd implements Worker {
       this.windowOpen = undefined;
       open();
     }
-  };
+  }
 
   /** Pushes renewed credentials to the peer (RefreshCredentials). */
   async refreshCredentials(): Promise<void> {

@@ -1,6 +1,6 @@
 import { describeError, ErrorCodes, KeyhopError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
-import { type AccessControl, allowAll } from './access-control.js';
+import { type AccessControl, type AccessRequest, allowAll } from './access-control.js';
 import { Address, type AddressLike } from './address.js';
 import { Context } from './context.js';
 import { FlowControls } from './flow-control.js';
@@ -35,9 +35,22 @@ export interface TraceEvent {
 const RESOLVED: Promise<void> = Promise.resolve();
 const ignore = (): void => undefined;
 
+/**
+ * What runs once a routed message was handled (or dropped, or failed): a function, or an object
+ * with `settled` (a worker that routes many messages passes itself instead of a closure of its
+ * own: a closure and its context per channel end, otherwise).
+ */
+export type Done = ((error?: unknown) => void) | { settled(error?: unknown): void };
+
+function settle(done: Done | undefined, error?: unknown): void {
+  if (done === undefined) return;
+  if (typeof done === 'function') done(error);
+  else done.settled(error);
+}
+
 interface QueuedMessage {
   message: Message;
-  done: ((error?: unknown) => void) | undefined;
+  done: Done | undefined;
 }
 
 class Mailbox {
@@ -48,9 +61,18 @@ class Mailbox {
   constructor(
     readonly ctx: Context,
     readonly worker: Worker,
-    readonly incoming: AccessControl,
-    readonly outgoing: AccessControl,
+    /** undefined: the worker's own allowIncoming / allowOutgoing decides. */
+    private readonly incomingControl: AccessControl | undefined,
+    private readonly outgoingControl: AccessControl | undefined,
   ) {}
+
+  incoming(r: AccessRequest): boolean {
+    return this.incomingControl ? this.incomingControl(r) : this.worker.allowIncoming!(r);
+  }
+
+  outgoing(r: AccessRequest): boolean {
+    return this.outgoingControl ? this.outgoingControl(r) : this.worker.allowOutgoing!(r);
+  }
 }
 
 /**
@@ -100,7 +122,12 @@ export class Router {
         throw new KeyhopError(ErrorCodes.ADDRESS_IN_USE, `address ${a} is in use`);
     }
     const ctx = new Context(this, list, this.log);
-    const mailbox = new Mailbox(ctx, worker, options.incoming ?? allowAll, options.outgoing ?? allowAll);
+    const mailbox = new Mailbox(
+      ctx,
+      worker,
+      options.incoming ?? (worker.allowIncoming ? undefined : allowAll),
+      options.outgoing ?? (worker.allowOutgoing ? undefined : allowAll),
+    );
     for (const a of list) this.mailboxes.set(a.key, mailbox);
     try {
       await worker.initialize?.(ctx);
@@ -174,7 +201,7 @@ export class Router {
     }
     for (const q of mailbox.queue.clear()) {
       this.drop('worker_stopped', mailbox.ctx.address, q.message);
-      q.done?.();
+      settle(q.done);
     }
     try {
       await mailbox.worker.shutdown?.(mailbox.ctx);
@@ -240,13 +267,13 @@ export class Router {
    * `done` runs exactly once: when the destination worker has handled the message, when access
    * control dropped it (no argument), or with the error this call rejects with.
    */
-  send(from: Address, message: Message, done?: (error?: unknown) => void): Promise<void> {
+  send(from: Address, message: Message, done?: Done): Promise<void> {
     try {
       if (this.stopping) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'router is shutting down');
       const next = message.onward.next;
       if (next === undefined) {
         this.drop('empty_onward', from, message);
-        done?.();
+        settle(done);
         return RESOLVED;
       }
       // Local next hop: delivered synchronously, no promise of its own (the hot path).
@@ -256,7 +283,7 @@ export class Router {
       }
       return this.sendViaTransport(from, next, message, done);
     } catch (e) {
-      done?.(e);
+      settle(done, e);
       return Promise.reject(e);
     }
   }
@@ -265,24 +292,19 @@ export class Router {
    * `send` without a promise for the caller: for hot paths that learn the outcome from `done`
    * alone (it still runs exactly once, with the error when the message could not be routed).
    */
-  post(from: Address, message: Message, done: (error?: unknown) => void): void {
+  post(from: Address, message: Message, done: Done): void {
     const p = this.send(from, message, done);
     if (p !== RESOLVED) p.catch(ignore);
   }
 
-  private async sendViaTransport(
-    from: Address,
-    next: Address,
-    message: Message,
-    done?: (error?: unknown) => void,
-  ): Promise<void> {
+  private async sendViaTransport(from: Address, next: Address, message: Message, done?: Done): Promise<void> {
     try {
       // Access control first: a sender that may not reach `next` must not make this node dial it
       // (a TCP peer naming `1#third-party:port` would otherwise open connections anywhere).
       const sender = this.mailboxes.get(from.key);
       if (sender && !sender.outgoing({ message, from, to: next })) {
         this.drop('outgoing_denied', from, message, next);
-        done?.();
+        settle(done);
         return;
       }
       const transport = this.transports.get(next.type);
@@ -303,7 +325,7 @@ export class Router {
       // new one after a reconnection gets a new address) is the same destination.
       this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done, true);
     } catch (e) {
-      done?.(e);
+      settle(done, e);
       throw e;
     }
   }
@@ -317,7 +339,7 @@ export class Router {
     from: Address,
     to: Address,
     message: Message,
-    done: ((error?: unknown) => void) | undefined,
+    done: Done | undefined,
     admitted = false,
   ): void {
     const dest = this.mailboxes.get(to.key);
@@ -335,12 +357,12 @@ export class Router {
     }
     if (!admitted && !sender.outgoing(request)) {
       this.drop('outgoing_denied', from, message, to);
-      done?.();
+      settle(done);
       return;
     }
     if (!dest.incoming(request)) {
       this.drop('incoming_denied', from, message, to);
-      done?.();
+      settle(done);
       return;
     }
     if (this.tracers.length > 0) {
@@ -380,7 +402,7 @@ export class Router {
           'worker failed to handle a message',
         );
       }
-      item.done?.();
+      settle(item.done);
     }
     mailbox.queue.release();
     mailbox.draining = false;

@@ -1,3 +1,4 @@
+import type { AccessRequest } from './access-control.js';
 import type { Address } from './address.js';
 import type { Context } from './context.js';
 import type { Message } from './message.js';
@@ -10,6 +11,12 @@ export interface Worker {
   initialize?(ctx: Context): void | Promise<void>;
   handleMessage(ctx: Context, message: Message): void | Promise<void>;
   shutdown?(ctx: Context): void | Promise<void>;
+  /**
+   * Access control as methods of the worker, used when startWorker's options give none: a worker
+   * that exists by the thousand (a channel end) then costs no closures of its own for it.
+   */
+  allowIncoming?(request: AccessRequest): boolean;
+  allowOutgoing?(request: AccessRequest): boolean;
 }
 
 /**
