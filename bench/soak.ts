@@ -1827,11 +1827,11 @@ async function run(flags: BenchFlags): Promise<BenchReport> {
       : []),
     `Leaks C1 - C0: ${leakLines.length > 0 ? leakLines.join(', ') : 'none'}; after teardown ${teardownLeakedTcp} TCP handles left.`,
     `Measured phase: ${attribution.killsMeasured} kills abandoned ${abandonedMeasured} channels (${attribution.handshakesInterruptedMeasured} handshakes cut, ${attribution.gatewayHandshakeEnds} gateway ends still in handshake) and cut ${cutMeasured} portal streams;` +
-      ` not explained by them: ${attribution.gatewayChannelEndsUnexplained} gateway channel ends, ${attribution.outletConnectionsUnexplained} outlet connections, ${attribution.tcpHandlesUnexplained} TCP handles.`,
+      ` growth beyond what they explain (C1 - C0 minus one per abandoned channel / cut stream; negative = the gateway cleaned them up): ${attribution.gatewayChannelEndsUnexplained} gateway channel ends, ${attribution.outletConnectionsUnexplained} outlet connections, ${attribution.tcpHandlesUnexplained} TCP handles.`,
     ...(c.channelsAbandoned + c.portalChannelsAbandoned > 0
       ? [
           `Killed devices abandoned ${c.channelsAbandoned} churn channels and ${c.portalChannelsAbandoned} portal channels over the whole run (warm-up included);` +
-            ` the gateway ends of those stay open unless something closes them.`,
+            ' a gateway end that is still open at C1 counts as a leak above (keyhop closes them with their connection).',
         ]
       : []),
     `Target "${TARGET.description}": ${met ? 'MET' : 'NOT MET'} (RSS flat ${rssFlat}, no leaks ${noLeaks}, nothing lost ${nothingLost}, churn errors ${churnErrors}, failures ${soak.failures.length}).`,
