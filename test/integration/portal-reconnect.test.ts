@@ -6,22 +6,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseNodeConfig } from '../../runtime/node/config.js';
 import { KeyhopNode } from '../../runtime/node/node.js';
+import { memoryNodeConfig } from '../support/node-config.js';
 
-/** A node config in memory; `identity: null` is a fresh identity, a name lives in KEYHOP_HOME. */
-function config(name: string, extra: Record<string, unknown> = {}) {
-  return {
-    name,
-    tcpListeners: [],
-    services: { echo: true, relay: false },
-    relays: [],
-    identity: null,
-    secureChannel: { listener: true, address: 'api', authorities: [] },
-    outlets: [],
-    inlets: [],
-    log: { level: 'silent' },
-    ...extra,
-  };
-}
+const config = memoryNodeConfig;
 
 type InletView = { address: string; state: string; channelsOpened: number; trustAnyOutlet: boolean };
 const inletsOf = (n: KeyhopNode) => n.describe().inlets as InletView[];

@@ -3,22 +3,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KeyhopNode } from '../../runtime/node/node.js';
+import { memoryNodeConfig } from '../support/node-config.js';
 
-/** A node config in memory: a fresh identity, no files. */
-function config(name: string, extra: Record<string, unknown> = {}) {
-  return {
-    name,
-    tcpListeners: [],
-    services: { echo: true, relay: false },
-    relays: [],
-    identity: null,
-    secureChannel: { listener: true, address: 'api', authorities: [] },
-    outlets: [],
-    inlets: [],
-    log: { level: 'silent' },
-    ...extra,
-  };
-}
+const config = memoryNodeConfig;
 
 describe('portal inside a secure channel, through a relay', () => {
   const nodes: KeyhopNode[] = [];
