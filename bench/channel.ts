@@ -154,6 +154,18 @@ const THROUGHPUT_SETUP_NAMES = Object.keys(THROUGHPUT_SETUPS) as ThroughputSetup
 // ---------------------------------------------------------------------------------------------
 // shared helpers
 
+/** Feeds what `socket` reads to `splitter`; a bad frame counts (`onBad`) and closes the socket. */
+function splitFrames(socket: Socket, splitter: PlainFrameSplitter, onBad: () => void): void {
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      splitter.push(chunk);
+    } catch {
+      onBad();
+      socket.destroy();
+    }
+  });
+}
+
 function withTimeout<T>(p: Promise<T>, what: string, ms = TIMEOUT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -805,14 +817,7 @@ async function tlsThroughputRig(size: number, creds: TlsCredentials): Promise<Ri
       socket.write(frame);
       socket.uncork();
     });
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        splitter.push(chunk);
-      } catch {
-        protocolErrors++;
-        socket.destroy();
-      }
-    });
+    splitFrames(socket, splitter, () => protocolErrors++);
   });
   const serverSide = side.secured.next();
   const client = tlsClient(creds, side.port);
@@ -1000,14 +1005,7 @@ async function tlsOneWayRig(size: number, creds: TlsCredentials): Promise<OneWay
   let protocolErrors = 0;
   const side = await tlsServer(creds, (socket) => {
     const splitter = new PlainFrameSplitter(() => counter.arrived());
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        splitter.push(chunk);
-      } catch {
-        protocolErrors++;
-        socket.destroy();
-      }
-    });
+    splitFrames(socket, splitter, () => protocolErrors++);
   });
   const serverSide = side.secured.next();
   const client = tlsClient(creds, side.port);

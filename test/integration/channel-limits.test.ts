@@ -14,6 +14,7 @@ import type { Router } from '../../runtime/routing/router.js';
 import { EchoService } from '../../runtime/services/echo.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { type TestNode, testNode } from '../support/nodes.js';
+import { tcpFrame } from '../support/tcp-frame.js';
 import { until } from '../support/wait.js';
 
 // Every wait is for an event or a counter, never for an amount of time; latencies are printed,
@@ -23,11 +24,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 const WAIT = 60_000;
 
-function frame(body: Uint8Array): Buffer {
-  const h = Buffer.alloc(4);
-  h.writeUInt32BE(body.length);
-  return Buffer.concat([h, body]);
-}
+const frame = tcpFrame;
 
 /** One valid secure-channel message 1 (an ephemeral key) to `api`, framed for TCP: a hostile peer repeats it. */
 function firstMessageFrame(): Buffer {

@@ -15,6 +15,7 @@ import {
   TcpTransport,
   type TcpTransportOptions,
 } from '../../runtime/transports/tcp/tcp-transport.js';
+import { tcpFrame } from '../support/tcp-frame.js';
 import { until } from '../support/wait.js';
 
 // Every wait here is for an event (a close, a counter), never for an amount of time: the timeouts
@@ -24,11 +25,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 const WAIT = 30_000;
 
-function frame(body: Uint8Array): Buffer {
-  const h = Buffer.alloc(4);
-  h.writeUInt32BE(body.length);
-  return Buffer.concat([h, body]);
-}
+const frame = tcpFrame;
 
 function prefix(length: number): Buffer {
   const h = Buffer.alloc(4);
