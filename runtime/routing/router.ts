@@ -174,7 +174,10 @@ export class Router {
   /**
    * Calls `listener` with the addresses of every worker that stops from now on (a connection's
    * sender when the connection closes, a channel end when it closes): what lets whatever routes
-   * through a hop end with it. Returns the function that removes the listener.
+   * through a hop end with it. Calls come once per turn of the event loop with every address that
+   * stopped in it (a listener that scans its channels then scans once when thousands stop
+   * together, as at shutdown, not once per worker). Returns the function that removes the
+   * listener.
    */
   onWorkerStopped(listener: (addresses: readonly Address[]) => void): () => void {
     this.stopListeners.push(listener);
@@ -182,6 +185,21 @@ export class Router {
       const i = this.stopListeners.indexOf(listener);
       if (i >= 0) this.stopListeners.splice(i, 1);
     };
+  }
+
+  /** Addresses stopped in this turn of the event loop, for the stop listeners. */
+  private stoppedSince: Address[] | undefined;
+
+  private tellStopped(): void {
+    const stopped = this.stoppedSince ?? [];
+    this.stoppedSince = undefined;
+    for (const l of [...this.stopListeners]) {
+      try {
+        l(stopped);
+      } catch (e) {
+        this.log.warn({ err: describeError(e) }, 'a worker-stopped listener failed');
+      }
+    }
   }
 
   async stopWorker(address: AddressLike): Promise<void> {
@@ -192,12 +210,12 @@ export class Router {
       this.mailboxes.delete(a.key);
       this.flowControls.forget(a);
     }
-    for (const l of [...this.stopListeners]) {
-      try {
-        l(mailbox.ctx.addresses);
-      } catch (e) {
-        this.log.warn({ err: describeError(e) }, 'a worker-stopped listener failed');
+    if (this.stopListeners.length > 0) {
+      if (this.stoppedSince === undefined) {
+        this.stoppedSince = [];
+        setImmediate(() => this.tellStopped());
       }
+      for (const a of mailbox.ctx.addresses) this.stoppedSince.push(a);
     }
     for (const q of mailbox.queue.clear()) {
       this.drop('worker_stopped', mailbox.ctx.address, q.message);
