@@ -37,6 +37,7 @@ import {
   gcFunction,
   type IdentityNode,
   identityNode,
+  listenOn,
   measureRig,
   median,
   openTcpHandles,
@@ -184,18 +185,6 @@ const hasProblems = (p: Record<string, number>) => Object.values(p).some((n) => 
 
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
-}
-
-function listenOn(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      server.off('error', reject);
-      const a = server.address();
-      if (a === null || typeof a === 'string') reject(new Error('server has no TCP address'));
-      else resolve(a.port);
-    });
-  });
 }
 
 /** Hands out server-side events in order to whoever waits for them (one per client connection). */

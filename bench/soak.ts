@@ -53,7 +53,7 @@ import { nativeAeadUnavailable } from '../vaults/software/native-aead.js';
 import { nodeCrypto } from '../vaults/software/node-provider.js';
 import { SoftwareVault, SoftwareVerifier } from '../vaults/software/software-vault.js';
 import type { BenchFlags, Benchmark, BenchReport, BenchTable } from './harness.js';
-import { gcFunction, type IdentityNode, identityNode, openTcpHandles, round } from './support.js';
+import { gcFunction, type IdentityNode, identityNode, listenOn, openTcpHandles, round } from './support.js';
 
 const HOST = '127.0.0.1';
 const MiB = 2 ** 20;
@@ -146,18 +146,6 @@ function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function listenOn(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      server.off('error', reject);
-      const a = server.address();
-      if (a === null || typeof a === 'string') reject(new Error('server has no TCP address'));
-      else resolve(a.port);
-    });
-  });
 }
 
 function portOf(hostPort: string): number {

@@ -1,7 +1,7 @@
 /** Pieces shared by the benchmarks: request pipelining, plain frame parsing, socket and number helpers. */
 
 import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -330,4 +330,17 @@ export function gcFunction(): () => void {
   if (existing) return existing;
   setFlagsFromString('--expose-gc');
   return runInNewContext('gc') as () => void;
+}
+
+/** Listens on a free port of `host` and resolves to it. */
+export function listenOn(server: NetServer, host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      server.off('error', reject);
+      const a = server.address();
+      if (a === null || typeof a === 'string') reject(new Error('server has no TCP address'));
+      else resolve(a.port);
+    });
+  });
 }

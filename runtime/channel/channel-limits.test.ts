@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { keyIdentity } from '../../test/support/key-identity.js';
 import { until } from '../../test/support/wait.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { isKeyhopError } from '../errors.js';
@@ -17,22 +18,6 @@ import { CHANNEL_LIMIT_DEFAULTS, SecureChannels } from './secure-channels.js';
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const provider = nodeCrypto;
-
-/** A stand-in identity (as in secure-channel.test.ts): identifier = hash of the static key. */
-function keyIdentity(name: string): ChannelIdentity {
-  const staticKey = generateDhKey(provider, '25519');
-  const id = (k: Uint8Array) => `I${Buffer.from(provider.hash('SHA256', k)).toString('hex')}`;
-  return {
-    identifier: id(staticKey.publicKey),
-    staticKey,
-    handshakePayload: () => enc.encode(name),
-    verifyPeer: async (payload, rs): Promise<PeerIdentity> => ({
-      identifier: id(rs),
-      attributes: { name: dec.decode(payload) },
-    }),
-    refreshPayload: () => ({ changeHistory: enc.encode(name), credentials: [] }),
-  };
-}
 
 describe('RateBucket', () => {
   it('lets a burst through, then the rate', () => {
@@ -71,18 +56,21 @@ describe('secure-channel listener limits', () => {
 
   it('validates limits and fills in the defaults', async () => {
     const r = router('v');
-    expect(() => new SecureChannels(r, { identity: keyIdentity('x'), limits: { maxChannels: 0 } })).toThrow(
-      /maxChannels must be a whole number/,
-    );
+    expect(
+      () => new SecureChannels(r, { identity: keyIdentity(provider, 'x'), limits: { maxChannels: 0 } }),
+    ).toThrow(/maxChannels must be a whole number/);
     let err: unknown;
     try {
-      new SecureChannels(r, { identity: keyIdentity('x'), limits: { messageRate: { perSecond: -1 } } });
+      new SecureChannels(r, {
+        identity: keyIdentity(provider, 'x'),
+        limits: { messageRate: { perSecond: -1 } },
+      });
     } catch (e) {
       err = e;
     }
     expect(isKeyhopError(err, 'CONFIG_INVALID')).toBe(true);
     const channels = new SecureChannels(r, {
-      identity: keyIdentity('x'),
+      identity: keyIdentity(provider, 'x'),
       limits: { maxChannelsPerPeer: 5, messageRate: { perSecond: 2.5 } },
     });
     await expect(channels.createListener('bad', { maxHandshakesPerSource: 1.5 })).rejects.toMatchObject({
@@ -111,14 +99,14 @@ describe('secure-channel listener limits', () => {
   it('refuses channels over the per-peer and per-listener caps with CHANNEL_LIMIT, and frees slots on close', async () => {
     const r = router('b');
     await r.startWorker('echo', new EchoService());
-    const server = new SecureChannels(r, { identity: keyIdentity('bob'), provider });
+    const server = new SecureChannels(r, { identity: keyIdentity(provider, 'bob'), provider });
     const listener = await server.createListener('api', {
       expose: ['echo'],
       maxChannels: 3,
       maxChannelsPerPeer: 2,
     });
-    const alice = new SecureChannels(r, { identity: keyIdentity('alice'), provider });
-    const carol = new SecureChannels(r, { identity: keyIdentity('carol'), provider });
+    const alice = new SecureChannels(r, { identity: keyIdentity(provider, 'alice'), provider });
+    const carol = new SecureChannels(r, { identity: keyIdentity(provider, 'carol'), provider });
 
     const a1 = await alice.create('api');
     await alice.create('api');
@@ -153,7 +141,7 @@ describe('secure-channel listener limits', () => {
 
   it('drops first messages over the per-source and per-listener handshake caps without creating an end', async () => {
     const r = router('b');
-    const server = new SecureChannels(r, { identity: keyIdentity('bob'), provider });
+    const server = new SecureChannels(r, { identity: keyIdentity(provider, 'bob'), provider });
     await server.createListener('api', { maxPendingHandshakes: 5, maxHandshakesPerSource: 3 });
     const m1 = ockamHandshake(provider, true, generateDhKey(provider, '25519')).writeMessage();
     const sink = await r.context();
@@ -185,10 +173,10 @@ describe('secure-channel listener limits', () => {
     const r = router('b');
     const got: string[] = [];
     await r.startWorker('inbox', { handleMessage: (_c, m) => void got.push(dec.decode(m.payload)) });
-    const server = new SecureChannels(r, { identity: keyIdentity('bob'), provider });
+    const server = new SecureChannels(r, { identity: keyIdentity(provider, 'bob'), provider });
     await server.createListener('api', { expose: ['inbox'], messageRate: { perSecond: 0.01, burst: 4 } });
-    const alice = new SecureChannels(r, { identity: keyIdentity('alice'), provider });
-    const carol = new SecureChannels(r, { identity: keyIdentity('carol'), provider });
+    const alice = new SecureChannels(r, { identity: keyIdentity(provider, 'alice'), provider });
+    const carol = new SecureChannels(r, { identity: keyIdentity(provider, 'carol'), provider });
     const a = await alice.create('api');
     const c = await carol.create('api');
     const ctx = await r.context();

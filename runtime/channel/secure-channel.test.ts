@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { keyIdentity } from '../../test/support/key-identity.js';
 import { until } from '../../test/support/wait.js';
 import type { CryptoProvider } from '../../vaults/provider.js';
 import { nobleCrypto } from '../../vaults/software/noble-provider.js';
@@ -15,25 +16,6 @@ import { SecureChannels } from './secure-channels.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/**
- * A stand-in identity for the channel mechanics: its identifier is the hash of its static key and
- * its payload is empty. The real Ockam identities are tested in test/integration/secure-channel.test.ts.
- */
-function keyIdentity(provider: CryptoProvider, name: string): ChannelIdentity {
-  const staticKey = generateDhKey(provider, '25519');
-  const id = (k: Uint8Array) => `I${Buffer.from(provider.hash('SHA256', k)).toString('hex')}`;
-  return {
-    identifier: id(staticKey.publicKey),
-    staticKey,
-    handshakePayload: () => enc.encode(name),
-    verifyPeer: async (payload, rs): Promise<PeerIdentity> => ({
-      identifier: id(rs),
-      attributes: { name: dec.decode(payload) },
-    }),
-    refreshPayload: () => ({ changeHistory: enc.encode(name), credentials: [] }),
-  };
-}
 
 describe.each([nodeCrypto, nobleCrypto])('secure channel mechanics ($name provider)', (provider) => {
   const routers: Router[] = [];
