@@ -35,6 +35,8 @@ export interface TcpTransportOptions {
   frameMinBytesPerSecond?: number;
   /** Close a connection over which nothing arrived for this long. 0 (default): never. */
   idleTimeoutMs?: number;
+  /** The local IP address outgoing connections are made from (a multi-homed host); default: the OS picks. */
+  localAddress?: string;
 }
 
 export interface ExposeOptions {
@@ -146,6 +148,7 @@ export class TcpTransport
   private readonly log: Logger;
   private readonly connOptions: TcpConnectionOptions;
   private readonly connectTimeoutMs: number;
+  private readonly localAddress: string | undefined;
   private readonly outgoing = new Map<string, Promise<TcpConnection>>();
   private readonly all = new Set<TcpConnection>();
   private readonly servers = new Set<ServerEntry>();
@@ -187,6 +190,7 @@ export class TcpTransport
       idleTimeoutMs: whole('idleTimeoutMs', options.idleTimeoutMs, 0, d.idleTimeoutMs),
     };
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.localAddress = options.localAddress;
     this.limitLog = new RateLimitedLog(this.log);
     this.sweepMs = sweepPeriod(this.connOptions);
   }
@@ -231,7 +235,11 @@ export class TcpTransport
   private async dial(peer: string, options: ExposeOptions): Promise<TcpConnection> {
     const { host, port } = parseHostPort(peer);
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection({ host, port });
+      const s = createConnection({
+        host,
+        port,
+        ...(this.localAddress !== undefined ? { localAddress: this.localAddress } : {}),
+      });
       const timer = setTimeout(() => {
         s.destroy();
         reject(new KeyhopError(ErrorCodes.CONNECT_FAILED, `connecting to ${peer} timed out`));
@@ -249,6 +257,7 @@ export class TcpTransport
           ENETUNREACH: 'network unreachable',
           ENOTFOUND: 'no such host name',
           EAI_AGAIN: 'the host name could not be looked up now (DNS)',
+          EADDRNOTAVAIL: `the local address ${this.localAddress ?? ''} to connect from is not one of this host's`,
         };
         const code = (e as NodeJS.ErrnoException).code ?? '';
         reject(
