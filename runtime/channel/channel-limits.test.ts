@@ -8,7 +8,6 @@ import { Route } from '../routing/route.js';
 import { Router } from '../routing/router.js';
 import { EchoService } from '../services/echo.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transports/transport-info.js';
-import type { ChannelIdentity, PeerIdentity } from './channel-identity.js';
 import { decodeChannelMessage } from './messages.js';
 import { generateDhKey } from './noise/dh-key.js';
 import { ockamHandshake } from './ockam-xx.js';
@@ -82,7 +81,16 @@ describe('secure-channel listener limits', () => {
       maxHandshakesPerSource: CHANNEL_LIMIT_DEFAULTS.maxHandshakesPerSource,
       maxChannels: 7,
       maxChannelsPerPeer: 5,
+      cookieThreshold: CHANNEL_LIMIT_DEFAULTS.cookieThreshold,
+      idleTimeoutMs: CHANNEL_LIMIT_DEFAULTS.idleTimeoutMs,
       messageRate: { perSecond: 2.5, burst: 3 },
+    });
+    // The cookie threshold follows a listener's own maxPendingHandshakes unless set.
+    expect(
+      (await channels.createListener('api2', { maxPendingHandshakes: 100 })).limits.cookieThreshold,
+    ).toBe(25);
+    await expect(channels.createListener('bad2', { idleTimeoutMs: -1 })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
     });
     expect(channels.stats()).toEqual({
       handshakesInProgress: 0,
@@ -93,6 +101,13 @@ describe('secure-channel listener limits', () => {
       channelsRefusedPerPeer: 0,
       messagesRateLimited: 0,
       closedWithTransport: 0,
+      closedIdle: 0,
+      retriesSent: 0,
+      retriesSkipped: 0,
+      cookiesAccepted: 0,
+      handshakesTimedOut: 0,
+      handshakesInvalid: 0,
+      handshakesRefusedTrust: 0,
     });
   });
 
@@ -142,7 +157,12 @@ describe('secure-channel listener limits', () => {
   it('drops first messages over the per-source and per-listener handshake caps without creating an end', async () => {
     const r = router('b');
     const server = new SecureChannels(r, { identity: keyIdentity(provider, 'bob'), provider });
-    await server.createListener('api', { maxPendingHandshakes: 5, maxHandshakesPerSource: 3 });
+    // Never under load here: this is about the caps (cookies are tested below).
+    await server.createListener('api', {
+      maxPendingHandshakes: 5,
+      maxHandshakesPerSource: 3,
+      cookieThreshold: 5,
+    });
     const m1 = ockamHandshake(provider, true, generateDhKey(provider, '25519')).writeMessage();
     const sink = await r.context();
     const workersBefore = r.workers().length;

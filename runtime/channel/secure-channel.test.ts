@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { keyIdentity } from '../../test/support/key-identity.js';
 import { until } from '../../test/support/wait.js';
-import type { CryptoProvider } from '../../vaults/provider.js';
 import { nobleCrypto } from '../../vaults/software/noble-provider.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import type { Message } from '../routing/message.js';
@@ -9,9 +8,8 @@ import { Route } from '../routing/route.js';
 import { Router } from '../routing/router.js';
 import { EchoService } from '../services/echo.js';
 import { TcpTransport } from '../transports/tcp/tcp-transport.js';
-import type { ChannelIdentity, PeerIdentity } from './channel-identity.js';
+import type { ChannelIdentity } from './channel-identity.js';
 import { SECURE_CHANNEL_INFO, type SecureChannelInfo } from './channel-identity.js';
-import { generateDhKey } from './noise/dh-key.js';
 import { SecureChannels } from './secure-channels.js';
 
 const enc = new TextEncoder();

@@ -10,6 +10,7 @@ import { type LocalInfo, Message } from '../routing/message.js';
 import { Route } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
 import type { Worker } from '../routing/worker.js';
+import { TRANSPORT_INFO, type TransportInfo } from '../transports/transport-info.js';
 import {
   type ChannelIdentity,
   type ChannelTrustPolicy,
@@ -19,9 +20,17 @@ import {
 } from './channel-identity.js';
 import type { ChannelStore, StoredChannel } from './channel-store.js';
 import { DataDecryptor, DataEncryptor } from './data-cipher.js';
+import { parseRetry } from './handshake-cookie.js';
 import { decodeChannelMessage, encodeChannelMessage, encodeChannelMessageParts } from './messages.js';
 import type { HandshakeState } from './noise/handshake-state.js';
 import { ockamHandshake, ockamSplit } from './ockam-xx.js';
+
+/** Tells the transport a message came over that its source showed it receives what is sent there. */
+function markReachable(message: Message): void {
+  for (const { type, data } of message.localInfo) {
+    if (type === TRANSPORT_INFO) (data as TransportInfo).reachable?.();
+  }
+}
 
 export interface ChannelSettings {
   provider: CryptoProvider;
@@ -48,6 +57,8 @@ export interface ChannelSettings {
   gate?: ChannelGate;
   /** Payload messages from the peer above this rate are dropped (`rate_limited`). Default: no limit. */
   messageRate?: { perSecond: number; burst: number };
+  /** Closed by SecureChannels' idle sweep after this long without traffic (0 or absent: never). */
+  idleTimeoutMs?: number;
 }
 
 /** Which of a listener's channel limits refused a channel. */
@@ -62,7 +73,12 @@ export interface ChannelGate {
   admit(end: SecureChannelEnd, peer: PeerIdentity): ChannelLimitKind | undefined;
   /** A payload message over the end's rate was dropped. */
   rateLimited(end: SecureChannelEnd): void;
+  /** The handshake failed (`code` says why; limit refusals are counted by admit). */
+  failed(code: string): void;
 }
+
+/** Retries (handshake-cookie.md) an initiator follows before it gives up on a busy listener. */
+const MAX_RETRIES = 2;
 
 /**
  * A token bucket: `burst` messages at once, refilled at `perSecond`. One per channel end with a
@@ -240,6 +256,12 @@ export class SecureChannelEnd implements Worker {
   private inStore = false;
   /** Only with a message rate. */
   private readonly rate: RateBucket | undefined;
+  /** Retries followed in this handshake. */
+  private retries = 0;
+  /** Something was sent or received since the idle sweep last looked (SecureChannels' idle timeout). */
+  active = false;
+  /** Milliseconds the idle sweep has seen this end without traffic. */
+  idleFor = 0;
 
   constructor(
     private readonly router: Router,
@@ -310,6 +332,11 @@ export class SecureChannelEnd implements Worker {
     this.resolveOpened();
     this.resolveOpened = this.rejectOpened = NOOP;
     this.opened = SETTLED;
+  }
+
+  /** After this long without traffic (either way) the channel closes; 0: never. */
+  get idleTimeoutMs(): number {
+    return this.settings.idleTimeoutMs ?? 0;
   }
 
   /** Whether this channel is kept across restarts. */
@@ -410,6 +437,7 @@ export class SecureChannelEnd implements Worker {
   // Not async: the data path returns a promise only when it must wait (a full window, a write
   // to the store), so most messages cost no promise and no extra microtask here.
   handleMessage(ctx: Context, message: Message): Promise<void> | undefined {
+    this.active = true;
     const next = message.onward.next;
     if (next === this.encryptor || next?.equals(this.encryptor)) return this.encryptAndSend(message);
     if (this.state === 'open') return this.decryptAndDeliver(message);
@@ -434,13 +462,30 @@ export class SecureChannelEnd implements Worker {
   }
 
   private async handshakeStep(ctx: Context, message: Message): Promise<void> {
-    const hs = this.hs!;
+    let hs = this.hs!;
     const index = hs.messageIndex;
     if (!this.initiator && index === 0) {
       hs.readMessage(message.payload);
       this.remoteRoute = message.returnRoute;
       await ctx.send(this.remoteRoute, hs.writeMessage(this.settings.identity.handshakePayload()));
       return;
+    }
+    if (this.initiator && index === 1) {
+      // A busy keyhop listener answers message 1 with a Retry: message 1 again, with its cookie
+      // as the payload (hashed into the handshake like any message 1 payload), from a fresh state.
+      const cookie = parseRetry(message.payload);
+      if (cookie !== undefined) {
+        if (++this.retries > MAX_RETRIES) {
+          throw new KeyhopError(
+            ErrorCodes.HANDSHAKE_FAILED,
+            `the listener at ${this.remoteRoute} is under load and answered ${MAX_RETRIES} first messages with a Retry`,
+          );
+        }
+        hs = ockamHandshake(this.settings.provider, true, this.settings.identity.staticKey);
+        this.hs = hs;
+        await ctx.send(this.remoteRoute, hs.writeMessage(cookie));
+        return;
+      }
     }
     const payload = hs.readMessage(message.payload);
     // Kept only by persistent ends (verified again on restore): a few hundred bytes per channel.
@@ -466,6 +511,8 @@ export class SecureChannelEnd implements Worker {
         `${this.initiator ? 'the responder' : 'the initiator'} ${peer.identifier} is refused by this node's trust policy${policy ? ` (it accepts ${policy})` : ''}`,
       );
     }
+    // Message 3 answered our message 2, sent along its return route: its source receives there.
+    if (!this.initiator) markReachable(message);
     const limit = this.initiator ? undefined : this.settings.gate?.admit(this, peer);
     if (limit !== undefined) {
       await this.sendRefusal(ctx, message.returnRoute, hs, LIMIT_CLOSES[limit]);
@@ -984,6 +1031,7 @@ export class SecureChannelEnd implements Worker {
     this.rejectAcceptance(e);
     // Limit refusals are logged by the listener, at most once per 10 s.
     if (e.code !== ErrorCodes.CHANNEL_LIMIT) {
+      if (!this.initiator) this.settings.gate?.failed(e.code);
       this.settings.log.warn(
         { remote: this.remote.toString(), initiator: this.initiator, code: e.code, reason: e.message },
         'secure channel handshake failed',

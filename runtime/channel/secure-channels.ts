@@ -8,8 +8,8 @@ import { RateLimitedLog } from '../log-rate-limit.js';
 import { Address, type AddressLike } from '../routing/address.js';
 import type { Context } from '../routing/context.js';
 import type { FlowId } from '../routing/flow-control.js';
-import type { Message } from '../routing/message.js';
-import { type RouteLike, toRoute } from '../routing/route.js';
+import { Message } from '../routing/message.js';
+import { Route, type RouteLike, toRoute } from '../routing/route.js';
 import type { Router } from '../routing/router.js';
 import { sourceKey } from '../transports/tcp/source-key.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transports/transport-info.js';
@@ -21,6 +21,7 @@ import {
   type SecureChannelInfo,
 } from './channel-identity.js';
 import type { ChannelStore, StoredChannel } from './channel-store.js';
+import { CookieJar, type CookieSource } from './handshake-cookie.js';
 import { MAX_WINDOW, WINDOW } from './replay-window.js';
 import {
   type ChannelGate,
@@ -40,7 +41,13 @@ export const CHANNEL_LIMIT_DEFAULTS = {
   maxHandshakesPerSource: 32,
   maxChannels: 10_000,
   maxChannelsPerPeer: 256,
+  /** A quarter of maxPendingHandshakes when that is set and this is not. */
+  cookieThreshold: 256,
+  idleTimeoutMs: 600_000,
 } as const;
+
+/** Retries a listener has on their way out at once (sent, not yet taken by their next hop). */
+const MAX_RETRIES_IN_FLIGHT = 256;
 
 /** A peer's message rate through one channel: a token bucket. */
 export interface MessageRate {
@@ -63,6 +70,17 @@ export interface ChannelLimits {
   maxChannels?: number;
   /** Of those, with one peer identity. */
   maxChannelsPerPeer?: number;
+  /**
+   * From this many handshakes in progress on, the listener is under load: a first message that
+   * came over a transport without a valid cookie is answered with a Retry carrying one, and takes
+   * no slot (docs/protocols/handshake-cookie.md). 0: always. Default a quarter of maxPendingHandshakes.
+   */
+  cookieThreshold?: number;
+  /**
+   * A channel end (either role, not persistent) that neither sent nor received anything for this
+   * long closes. 0: never. Default 10 minutes.
+   */
+  idleTimeoutMs?: number;
   /** Payload messages from a peer over this rate are dropped (`rate_limited`), per channel. */
   messageRate?: MessageRate;
 }
@@ -85,11 +103,25 @@ export interface SecureChannelsStats {
   messagesRateLimited: number;
   /** Channel ends (either role) closed because the connection or hop under them went away. */
   closedWithTransport: number;
+  /** Channel ends (either role) closed after the idle timeout. */
+  closedIdle: number;
+  /** First messages answered with a Retry (the listener was under load; they carried no valid cookie). */
+  retriesSent: number;
+  /** First messages dropped under load without a Retry: too many Retries were still on their way out. */
+  retriesSkipped: number;
+  /** First messages whose cookie was valid (their source proved it receives at its return route). */
+  cookiesAccepted: number;
+  /** Responder handshakes that failed: no message 3 in time… */
+  handshakesTimedOut: number;
+  /** …a message that did not decode or authenticate, or an identity that did not verify… */
+  handshakesInvalid: number;
+  /** …or an initiator the trust policy refused. */
+  handshakesRefusedTrust: number;
 }
 
 type LimitCounter = Exclude<
   keyof SecureChannelsStats,
-  'handshakesInProgress' | 'channelsOpen' | 'closedWithTransport'
+  'handshakesInProgress' | 'channelsOpen' | 'closedWithTransport' | 'closedIdle'
 >;
 
 function zeroStats(): SecureChannelsStats {
@@ -102,6 +134,13 @@ function zeroStats(): SecureChannelsStats {
     channelsRefusedPerPeer: 0,
     messagesRateLimited: 0,
     closedWithTransport: 0,
+    closedIdle: 0,
+    retriesSent: 0,
+    retriesSkipped: 0,
+    cookiesAccepted: 0,
+    handshakesTimedOut: 0,
+    handshakesInvalid: 0,
+    handshakesRefusedTrust: 0,
   };
 }
 
@@ -115,6 +154,11 @@ function limitProblem(where: string, limits: ChannelLimits): string | undefined 
     const v = limits[k];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
       return `${where}${k} must be a whole number >= 1, got ${v}`;
+  }
+  for (const k of ['cookieThreshold', 'idleTimeoutMs'] as const) {
+    const v = limits[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
+      return `${where}${k} must be a whole number >= 0, got ${v}`;
   }
   const r = limits.messageRate;
   if (r !== undefined) {
@@ -154,6 +198,18 @@ function handshakeSource(message: Message): string | undefined {
       sourceKeys.set(data as object, key);
     }
     return key;
+  }
+  return undefined;
+}
+
+/** Where a first message came over a transport from, as a cookie binds it (undefined: not over a transport). */
+function cookieSource(message: Message): (CookieSource & { info: TransportInfo }) | undefined {
+  const info = message.localInfo;
+  for (let i = 0; i < info.length; i++) {
+    if (info[i]!.type !== TRANSPORT_INFO) continue;
+    const t = info[i]!.data as TransportInfo;
+    if (typeof t !== 'object' || t === null) return undefined;
+    return { source: `${t.transport}:${t.peer}`, returnRoute: message.returnRoute.step(), info: t };
   }
   return undefined;
 }
@@ -245,8 +301,13 @@ class ListenerGate implements ChannelGate {
     this.totals[counter]++;
   }
 
-  /** Takes a handshake slot for a first message from `source`, or drops it (false, counted). */
-  startHandshake(source: string | undefined): boolean {
+  /** Whether first messages without a valid cookie get a Retry instead of a slot now. */
+  get underLoad(): boolean {
+    return this.pending >= this.limits.cookieThreshold;
+  }
+
+  /** Whether a first message from `source` may take a handshake slot (when not, it was counted and logged). */
+  mayStart(source: string | undefined): boolean {
     const l = this.limits;
     if (this.pending >= l.maxPendingHandshakes) {
       this.count('handshakesRefusedBusy');
@@ -270,10 +331,25 @@ class ListenerGate implements ChannelGate {
         );
         return false;
       }
-      this.perSource.set(source, n + 1);
     }
-    this.pending++;
     return true;
+  }
+
+  /** Takes a handshake slot (after mayStart). */
+  startHandshake(source: string | undefined): void {
+    if (source !== undefined) this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
+    this.pending++;
+  }
+
+  /** Counts a responder handshake that failed, by why. */
+  failed(code: string): void {
+    this.count(
+      code === ErrorCodes.HANDSHAKE_TIMEOUT
+        ? 'handshakesTimedOut'
+        : code === ErrorCodes.TRUST_REFUSED
+          ? 'handshakesRefusedTrust'
+          : 'handshakesInvalid',
+    );
   }
 
   endHandshake(source: string | undefined): void {
@@ -403,6 +479,7 @@ export class SecureChannels {
       handshakesInProgress: 0,
       channelsOpen: 0,
       closedWithTransport: this.closedWithHop,
+      closedIdle: this.closedIdle,
     };
     for (const g of this.gates.values()) {
       out.handshakesInProgress += g.pending;
@@ -419,11 +496,14 @@ export class SecureChannels {
     const pick = <K extends keyof typeof CHANNEL_LIMIT_DEFAULTS>(k: K): number =>
       own[k] ?? base[k] ?? CHANNEL_LIMIT_DEFAULTS[k];
     const rate = own.messageRate ?? base.messageRate;
+    const maxPendingHandshakes = pick('maxPendingHandshakes');
     return {
-      maxPendingHandshakes: pick('maxPendingHandshakes'),
+      maxPendingHandshakes,
       maxHandshakesPerSource: pick('maxHandshakesPerSource'),
       maxChannels: pick('maxChannels'),
       maxChannelsPerPeer: pick('maxChannelsPerPeer'),
+      cookieThreshold: own.cookieThreshold ?? base.cookieThreshold ?? Math.floor(maxPendingHandshakes / 4),
+      idleTimeoutMs: pick('idleTimeoutMs'),
       ...(rate
         ? {
             messageRate: {
@@ -443,7 +523,13 @@ export class SecureChannels {
     gate?: ListenerGate,
   ): ChannelSettings {
     const rate = gate?.limits.messageRate;
+    const idleTimeoutMs =
+      gate?.limits.idleTimeoutMs ??
+      this.options.limits?.idleTimeoutMs ??
+      CHANNEL_LIMIT_DEFAULTS.idleTimeoutMs;
+    if (idleTimeoutMs > 0 && !persistence) this.watchIdle(idleTimeoutMs);
     return {
+      idleTimeoutMs,
       ...(persistence ? { persistence } : {}),
       ...(gate ? { gate } : {}),
       ...(rate ? { messageRate: rate } : {}),
@@ -489,6 +575,50 @@ export class SecureChannels {
 
   /** Channel ends closed because the first hop of their route stopped. */
   private closedWithHop = 0;
+  private closedIdle = 0;
+  private idleSweeper: NodeJS.Timeout | undefined;
+  private idleSweepMs = 0;
+  private lastIdleSweep = 0;
+
+  /**
+   * Runs the one idle sweep of this node's channels often enough for `timeoutMs`: a quarter of
+   * the shortest idle timeout, 250 ms to 60 s. A flag per end (set by its traffic) and a sweep
+   * instead of a timer per end: nothing on the data path but one store.
+   */
+  private watchIdle(timeoutMs: number): void {
+    const period = Math.max(250, Math.min(60_000, Math.floor(timeoutMs / 4)));
+    if (this.idleSweeper !== undefined && period >= this.idleSweepMs) return;
+    clearInterval(this.idleSweeper);
+    this.idleSweepMs = period;
+    this.lastIdleSweep = performance.now();
+    this.idleSweeper = setInterval(() => this.sweepIdle(), period);
+    this.idleSweeper.unref();
+  }
+
+  private sweepIdle(): void {
+    const now = performance.now();
+    const elapsed = now - this.lastIdleSweep;
+    this.lastIdleSweep = now;
+    for (const end of this.channels.values()) {
+      if (end.state !== 'open' || end.persistent) continue;
+      if (end.active) {
+        end.active = false;
+        end.idleFor = 0;
+        continue;
+      }
+      const limit = end.idleTimeoutMs;
+      if (limit <= 0) continue;
+      end.idleFor += elapsed;
+      if (end.idleFor >= limit) {
+        this.closedIdle++;
+        this.log.debug(
+          { encryptor: end.encryptor.toString(), idleMs: Math.round(end.idleFor) },
+          'secure channel idle; closing it',
+        );
+        void end.close();
+      }
+    }
+  }
 
   private track(end: SecureChannelEnd): void {
     this.channels.set(end.encryptor.key, end);
@@ -545,6 +675,23 @@ export class SecureChannels {
     );
     const router = this.router;
     const track = (end: SecureChannelEnd) => this.track(end);
+    const cookies = new CookieJar(this.provider, listenerAddress.toString());
+    let retriesInFlight = 0;
+    const retrySettled = { settled: () => void retriesInFlight-- };
+    /** Answers a first message with a Retry (no state kept), unless too many are on their way out. */
+    const sendRetry = (message: Message, from: CookieSource): void => {
+      if (retriesInFlight >= MAX_RETRIES_IN_FLIGHT) {
+        gate.count('retriesSkipped');
+        return;
+      }
+      retriesInFlight++;
+      gate.count('retriesSent');
+      router.post(
+        listenerAddress,
+        new Message(message.returnRoute, Route.of(listenerAddress), cookies.retry(from)),
+        retrySettled,
+      );
+    };
     const accept = async (ctx: Context, message: Message, source: string | undefined): Promise<void> => {
       let end: SecureChannelEnd;
       try {
@@ -567,7 +714,20 @@ export class SecureChannels {
       // Not async: a first message over a limit is dropped with no end, no state and no promise.
       handleMessage(ctx: Context, message: Message): Promise<void> | undefined {
         const source = handshakeSource(message);
-        if (!gate.startHandshake(source)) return undefined;
+        if (!gate.mayStart(source)) return undefined;
+        if (gate.underLoad) {
+          // Only what came over a transport needs proving; through a channel its peer is known.
+          const from = cookieSource(message);
+          if (from !== undefined) {
+            if (!cookies.check(message.payload, from)) {
+              sendRetry(message, from);
+              return undefined;
+            }
+            gate.count('cookiesAccepted');
+            from.info.reachable?.();
+          }
+        }
+        gate.startHandshake(source);
         return accept(ctx, message, source);
       },
     });
@@ -712,6 +872,8 @@ export class SecureChannels {
 
   /** Closes every channel (telling peers), except persistent ones, which are kept for the next process. */
   async shutdown(): Promise<void> {
+    clearInterval(this.idleSweeper);
+    this.idleSweeper = undefined;
     for (const end of [...this.channels.values()]) await (end.persistent ? end.suspend() : end.close());
     for (const l of [...this.listenerMap.values()]) await l.close();
   }

@@ -32,6 +32,7 @@ const CHANNEL_LISTENER_LIMITS = [
   ['maxHandshakesPerSource', 1, 1_000_000],
   ['maxChannels', 1, 10_000_000],
   ['maxChannelsPerPeer', 1, 10_000_000],
+  ['cookieThreshold', 0, 1_000_000],
 ] as const;
 
 export interface UdpBindConfig {
@@ -141,6 +142,10 @@ export interface SecureChannelConfig {
   maxChannels?: number;
   /** …and with one peer identity (default 256). */
   maxChannelsPerPeer?: number;
+  /** Handshakes in progress from which first messages must carry a cookie (default maxPendingHandshakes / 4; 0: always). */
+  cookieThreshold?: number;
+  /** Channels with no traffic either way for this long close (default 600; 0: never). */
+  idleTimeoutSeconds?: number;
   /** Payload messages per second (and at once) a peer may send through one channel; default: no limit. */
   messageRate?: { perSecond: number; burst?: number };
 }
@@ -150,6 +155,7 @@ export function channelLimitsOf(sc: SecureChannelConfig | undefined): ChannelLim
   const out: ChannelLimits = {};
   if (!sc) return out;
   for (const [k] of CHANNEL_LISTENER_LIMITS) if (sc[k] !== undefined) out[k] = sc[k];
+  if (sc.idleTimeoutSeconds !== undefined) out.idleTimeoutMs = sc.idleTimeoutSeconds * 1000;
   if (sc.messageRate) out.messageRate = { ...sc.messageRate };
   return out;
 }
@@ -417,6 +423,7 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
       'revocationsFrom',
       'revocationIntervalSeconds',
       'maxLifetimeSeconds',
+      'idleTimeoutSeconds',
       'receiveWindow',
       'persist',
       'persistSync',
@@ -458,6 +465,8 @@ export function parseNodeConfig(raw: unknown, defaults: { name?: string } = {}):
   if (interval !== undefined) secureChannel.revocationIntervalSeconds = interval;
   const lifetime = seconds(sc.maxLifetimeSeconds, 'secureChannel.maxLifetimeSeconds', 1, 10 * 365 * 86_400);
   if (lifetime !== undefined) secureChannel.maxLifetimeSeconds = lifetime;
+  const idle = seconds(sc.idleTimeoutSeconds, 'secureChannel.idleTimeoutSeconds', 0, 10 * 365 * 86_400);
+  if (idle !== undefined) secureChannel.idleTimeoutSeconds = idle;
   if (sc.receiveWindow !== undefined) {
     const w = sc.receiveWindow;
     if (typeof w !== 'number' || !Number.isInteger(w) || w < 32 || w > 65_536) {

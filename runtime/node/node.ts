@@ -25,7 +25,7 @@ import {
   trustEveryone,
   trustIdentifiers,
 } from '../identity/trust.js';
-import { type Logger, silentLogger } from '../log.js';
+import { type Logger, logFloodStats, silentLogger } from '../log.js';
 import { Address } from '../routing/address.js';
 import type { Message } from '../routing/message.js';
 import { Route, type RouteLike, toRoute } from '../routing/route.js';
@@ -932,6 +932,8 @@ export class KeyhopNode {
       secureChannelTrust: this.channelListener ? this.trustDescription : null,
       secureChannels: this.channels?.list().map((c) => c.describe()) ?? [],
       secureChannelStats: this.channels?.stats() ?? null,
+      tcpStats: this.tcp.stats(),
+      logSuppressed: logFloodStats(this.log) ?? null,
       outlets: this.outlets.map(({ config, outlet }) => ({
         address: config.address ?? DEFAULT_OUTLET_ADDRESS,
         target: config.target,

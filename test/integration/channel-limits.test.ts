@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseRetry } from '../../runtime/channel/handshake-cookie.js';
 import { generateDhKey } from '../../runtime/channel/noise/dh-key.js';
 import { ockamHandshake } from '../../runtime/channel/ockam-xx.js';
 import type { SecureChannelEnd } from '../../runtime/channel/secure-channel.js';
@@ -7,7 +8,7 @@ import type { ListenerOptions } from '../../runtime/channel/secure-channels.js';
 import { isKeyhopError } from '../../runtime/errors.js';
 import { parseNodeConfig } from '../../runtime/node/config.js';
 import { KeyhopNode } from '../../runtime/node/node.js';
-import { encodeCborFrame } from '../../runtime/routing/codec/cbor-frame.js';
+import { decodeCborFrame, encodeCborFrame } from '../../runtime/routing/codec/cbor-frame.js';
 import { Message } from '../../runtime/routing/message.js';
 import { Route } from '../../runtime/routing/route.js';
 import type { Router } from '../../runtime/routing/router.js';
@@ -116,7 +117,8 @@ describe('secure-channel limits over TCP', () => {
   });
 
   it('per source: first messages beyond the cap are dropped unread, other sources are served', async () => {
-    const s = await server({ maxPendingHandshakes: 40 });
+    // Never under load (cookies): this is about the caps.
+    const s = await server({ maxPendingHandshakes: 40, cookieThreshold: 40 });
     const m1 = firstMessageFrame();
     const hostile = await rawPeer(s.address, '127.0.0.2');
     hostile.write(Buffer.concat(Array.from({ length: 50 }, () => m1)));
@@ -137,6 +139,70 @@ describe('secure-channel limits over TCP', () => {
     await until(() => s.channels.stats().handshakesRefusedBusy === 12, WAIT);
     expect(s.channels.stats()).toMatchObject({ handshakesInProgress: 40, handshakesRefusedPerSource: 18 });
     expect(s.channels.list()).toHaveLength(41);
+  });
+
+  /** A raw TCP peer that keeps the payloads of the frames it receives. */
+  async function listeningPeer(address: string, localAddress: string) {
+    const s = await rawPeer(address, localAddress);
+    const payloads: Uint8Array[] = [];
+    let buf = Buffer.alloc(0);
+    let versionSeen = false;
+    s.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!versionSeen && buf.length > 0) {
+        versionSeen = true;
+        buf = buf.subarray(1);
+      }
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const n = buf.readUInt32BE(0);
+        payloads.push(decodeCborFrame(buf.subarray(4, 4 + n)).payload);
+        buf = buf.subarray(4 + n);
+      }
+    });
+    return { socket: s, payloads };
+  }
+
+  it('under load: a first message without a cookie gets a Retry and no slot; its echo and keyhop initiators get in', async () => {
+    const s = await server({ cookieThreshold: 0 });
+    const peer = await listeningPeer(s.address, '127.0.0.2');
+    const e = generateDhKey(nodeCrypto, '25519');
+    const m1 = ockamHandshake(nodeCrypto, true, e).writeMessage();
+    const back = Route.of('0#raw_remote');
+    peer.socket.write(frame(encodeCborFrame(new Message(Route.of('api'), back, m1))));
+    await until(() => peer.payloads.length === 1, WAIT);
+    const retry = peer.payloads[0]!;
+    expect(retry.length).toBe(28);
+    expect(Buffer.from(retry.subarray(0, 8)).toString('latin1')).toBe('KHRETRY\x01');
+    expect(s.channels.stats()).toMatchObject({ retriesSent: 1, handshakesInProgress: 0 });
+    expect(s.channels.list()).toHaveLength(0);
+
+    // The same first message again with the cookie as its payload: a handshake slot and message 2.
+    const block = parseRetry(retry)!;
+    const m1c = ockamHandshake(nodeCrypto, true, e).writeMessage(block);
+    peer.socket.write(frame(encodeCborFrame(new Message(Route.of('api'), back, m1c))));
+    await until(() => peer.payloads.length === 2, WAIT);
+    expect(peer.payloads[1]!.length).toBeGreaterThanOrEqual(96);
+    expect(s.channels.stats()).toMatchObject({ cookiesAccepted: 1, handshakesInProgress: 1 });
+    // Another return route is another source: its cookie does not carry over.
+    peer.socket.write(frame(encodeCborFrame(new Message(Route.of('api'), Route.of('0#other'), m1c))));
+    await until(() => s.channels.stats().retriesSent === 2, WAIT);
+
+    // A keyhop initiator follows the Retry by itself.
+    const good = await node('good');
+    const channel = await good.channels.create(s.route);
+    expect(await echo(good, channel, 'after a retry')).toBe('after a retry');
+    expect(s.channels.stats()).toMatchObject({ retriesSent: 3, cookiesAccepted: 2 });
+  });
+
+  it('idle timeout: a channel with no traffic closes at both ends', async () => {
+    const s = await server({ idleTimeoutMs: 400 });
+    const c = await node('quiet');
+    const channel = await c.channels.create(s.route);
+    expect(await echo(c, channel, 'once')).toBe('once');
+    await until(() => s.channels.stats().closedIdle === 1, WAIT);
+    // The responder said Close: the initiator's end closes too.
+    await until(() => channel.state === 'closed', WAIT);
+    expect(s.channels.stats().channelsOpen).toBe(0);
   });
 
   it('message rate: payloads over it are dropped and counted, other channels are unaffected', async () => {

@@ -42,6 +42,7 @@ interface StartOptions {
   revocationsFrom?: string;
   revocationInterval?: string;
   maxChannelLifetime?: string;
+  channelIdleTimeout?: string;
   persistChannels?: boolean;
   logLevel?: string;
   foreground?: boolean;
@@ -171,6 +172,7 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
     o.revocationsFrom ||
     o.revocationInterval ||
     o.maxChannelLifetime ||
+    o.channelIdleTimeout ||
     o.persistChannels
   ) {
     const sc = { ...((raw.secureChannel as Record<string, unknown>) ?? {}) };
@@ -182,6 +184,8 @@ async function effectiveConfig(home: string, name: string | undefined, o: StartO
       sc.revocationIntervalSeconds = secondsOption(o.revocationInterval, '--revocation-interval');
     if (o.maxChannelLifetime)
       sc.maxLifetimeSeconds = secondsOption(o.maxChannelLifetime, '--max-channel-lifetime');
+    if (o.channelIdleTimeout)
+      sc.idleTimeoutSeconds = secondsOption(o.channelIdleTimeout, '--channel-idle-timeout');
     if (o.persistChannels) sc.persist = true;
     merged.secureChannel = sc;
   }
@@ -512,6 +516,10 @@ export function registerNodeCommands(program: Command): void {
       .option(
         '--max-channel-lifetime <seconds>',
         'close secure channels this long after they opened (units s, m, h, d)',
+      )
+      .option(
+        '--channel-idle-timeout <seconds>',
+        'close secure channels with no traffic either way for this long (default 10m; 0 never; units s, m, h, d)',
       )
       .option(
         '--persist-channels',
