@@ -13,6 +13,7 @@ import { Message } from '../../runtime/routing/message.js';
 import { Route } from '../../runtime/routing/route.js';
 import type { Router } from '../../runtime/routing/router.js';
 import { EchoService } from '../../runtime/services/echo.js';
+import { UdpTransport } from '../../runtime/transports/udp/udp-transport.js';
 import { nodeCrypto } from '../../vaults/software/node-provider.js';
 import { type TestNode, testNode } from '../support/nodes.js';
 import { tcpFrame } from '../support/tcp-frame.js';
@@ -192,6 +193,17 @@ describe('secure-channel limits over TCP', () => {
     const channel = await good.channels.create(s.route);
     expect(await echo(good, channel, 'after a retry')).toBe('after a retry');
     expect(s.channels.stats()).toMatchObject({ retriesSent: 3, cookiesAccepted: 2 });
+  });
+
+  it('over UDP under load: the initiator follows the Retry, and the listener then counts its source as proven', async () => {
+    const s = await server({ cookieThreshold: 0 });
+    const sUdp = await UdpTransport.create(s.router, { bind: '127.0.0.1:0', expose: ['api'] });
+    const c = await node('udp-client');
+    await UdpTransport.create(c.router, { bind: '127.0.0.1:0' });
+    const channel = await c.channels.create(`2#${sUdp.address} => api`);
+    expect(await echo(c, channel, 'over udp')).toBe('over udp');
+    expect(s.channels.stats()).toMatchObject({ retriesSent: 1, cookiesAccepted: 1 });
+    expect(sUdp.stats()).toMatchObject({ provenPeers: 1, unprovenPeers: 0 });
   });
 
   it('idle timeout: a channel with no traffic closes at both ends', async () => {

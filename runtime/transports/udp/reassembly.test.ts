@@ -244,6 +244,99 @@ describe('Reassembler: limits', () => {
   });
 });
 
+describe('Reassembler: unproven sources', () => {
+  const U = (i: number) => `10.9.0.${i}:5000`;
+
+  it('keeps unproven sources within their own bytes, never taking a proven partial', () => {
+    const c = clock();
+    const r = new Reassembler({ maxBufferedBytes: 2000, maxUnprovenBufferedBytes: 1000, now: c.now });
+    const p = pieces(msg(1500, 1), 1);
+    feed(r, P, p.slice(0, 2)); // 986 proven bytes, the oldest partial of all
+    for (let i = 1; i <= 6; i++) {
+      c.t = i;
+      expect(r.push(U(i), pieces(msg(2000, i), 1)[0]!, false)).toBeUndefined();
+      expect(r.unprovenBufferedBytes).toBeLessThanOrEqual(1000);
+    }
+    // Two 493-byte pieces fit in 1000: each of U3..U6 pushed the oldest unproven partial out.
+    expect(nonZero(r)).toEqual({ unproven_budget: 4 });
+    expect(r.unprovenBufferedBytes).toBe(986);
+    expect(r.bufferedBytes).toBe(986 + 986);
+    expect(r.pending).toBe(3);
+    expect(feed(r, P, p.slice(2))).toEqual([msg(1500, 1)]);
+    // U5 and U6 are still whole; U1 lost its message.
+    expect(r.push(U(6), pieces(msg(2000, 6), 1)[1]!, false)).toBeUndefined();
+    expect(r.push(U(1), pieces(msg(2000, 1), 1)[1]!, false)).toBeUndefined();
+    expect(nonZero(r)).toEqual({ unproven_budget: 5, stale: 1 }); // U6's second piece pushed U5 out
+  });
+
+  it('keeps at most maxUnprovenPeers unproven sources, apart from the proven ones', () => {
+    const r = new Reassembler({ maxPeers: 2, maxUnprovenPeers: 3 });
+    feed(r, P, pieces(msg(1000, 1), 1).slice(0, 1));
+    feed(r, Q, pieces(msg(10), 1));
+    for (let i = 1; i <= 3; i++) r.push(U(i), pieces(msg(1000, i), 1)[0]!, false);
+    for (let i = 4; i <= 20; i++) r.push(U(i), pieces(msg(10, i), 1)[0]!, false);
+    expect(r.peers).toBe(5);
+    expect(r.unprovenPeers).toBe(3);
+    expect(nonZero(r)).toEqual({ unproven_budget: 3 }); // U1..U3 had partial messages
+    expect(r.unprovenBufferedBytes).toBe(0);
+    expect(r.bufferedBytes).toBe(493);
+    expect(feed(r, P, pieces(msg(1000, 1), 1).slice(1))).toEqual([msg(1000, 1)]);
+  });
+
+  it('moves a source between the budgets when the caller says it is proven, or no longer', () => {
+    const r = new Reassembler({ maxUnprovenBufferedBytes: 600 });
+    const ds = pieces(msg(2000, 7), 3);
+    expect(r.push(P, ds[0]!, false)).toBeUndefined();
+    expect(r.unprovenBufferedBytes).toBe(493);
+    expect(r.push(P, ds[1]!, true)).toBeUndefined(); // promoted: its bytes move with it
+    expect(r.unprovenBufferedBytes).toBe(0);
+    expect(r.unprovenPeers).toBe(0);
+    expect(r.bufferedBytes).toBe(986);
+    expect(r.push(P, ds[2]!, true)).toBeUndefined();
+    // Demoted with 1479 bytes: more than the unproven budget holds, so its message is given up.
+    expect(r.push(P, ds[3]!, false)).toBeUndefined();
+    expect(nonZero(r)).toEqual({ unproven_budget: 1, stale: 1 });
+    expect(r.bufferedBytes).toBe(0);
+    expect(r.unprovenPeers).toBe(1);
+    expect(feed(r, P, pieces(msg(10), 4))).toEqual([msg(10)]);
+  });
+
+  it('refuses a piece that cannot fit the unproven budget at all, still delivers one-piece messages', () => {
+    const r = new Reassembler({ maxUnprovenBufferedBytes: 100 });
+    const ds = pieces(msg(600, 1), 1);
+    expect(r.push(U(1), ds[0]!, false)).toBeUndefined();
+    expect(r.push(U(1), ds[1]!, false)).toBeUndefined();
+    expect(nonZero(r)).toEqual({ unproven_budget: 1, stale: 1 });
+    expect(r.unprovenBufferedBytes).toBe(0);
+    const small = pieces(msg(50, 2), 2)[0]!;
+    expect(r.push(U(1), small, false)).toEqual(msg(50, 2));
+    // A proven source is not held to it.
+    expect(feed(r, P, pieces(msg(600, 1), 1))).toEqual([msg(600, 1)]);
+  });
+
+  it('defaults the unproven budgets to a quarter of the proven ones, and validates them', () => {
+    expect(new Reassembler().limits).toMatchObject({
+      maxPeers: 1024,
+      maxUnprovenPeers: 256,
+      maxBufferedBytes: 64 * 1024 * 1024,
+      maxUnprovenBufferedBytes: 16 * 1024 * 1024,
+    });
+    expect(new Reassembler({ maxPeers: 2, maxBufferedBytes: 4000 }).limits).toMatchObject({
+      maxUnprovenPeers: 1,
+      maxUnprovenBufferedBytes: 1000,
+    });
+    for (const bad of [
+      { maxUnprovenPeers: 0 },
+      { maxUnprovenPeers: 2.5 },
+      { maxUnprovenBufferedBytes: Number.POSITIVE_INFINITY },
+    ]) {
+      expect(() => new Reassembler(bad)).toThrow(
+        expect.objectContaining({ code: ErrorCodes.CONFIG_INVALID }) as unknown as Error,
+      );
+    }
+  });
+});
+
 describe('Reassembler: timeouts', () => {
   it('discards a partial message older than the timeout on the next piece', () => {
     const c = clock(1000);

@@ -13,12 +13,7 @@ import type { Router } from '../../routing/router.js';
 import type { Transport } from '../../routing/worker.js';
 import { formatHostPort, type HostPort, parseHostPort } from '../host-port.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
-import {
-  DEFAULT_REASSEMBLY_LIMITS,
-  Reassembler,
-  type ReassemblyDropReason,
-  type ReassemblyLimits,
-} from './reassembly.js';
+import { Reassembler, type ReassemblyDropReason, type ReassemblyLimits } from './reassembly.js';
 import { nextRoutingNumber, segment } from './segmentation.js';
 
 /** Datagrams sent back to back before the sender yields to the event loop. */
@@ -32,9 +27,15 @@ export interface UdpTransportOptions extends ReassemblyLimits {
   log?: Logger;
   /**
    * Received messages still being handled by local workers, across all peers, beyond which new
-   * ones are dropped (`overloaded`): UDP has no way to slow a sender down. Default 1024.
+   * ones are dropped (`overloaded`): UDP has no way to slow a sender down. Default 1024. Counts
+   * messages from proven peers only.
    */
   maxInFlight?: number;
+  /**
+   * The same for messages from unproven peers, in a budget of their own (`unproven_overloaded`).
+   * Default maxInFlight / 4.
+   */
+  maxUnprovenInFlight?: number;
   /** SO_RCVBUF / SO_SNDBUF to ask for (the kernel may cap them). */
   recvBufferSize?: number;
   sendBufferSize?: number;
@@ -51,6 +52,8 @@ export type UdpDropReason =
   | 'not_exposed'
   /** maxInFlight messages were already being handled. */
   | 'overloaded'
+  /** From an unproven peer, and maxUnprovenInFlight messages of unproven peers were being handled. */
+  | 'unproven_overloaded'
   /** The socket refused a datagram. */
   | 'send_failed';
 
@@ -63,11 +66,18 @@ export interface UdpTransportStats {
   bytesOut: number;
   messagesIn: number;
   messagesOut: number;
-  /** Peers with sender/receiver workers. */
+  /** Peers with sender/receiver workers: provenPeers + unprovenPeers. */
   peers: number;
-  /** Partial messages being reassembled, and the bytes they hold. */
+  provenPeers: number;
+  /** Peers created by an incoming datagram and not proven reachable (yet). */
+  unprovenPeers: number;
+  /** Partial messages being reassembled, and the bytes they hold (of which unproven sources'). */
   pendingMessages: number;
   bufferedBytes: number;
+  unprovenBufferedBytes: number;
+  /** Received messages being handled by local workers, from proven and from unproven peers. */
+  inFlight: number;
+  unprovenInFlight: number;
   drops: Record<UdpDropReason, number>;
 }
 
@@ -75,13 +85,14 @@ export interface UdpPeerInfo {
   peer: string;
   sender: string;
   flow: FlowId;
+  proven: boolean;
 }
 
 interface Settings {
   log: Logger;
-  limits: Required<ReassemblyLimits>;
   reassembler: Reassembler;
   maxInFlight: number;
+  maxUnprovenInFlight: number;
   expose: Address[];
 }
 
@@ -96,6 +107,8 @@ interface UdpPeer {
   routingNumber: number;
   ready: Promise<void>;
   closed: boolean;
+  /** This node chose to talk to it (resolve), or a layer above called TransportInfo.reachable. */
+  proven: boolean;
 }
 
 /**
@@ -107,6 +120,12 @@ interface UdpPeer {
  * `2#host:port` resolves to the local address of a per-peer sender worker (created on first use
  * and reused). Messages from a peer are routed by that peer's receiver mailbox, only to consumers
  * of the peer's flow, whose parent is the socket's flow (what `expose` grants).
+ *
+ * Source addresses can be forged, so a peer created by an incoming datagram is unproven: it draws
+ * on budgets of its own (maxUnprovenPeers, maxUnprovenBufferedBytes, maxUnprovenInFlight) and
+ * never evicts a proven peer nor takes its bytes or in-flight slots. It is proven once a layer
+ * above calls the `reachable` of the TransportInfo its messages carry; a peer this node resolved
+ * itself is proven from the start.
  */
 export class UdpTransport implements Transport {
   readonly type = TransportType.UDP;
@@ -119,9 +138,12 @@ export class UdpTransport implements Transport {
   private readonly reassembler: Reassembler;
   private readonly maxMessageBytes: number;
   private readonly maxPeers: number;
+  private readonly maxUnprovenPeers: number;
   private readonly maxInFlight: number;
-  /** Least recently used first. */
-  private readonly peers = new Map<string, UdpPeer>();
+  private readonly maxUnprovenInFlight: number;
+  /** Least recently used first, each. */
+  private readonly proven = new Map<string, UdpPeer>();
+  private readonly unproven = new Map<string, UdpPeer>();
   /** `host:port` as written in addresses → numeric host and port (one DNS lookup per name). */
   private readonly resolved = new Map<string, Promise<HostPort>>();
   private readonly sweepTimer: NodeJS.Timeout;
@@ -138,9 +160,11 @@ export class UdpTransport implements Transport {
     empty_onward: 0,
     not_exposed: 0,
     overloaded: 0,
+    unproven_overloaded: 0,
     send_failed: 0,
   };
   private inFlight = 0;
+  private unprovenInFlight = 0;
   private stopped = false;
 
   private constructor(
@@ -153,15 +177,18 @@ export class UdpTransport implements Transport {
     this.address = address;
     this.log = settings.log;
     this.reassembler = settings.reassembler;
-    this.maxMessageBytes = settings.limits.maxMessageBytes;
-    this.maxPeers = settings.limits.maxPeers;
+    const limits = settings.reassembler.limits;
+    this.maxMessageBytes = limits.maxMessageBytes;
+    this.maxPeers = limits.maxPeers;
+    this.maxUnprovenPeers = limits.maxUnprovenPeers;
     this.maxInFlight = settings.maxInFlight;
+    this.maxUnprovenInFlight = settings.maxUnprovenInFlight;
     const flows = router.flowControls;
     this.flow = flows.create();
     for (const a of settings.expose) flows.addConsumer(this.flow, Address.from(a));
     socket.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
     socket.on('error', (e) => this.log.warn({ err: e.message }, 'UDP socket error'));
-    const sweepMs = Math.max(100, Math.min(settings.limits.timeoutMs, 5_000));
+    const sweepMs = Math.max(100, Math.min(limits.timeoutMs, 5_000));
     this.sweepTimer = setInterval(() => this.reassembler.sweep(), sweepMs);
     this.sweepTimer.unref();
   }
@@ -171,14 +198,20 @@ export class UdpTransport implements Transport {
     const { host, port } = parseHostPort(options.bind, true);
     // Everything that can be refused is checked before the socket exists.
     const log = (options.log ?? router.log ?? silentLogger).child({ transport: 'udp' });
-    const limits = { ...DEFAULT_REASSEMBLY_LIMITS, ...definedOnly(options) };
     const reassembler = new Reassembler({
-      ...limits,
+      ...definedOnly(options),
       onDrop: (reason, peer, detail) => log.debug({ peer, reason, detail }, 'UDP datagram dropped'),
     });
     const maxInFlight = options.maxInFlight ?? 1024;
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
       throw new KeyhopError(ErrorCodes.CONFIG_INVALID, `UDP: maxInFlight must be >= 1, got ${maxInFlight}`);
+    }
+    const maxUnprovenInFlight = options.maxUnprovenInFlight ?? Math.max(1, Math.floor(maxInFlight / 4));
+    if (!Number.isInteger(maxUnprovenInFlight) || maxUnprovenInFlight < 1) {
+      throw new KeyhopError(
+        ErrorCodes.CONFIG_INVALID,
+        `UDP: maxUnprovenInFlight must be a whole number >= 1, got ${maxUnprovenInFlight}`,
+      );
     }
     for (const k of ['recvBufferSize', 'sendBufferSize'] as const) {
       const v = options[k];
@@ -232,9 +265,9 @@ export class UdpTransport implements Transport {
     const a = socket.address();
     const t = new UdpTransport(router, socket, type, formatHostPort(a.address, a.port), {
       log,
-      limits,
       reassembler,
       maxInFlight,
+      maxUnprovenInFlight,
       expose,
     });
     try {
@@ -259,7 +292,8 @@ export class UdpTransport implements Transport {
     }
     const { host, port } = await this.lookupPeer(address.text);
     if (this.stopped) throw new KeyhopError(ErrorCodes.ROUTER_STOPPED, 'UDP transport is stopped');
-    const peer = this.peerFor(host, port);
+    // This node chose to talk to it: proven.
+    const peer = this.peerFor(host, port, true);
     await peer.ready;
     return peer.sender;
   }
@@ -299,20 +333,17 @@ export class UdpTransport implements Transport {
     return { host: ip, port };
   }
 
-  /** The peer at numeric `host:port`, created (with its workers) if needed. */
-  private peerFor(host: string, port: number): UdpPeer {
+  /** The peer at numeric `host:port`, created (with its workers) if needed; promoted if `proven`. */
+  private peerFor(host: string, port: number, proven: boolean): UdpPeer {
     const key = formatHostPort(host, port);
-    const existing = this.peers.get(key);
+    const existing = this.proven.get(key) ?? this.unproven.get(key);
     if (existing) {
-      this.touch(existing);
+      if (proven) this.promote(existing);
+      else this.touch(existing);
       return existing;
     }
-    while (this.peers.size >= this.maxPeers) {
-      const oldest = this.peers.values().next();
-      if (oldest.done) break;
-      this.log.debug({ peer: oldest.value.key }, 'UDP peer forgotten (maxPeers)');
-      void this.closePeer(oldest.value);
-    }
+    if (proven) this.makeRoom(this.proven, this.maxPeers, 'maxPeers');
+    else this.makeRoom(this.unproven, this.maxUnprovenPeers, 'maxUnprovenPeers');
     const flows = this.router.flowControls;
     const peer: UdpPeer = {
       key,
@@ -324,14 +355,39 @@ export class UdpTransport implements Transport {
       routingNumber: randomInt(0, 0x10000),
       ready: Promise.resolve(),
       closed: false,
+      proven,
     };
     peer.ready = this.startPeer(peer);
     peer.ready.catch((e: unknown) => {
       this.log.warn({ peer: key, err: describeError(e) }, 'could not start UDP peer workers');
       void this.closePeer(peer);
     });
-    this.peers.set(key, peer);
+    (proven ? this.proven : this.unproven).set(key, peer);
     return peer;
+  }
+
+  /** Forgets least recently used peers of `set` until one more fits. */
+  private makeRoom(set: Map<string, UdpPeer>, max: number, limit: string): void {
+    while (set.size >= max) {
+      const oldest = set.values().next();
+      if (oldest.done) break;
+      this.log.debug({ peer: oldest.value.key }, `UDP peer forgotten (${limit})`);
+      void this.closePeer(oldest.value); // removes it from `set` at once
+    }
+  }
+
+  /** Moves an unproven peer to the proven ones (which may forget the least recently used of those). */
+  private promote(peer: UdpPeer): void {
+    if (peer.closed) return;
+    if (peer.proven) {
+      this.touch(peer);
+      return;
+    }
+    this.unproven.delete(peer.key);
+    this.makeRoom(this.proven, this.maxPeers, 'maxPeers');
+    peer.proven = true;
+    this.proven.set(peer.key, peer);
+    this.log.debug({ peer: peer.key }, 'UDP peer proven');
   }
 
   private async startPeer(peer: UdpPeer): Promise<void> {
@@ -348,15 +404,17 @@ export class UdpTransport implements Transport {
   }
 
   private touch(peer: UdpPeer): void {
-    if (this.peers.get(peer.key) !== peer) return;
-    this.peers.delete(peer.key);
-    this.peers.set(peer.key, peer);
+    const set = peer.proven ? this.proven : this.unproven;
+    if (set.get(peer.key) !== peer) return;
+    set.delete(peer.key);
+    set.set(peer.key, peer);
   }
 
   private async closePeer(peer: UdpPeer): Promise<void> {
     if (peer.closed) return;
     peer.closed = true;
-    if (this.peers.get(peer.key) === peer) this.peers.delete(peer.key);
+    const set = peer.proven ? this.proven : this.unproven;
+    if (set.get(peer.key) === peer) set.delete(peer.key);
     this.router.flowControls.remove(peer.flow);
     await this.router.stopWorker(peer.sender);
     await this.router.stopWorker(peer.receiver);
@@ -426,7 +484,7 @@ export class UdpTransport implements Transport {
     this.counters.bytesIn += msg.length;
     const key = formatHostPort(rinfo.address, rinfo.port);
     try {
-      const bytes = this.reassembler.pushBytes(key, msg);
+      const bytes = this.reassembler.pushBytes(key, msg, this.proven.has(key));
       if (bytes !== undefined) this.onMessage(key, rinfo, bytes);
     } catch (e) {
       // Nothing above throws by design; never let a datagram take the node down.
@@ -447,24 +505,31 @@ export class UdpTransport implements Transport {
       this.drop('empty_onward', key, 'empty onward route');
       return;
     }
-    let peer = this.peers.get(key);
-    if (peer === undefined) {
-      // A new peer may only reach what is exposed on the socket: check before creating any state.
-      if (!next.isLocal || !this.router.flowControls.isConsumer(next, this.flow)) {
-        this.drop('not_exposed', key, `${next} is not exposed on ${this.address}`);
-        return;
-      }
-      peer = this.peerFor(rinfo.address, rinfo.port);
-    } else {
-      this.touch(peer);
+    let peer = this.proven.get(key) ?? this.unproven.get(key);
+    // A new peer may only reach what is exposed on the socket: check before creating any state.
+    if (peer === undefined && (!next.isLocal || !this.router.flowControls.isConsumer(next, this.flow))) {
+      this.drop('not_exposed', key, `${next} is not exposed on ${this.address}`);
+      return;
     }
-    if (this.inFlight >= this.maxInFlight) {
+    const proven = peer?.proven === true;
+    if (proven && this.inFlight >= this.maxInFlight) {
       this.drop('overloaded', key, `${this.inFlight} messages in flight`);
       return;
     }
+    if (!proven && this.unprovenInFlight >= this.maxUnprovenInFlight) {
+      this.drop('unproven_overloaded', key, `${this.unprovenInFlight} messages of unproven peers in flight`);
+      return;
+    }
+    if (peer === undefined) peer = this.peerFor(rinfo.address, rinfo.port, false);
+    else this.touch(peer);
     let routed: Message;
     try {
-      const info: TransportInfo = { transport: 'udp', peer: key, sender: peer.sender.toString() };
+      const info: TransportInfo = {
+        transport: 'udp',
+        peer: key,
+        sender: peer.sender.toString(),
+        reachable: () => this.reachable(key),
+      };
       routed = message
         .withReturn(message.returnRoute.prepend(peer.sender))
         .withLocalInfo({ type: TRANSPORT_INFO, data: info });
@@ -473,12 +538,14 @@ export class UdpTransport implements Transport {
       return;
     }
     this.counters.messagesIn++;
-    this.inFlight++;
+    if (proven) this.inFlight++;
+    else this.unprovenInFlight++;
     let settled = false;
     const done = () => {
       if (settled) return;
       settled = true;
-      this.inFlight--;
+      if (proven) this.inFlight--;
+      else this.unprovenInFlight--;
     };
     const from = peer;
     from.ready
@@ -493,6 +560,12 @@ export class UdpTransport implements Transport {
       });
   }
 
+  /** TransportInfo.reachable: the source `key` receives what is sent to it. */
+  private reachable(key: string): void {
+    const peer = this.unproven.get(key) ?? this.proven.get(key);
+    if (peer !== undefined && !this.stopped) this.promote(peer);
+  }
+
   private drop(reason: OwnDropReason, peer: string, detail: string): void {
     this.ownDrops[reason]++;
     this.log.debug({ peer, reason, detail }, 'UDP message dropped');
@@ -501,15 +574,25 @@ export class UdpTransport implements Transport {
   stats(): UdpTransportStats {
     return {
       ...this.counters,
-      peers: this.peers.size,
+      peers: this.proven.size + this.unproven.size,
+      provenPeers: this.proven.size,
+      unprovenPeers: this.unproven.size,
       pendingMessages: this.reassembler.pending,
       bufferedBytes: this.reassembler.bufferedBytes,
+      unprovenBufferedBytes: this.reassembler.unprovenBufferedBytes,
+      inFlight: this.inFlight,
+      unprovenInFlight: this.unprovenInFlight,
       drops: { ...this.reassembler.drops, ...this.ownDrops },
     };
   }
 
   peerList(): UdpPeerInfo[] {
-    return [...this.peers.values()].map((p) => ({ peer: p.key, sender: p.sender.toString(), flow: p.flow }));
+    return [...this.proven.values(), ...this.unproven.values()].map((p) => ({
+      peer: p.key,
+      sender: p.sender.toString(),
+      flow: p.flow,
+      proven: p.proven,
+    }));
   }
 
   /** Closes the socket, stops every peer's workers and forgets all state. Idempotent. */
@@ -524,7 +607,7 @@ export class UdpTransport implements Transport {
         resolve(); // already closed
       }
     });
-    await Promise.all([...this.peers.values()].map((p) => this.closePeer(p)));
+    await Promise.all([...this.proven.values(), ...this.unproven.values()].map((p) => this.closePeer(p)));
     this.router.flowControls.remove(this.flow);
     this.reassembler.clear();
     this.resolved.clear();
@@ -538,5 +621,9 @@ function definedOnly(options: ReassemblyLimits): ReassemblyLimits {
   if (options.maxPeers !== undefined) out.maxPeers = options.maxPeers;
   if (options.maxBufferedBytes !== undefined) out.maxBufferedBytes = options.maxBufferedBytes;
   if (options.timeoutMs !== undefined) out.timeoutMs = options.timeoutMs;
+  if (options.maxUnprovenPeers !== undefined) out.maxUnprovenPeers = options.maxUnprovenPeers;
+  if (options.maxUnprovenBufferedBytes !== undefined) {
+    out.maxUnprovenBufferedBytes = options.maxUnprovenBufferedBytes;
+  }
   return out;
 }
