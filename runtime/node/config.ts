@@ -16,6 +16,10 @@ export interface TcpListenerConfig {
   frameTimeoutMs?: number;
   /** Close connections over which nothing arrived for this long; 0 (the default): never. */
   idleTimeoutMs?: number;
+  /** Received bytes one source's connections may make the node hold (default 32 MiB)… */
+  maxBufferedBytesPerSource?: number;
+  /** …and all of the listener's (default 256 MiB). */
+  maxBufferedBytes?: number;
 }
 
 /** The optional limits of a tcpListeners entry: name, least and greatest value. */
@@ -24,6 +28,8 @@ const TCP_LISTENER_LIMITS = [
   ['maxConnectionsPerSource', 1, 1_000_000],
   ['frameTimeoutMs', 0, 86_400_000],
   ['idleTimeoutMs', 0, 86_400_000],
+  ['maxBufferedBytesPerSource', 1024, 2 ** 40],
+  ['maxBufferedBytes', 1024, 2 ** 40],
 ] as const;
 
 /** The optional limits of the secure-channel listener (docs/security.md): name, least and greatest value. */

@@ -666,14 +666,7 @@ export class KeyhopNode {
     expose?: string[],
     limits: TcpListenerLimits = {},
   ): Promise<string> {
-    const { maxConnections, maxConnectionsPerSource, frameTimeoutMs, idleTimeoutMs } = limits;
-    const listener = await this.tcp.listen(address, {
-      expose: expose ?? this.services,
-      maxConnections,
-      maxConnectionsPerSource,
-      frameTimeoutMs,
-      idleTimeoutMs,
-    });
+    const listener = await this.tcp.listen(address, { expose: expose ?? this.services, ...limits });
     return listener.address;
   }
 

@@ -182,6 +182,40 @@ describe('TCP listener limits and timeouts', () => {
     await until(() => b.tcp.stats().closedSlowFrame === 1, WAIT);
   });
 
+  it('closes the connection that takes its source over its budget of held bytes; other sources are unaffected', async () => {
+    const b = await echoServer({ maxBufferedBytesPerSource: 1024 * 1024 });
+    // A valid frame of about 1 MB to an address that does not exist (dropped once complete).
+    const big = frame(
+      encodeCborFrame(new Message(Route.of('nowhere'), Route.EMPTY, Buffer.alloc(1_000_000))),
+    );
+    // Two connections from one source, each part-way through it: 600 KB each.
+    const first = await speaker(b.listener.address, '127.0.0.2');
+    const second = await speaker(b.listener.address, '127.0.0.2');
+    first.write(big.subarray(0, 600_000));
+    await until(() => b.tcp.connections().some((c) => c.stats.bytesIn >= 600_001), WAIT);
+    const secondClosed = closedBy(second);
+    second.write(big.subarray(0, 600_000));
+    await secondClosed;
+    await until(() => b.tcp.stats().closedOverBudget === 1, WAIT);
+    expect(first.destroyed).toBe(false);
+    // Another source is served as ever.
+    const c = node('c');
+    const ctx = await c.router.context();
+    await ctx.send(Route.of(`1#${b.listener.address}`, 'echo'), enc.encode('fine'));
+    expect(dec.decode((await ctx.receive(WAIT)).payload)).toBe('fine');
+    // The first connection finishes its frame, and the source's budget is given back: another
+    // connection's frame of the same size fits again.
+    first.write(big.subarray(600_000));
+    await until(
+      () => b.tcp.connections().some((x) => x.stats.framesIn === 1 && x.stats.bytesIn === big.length + 1),
+      WAIT,
+    );
+    const third = await speaker(b.listener.address, '127.0.0.2');
+    third.write(big);
+    await until(() => b.tcp.connections().filter((x) => x.stats.framesIn === 1).length === 2, WAIT);
+    expect(b.tcp.stats().closedOverBudget).toBe(1);
+  });
+
   it('lets a frame that arrives in pieces within the timeout through', async () => {
     const b = node('b');
     const got: string[] = [];

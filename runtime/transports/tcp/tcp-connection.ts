@@ -10,6 +10,7 @@ import type { Router } from '../../routing/router.js';
 import { formatHostPort } from '../host-port.js';
 import { TRANSPORT_INFO, type TransportInfo } from '../transport-info.js';
 import { FrameReader, TCP_PROTOCOL_VERSION } from './frame-reader.js';
+import type { HeldBytes } from './held-bytes.js';
 import { type StallLimits, StallWatch } from './stall-watch.js';
 
 export interface TcpConnectionOptions extends StallLimits {
@@ -19,6 +20,10 @@ export interface TcpConnectionOptions extends StallLimits {
   highWater: number;
   /** …and resume once no more than this many are. */
   lowWater: number;
+  /** Pause reading while received messages still being handled hold this many bytes… */
+  highWaterBytes: number;
+  /** …and resume once they hold no more than this. */
+  lowWaterBytes: number;
 }
 
 /** Unsent bytes a connection buffers before its sender waits for the socket to drain. */
@@ -31,7 +36,7 @@ const INLINE_BELOW = 2048;
 export type ConnectionDirection = 'outgoing' | 'incoming';
 
 /** Why keyhop closed a connection on its peer: a protocol violation or a limit. */
-export type TcpCloseCause = 'no-version' | 'slow-frame' | 'idle' | 'bad-frame';
+export type TcpCloseCause = 'no-version' | 'slow-frame' | 'idle' | 'bad-frame' | 'over-budget';
 
 /**
  * One TCP connection = a sender worker (its local address stands for the peer in routes) and a
@@ -54,6 +59,9 @@ export class TcpConnection {
   /** What every received message learns about where it came from (built once). */
   private readonly localInfo: readonly LocalInfo[];
   private inFlight = 0;
+  private inFlightBytes = 0;
+  /** What this connection counts in its budget now: partial frame bytes + inFlightBytes. */
+  private counted = 0;
   private corked = false;
   private readonly uncork = () => {
     if (!this.corked) return;
@@ -76,6 +84,8 @@ export class TcpConnection {
     flow: FlowId,
     private readonly options: TcpConnectionOptions,
     private readonly log: Logger,
+    /** Incoming connections: the bytes their source and listener may hold. */
+    private readonly budget?: HeldBytes,
   ) {
     this.peer = peer;
     this.local = formatHostPort(socket.localAddress ?? '?', socket.localPort ?? 0);
@@ -175,6 +185,22 @@ export class TcpConnection {
       this.onFrame(f);
     }
     if (violation !== undefined) this.closeFor('bad-frame', violation);
+    else this.recount();
+  }
+
+  /** Brings the budget up to date with what this connection holds; closes it when over. */
+  private recount(): void {
+    if (this.budget === undefined || this.closedReason !== undefined) return;
+    const now = this.reader.pending + this.inFlightBytes;
+    const delta = now - this.counted;
+    if (delta === 0) return;
+    this.counted = now;
+    if (!this.budget.add(delta) && delta > 0) {
+      this.closeFor(
+        'over-budget',
+        `its source or listener holds more than its budget of received bytes (${this.budget.limit} for the source)`,
+      );
+    }
   }
 
   private onFrame(frame: Buffer): void {
@@ -193,21 +219,33 @@ export class TcpConnection {
       message.payload,
       this.localInfo,
     );
+    const bytes = frame.length;
     this.inFlight++;
-    if (!this.paused && this.inFlight >= this.options.highWater) {
+    this.inFlightBytes += bytes;
+    if (
+      !this.paused &&
+      (this.inFlight >= this.options.highWater || this.inFlightBytes >= this.options.highWaterBytes)
+    ) {
       this.paused = true;
       this.socket.pause();
     }
     this.router
-      .send(this.receiver, routed, () => this.handled())
+      .send(this.receiver, routed, () => this.handled(bytes))
       .catch((e: unknown) => {
         this.log.debug({ peer: this.peer, err: describeError(e) }, 'message from TCP peer not delivered');
       });
   }
 
-  private handled(): void {
+  private handled(bytes: number): void {
     this.inFlight--;
-    if (this.paused && this.inFlight <= this.options.lowWater && this.closedReason === undefined) {
+    this.inFlightBytes -= bytes;
+    if (this.closedReason !== undefined) return;
+    if (this.budget !== undefined) this.recount();
+    if (
+      this.paused &&
+      this.inFlight <= this.options.lowWater &&
+      this.inFlightBytes <= this.options.lowWaterBytes
+    ) {
       this.paused = false;
       this.socket.resume();
     }
@@ -297,6 +335,9 @@ export class TcpConnection {
     this.readyReject(
       new KeyhopError(ErrorCodes.CONNECTION_CLOSED, `connection to ${this.peer} closed: ${reason}`),
     );
+    // Messages still in flight are garbage once handled; the budget forgets them now.
+    if (this.budget !== undefined && this.counted !== 0) this.budget.add(-this.counted);
+    this.counted = 0;
     this.router.flowControls.remove(this.flow);
     void this.router.stopWorker(this.sender);
     void this.router.stopWorker(this.receiver);

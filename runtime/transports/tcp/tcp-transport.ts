@@ -9,6 +9,7 @@ import type { FlowId } from '../../routing/flow-control.js';
 import type { Router } from '../../routing/router.js';
 import type { Transport } from '../../routing/worker.js';
 import { formatHostPort, parseHostPort } from '../host-port.js';
+import { HeldBytes } from './held-bytes.js';
 import { sourceKey } from './source-key.js';
 import { type TcpCloseCause, TcpConnection, type TcpConnectionOptions } from './tcp-connection.js';
 
@@ -19,6 +20,8 @@ export const TCP_LIMIT_DEFAULTS = {
   frameTimeoutMs: 30_000,
   frameMinBytesPerSecond: 1024,
   idleTimeoutMs: 0,
+  maxBufferedBytesPerSource: 32 * 1024 * 1024,
+  maxBufferedBytes: 256 * 1024 * 1024,
 } as const;
 
 export interface TcpTransportOptions {
@@ -52,6 +55,13 @@ export interface TcpListenerLimits {
   maxConnectionsPerSource?: number;
   frameTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /**
+   * Bytes the connections of one source may make this node hold (frames partly received, and
+   * received messages not yet handled); the connection that goes over is closed. Default 32 MiB.
+   */
+  maxBufferedBytesPerSource?: number;
+  /** The same for all connections of the listener. Default 256 MiB. */
+  maxBufferedBytes?: number;
 }
 
 export type ListenOptions = ExposeOptions & TcpListenerLimits;
@@ -68,6 +78,8 @@ export interface TcpTransportStats {
   closedNoVersion: number;
   /** Protocol violations: a wrong version byte, an oversized, undecodable or misshapen frame. */
   closedBadFrame: number;
+  /** Incoming connections whose source or listener went over its budget of received bytes. */
+  closedOverBudget: number;
 }
 
 const CLOSES: Record<
@@ -89,6 +101,11 @@ const CLOSES: Record<
     counter: 'closedBadFrame',
     level: 'warn',
     message: 'TCP connection closed: protocol violation',
+  },
+  'over-budget': {
+    counter: 'closedOverBudget',
+    level: 'warn',
+    message: 'TCP connection closed: its source or listener held too many received bytes',
   },
 };
 
@@ -124,7 +141,9 @@ interface ServerEntry {
   maxConnections: number;
   maxPerSource: number;
   open: number;
-  perSource: Map<string, number>;
+  perSource: Map<string, { connections: number; held: HeldBytes }>;
+  maxHeldPerSource: number;
+  held: HeldBytes;
 }
 
 export interface DisconnectEvent {
@@ -161,6 +180,7 @@ export class TcpTransport
     closedIdle: 0,
     closedNoVersion: 0,
     closedBadFrame: 0,
+    closedOverBudget: 0,
   };
   private readonly limitLog: RateLimitedLog;
   /** One timer for every connection's timeouts, running while there are connections. */
@@ -180,6 +200,8 @@ export class TcpTransport
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
       highWater: 256,
       lowWater: 64,
+      highWaterBytes: 4 * 1024 * 1024,
+      lowWaterBytes: 1024 * 1024,
       frameTimeoutMs: whole('frameTimeoutMs', options.frameTimeoutMs, 0, d.frameTimeoutMs),
       frameMinBytesPerSecond: whole(
         'frameMinBytesPerSecond',
@@ -280,8 +302,9 @@ export class TcpTransport
     direction: 'outgoing' | 'incoming',
     flow: FlowId,
     options = this.connOptions,
+    budget?: HeldBytes,
   ): Promise<TcpConnection> {
-    const conn = new TcpConnection(this.router, socket, peer, direction, flow, options, this.log);
+    const conn = new TcpConnection(this.router, socket, peer, direction, flow, options, this.log, budget);
     this.all.add(conn);
     this.startSweeping();
     conn.onClose((reason) => {
@@ -313,6 +336,13 @@ export class TcpTransport
       1,
       d.maxConnectionsPerSource,
     );
+    const maxHeldPerSource = whole(
+      'maxBufferedBytesPerSource',
+      options.maxBufferedBytesPerSource,
+      1024,
+      d.maxBufferedBytesPerSource,
+    );
+    const maxHeld = whole('maxBufferedBytes', options.maxBufferedBytes, 1024, d.maxBufferedBytes);
     const connOptions: TcpConnectionOptions = {
       ...this.connOptions,
       frameTimeoutMs: whole('frameTimeoutMs', options.frameTimeoutMs, 0, this.connOptions.frameTimeoutMs),
@@ -345,6 +375,8 @@ export class TcpTransport
       maxPerSource,
       open: 0,
       perSource: new Map(),
+      maxHeldPerSource,
+      held: new HeldBytes(maxHeld),
     };
     this.servers.add(entry);
     const period = sweepPeriod(connOptions);
@@ -381,8 +413,8 @@ export class TcpTransport
       return;
     }
     const source = sourceKey(ip);
-    const fromSource = entry.perSource.get(source) ?? 0;
-    if (fromSource >= entry.maxPerSource) {
+    let fromSource = entry.perSource.get(source);
+    if (fromSource !== undefined && fromSource.connections >= entry.maxPerSource) {
       socket.destroy();
       this.counters.refusedPerSource++;
       this.limitLog.write(
@@ -394,17 +426,20 @@ export class TcpTransport
       return;
     }
     entry.open++;
-    entry.perSource.set(source, fromSource + 1);
+    if (fromSource === undefined) {
+      fromSource = { connections: 0, held: new HeldBytes(entry.maxHeldPerSource, entry.held) };
+      entry.perSource.set(source, fromSource);
+    }
+    fromSource.connections++;
+    const mine = fromSource;
     // The socket's end, not the connection's: the slot stays taken until its descriptor is freed.
     socket.once('close', () => {
       entry.open--;
-      const left = (entry.perSource.get(source) ?? 1) - 1;
-      if (left > 0) entry.perSource.set(source, left);
-      else entry.perSource.delete(source);
+      if (--mine.connections === 0 && entry.perSource.get(source) === mine) entry.perSource.delete(source);
     });
     this.counters.accepted++;
     const flow = this.router.flowControls.create(entry.listener.flow);
-    this.adopt(socket, peer, 'incoming', flow, entry.connOptions).catch((e: unknown) => {
+    this.adopt(socket, peer, 'incoming', flow, entry.connOptions, mine.held).catch((e: unknown) => {
       this.log.warn({ peer, err: describeError(e) }, 'could not accept TCP connection');
       socket.destroy();
     });
