@@ -892,6 +892,7 @@ export class KeyhopNode {
       name: this.name,
       pid: process.pid,
       startedAt: new Date(this.startedAt).toISOString(),
+      memory: process.memoryUsage(),
       services: this.services,
       tcpListeners: this.tcp.listenerList().map((l) => ({
         address: l.address,

@@ -278,6 +278,16 @@ function pendingRemotes(d: Record<string, unknown>): string[] {
   return out;
 }
 
+/**
+ * V8 flags of a node process that keyhop starts (in the background, or from its systemd unit).
+ * A young generation of at most 3 × 4 MiB instead of 3 × 16: after a flood, V8 gives memory back
+ * only after a full collection, which a large young generation postpones indefinitely on an idle
+ * node (measured: 38 MB still held 40 s after a first-message flood with the default, back to
+ * idle within 15 s with this); it costs a few per cent of small-message throughput
+ * (docs/performance.md, "Attack benchmark").
+ */
+export const NODE_PROCESS_V8_FLAGS = ['--max-semi-space-size=4'];
+
 async function startNode(name: string | undefined, o: StartOptions, foreground: boolean): Promise<void> {
   const home = keyhopHome(o.home);
   const config = await effectiveConfig(home, name, o);
@@ -310,7 +320,7 @@ async function startNode(name: string | undefined, o: StartOptions, foreground: 
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
   const child = spawn(
     process.execPath,
-    [main, 'node', 'run', config.name, '--home', home, '--config', handover],
+    [...NODE_PROCESS_V8_FLAGS, main, 'node', 'run', config.name, '--home', home, '--config', handover],
     {
       detached: true,
       stdio: ['ignore', 'ignore', logFd],
@@ -720,7 +730,7 @@ User=${user}
 Environment=KEYHOP_HOME=${quote(home)}
 # Secrets such as KEYHOP_VAULT_PASSPHRASE=... go here (create it with mode 0600); optional.
 EnvironmentFile=-/etc/keyhop/${name}.env
-ExecStart=${quote(process.execPath)} ${quote(main)} node run ${name}
+ExecStart=${quote(process.execPath)} ${NODE_PROCESS_V8_FLAGS.join(' ')} ${quote(main)} node run ${name}
 Restart=on-failure
 RestartSec=2s
 KillSignal=SIGTERM
