@@ -9,6 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '../runtime/errors.js';
 import { atecc608Benchmark } from './atecc608.js';
+import { attackBenchmark } from './attack.js';
 import { channelBenchmark } from './channel.js';
 import { enrollmentBenchmark } from './enrollment.js';
 import { type Benchmark, formatTable, machineInfo, packageRoot, parseArgs } from './harness.js';
@@ -28,6 +29,7 @@ const benchmarks: Record<string, Benchmark> = {
   enrollment: enrollmentBenchmark,
   mqtt: mqttBenchmark,
   soak: soakBenchmark,
+  attack: attackBenchmark,
 };
 
 function usage(): string {
