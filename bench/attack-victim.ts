@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 /**
  * The processes of the attack benchmark (bench/attack.ts): the victim, a real keyhop node started
  * with the built CLI (`keyhop node start`), watched from outside (RSS from /proc, its node.log's
@@ -317,6 +318,13 @@ export class AttackerProcess {
       serialization: 'json',
     });
     liveAttackers.add(this);
+    // The attacker would be another machine: on one machine it must not take the CPU that the
+    // well-behaved clients measure with (their latency would be the attacker's, not the victim's).
+    try {
+      if (this.child.pid !== undefined) setPriority(this.child.pid, 19);
+    } catch {
+      // not allowed here: measured as is
+    }
     this.exit = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.exited = true;

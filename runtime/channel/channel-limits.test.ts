@@ -179,7 +179,8 @@ describe('secure-channel listener limits', () => {
     expect(server.stats()).toMatchObject({ handshakesInProgress: 5, handshakesRefusedPerSource: 2 });
     // One end per accepted first message, none for the dropped ones.
     expect(server.list()).toHaveLength(5);
-    expect(r.workers().length).toBe(workersBefore + 5);
+    // Two mailboxes per end (inbound, outbound).
+    expect(r.workers().length).toBe(workersBefore + 10);
     // Messages with no transport (local) count against the listener only.
     for (const e of server.list()) await e.close();
     await until(() => server.stats().handshakesInProgress === 0);

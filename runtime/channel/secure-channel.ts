@@ -178,6 +178,39 @@ class ChannelStats {
 /** Messages an end may have routed and not yet seen handled by their next hop (sendWindowed). */
 const WINDOW = 32;
 
+/**
+ * One direction's window (sendWindowed): what it routed that the next hop has not handled yet,
+ * and the mailbox waiting for room. The router's `done` for those messages (an object, not a
+ * closure per message).
+ */
+class SendWindow {
+  inFlight = 0;
+  open: (() => void) | undefined;
+  posting = false;
+  postError: unknown;
+
+  constructor(private readonly undeliverable: (e: unknown) => void) {}
+
+  settled(e?: unknown): void {
+    this.inFlight--;
+    if (e !== undefined) {
+      if (this.posting) this.postError = e;
+      else this.undeliverable(e);
+    }
+    if (this.open !== undefined && this.inFlight <= WINDOW / 2) {
+      const open = this.open;
+      this.open = undefined;
+      open();
+    }
+  }
+
+  /** Lets a mailbox waiting for room go on (the channel closed). */
+  release(): void {
+    this.open?.();
+    this.open = undefined;
+  }
+}
+
 export type ChannelState = 'handshake' | 'open' | 'closed';
 
 /** Why a message that reached a channel end was dropped instead of delivered. */
@@ -247,11 +280,14 @@ export class SecureChannelEnd implements Worker {
   /** Local workers that sent through the channel (they may receive what comes back; kept across restarts). */
   private repliers: Set<string> | undefined;
   private suspended = false;
-  /** Messages this end routed that their next hop has not handled yet (sendWindowed). */
-  private inFlight = 0;
-  private windowOpen: (() => void) | undefined;
-  private posting = false;
-  private postError: unknown;
+  /**
+   * Two windows and two mailboxes, one per direction: ciphertext going out may wait for a full
+   * socket while what comes in is still decrypted and delivered. With one of each, two ends
+   * flooding each other (both sockets full, both connections paused because their received
+   * messages waited behind blocked sends) would wait for each other for ever.
+   */
+  private readonly outWindow = new SendWindow((e) => this.drop('undeliverable', e));
+  private inWindow: SendWindow | undefined;
   /** The store holds this channel (it opened, or it was restored). */
   private inStore = false;
   /** Only with a message rate. */
@@ -347,8 +383,15 @@ export class SecureChannelEnd implements Worker {
   /** Registers the workers and arms the handshake timeout. */
   async start(): Promise<void> {
     for (const r of this.repliers ?? []) this.router.flowControls.addConsumer(this.flow, Address.parse(r));
-    // One mailbox for the three addresses; its access control is allowIncoming/allowOutgoing.
-    this.ctx = await this.router.startWorker([this.remote, this.encryptor, this.internal], this);
+    // Inbound (remote, internal) and outbound (encryptor) mailboxes; access control is
+    // allowIncoming/allowOutgoing for both.
+    this.ctx = await this.router.startWorker([this.remote, this.internal], this);
+    try {
+      await this.router.startWorker(this.encryptor, this);
+    } catch (e) {
+      await this.router.stopWorker(this.remote);
+      throw e;
+    }
     if (this.state === 'open') {
       this.armLifetime();
       return;
@@ -964,18 +1007,22 @@ export class SecureChannelEnd implements Worker {
    * Throws what routing fails with at once; a later failure (the next hop's handler) is a drop.
    */
   private sendWindowed(from: Address, message: Message): Promise<void> | undefined {
-    this.inFlight++;
-    this.posting = true;
-    this.router.post(from, message, this);
-    this.posting = false;
-    const e = this.postError;
+    const w =
+      from === this.internal
+        ? (this.inWindow ??= new SendWindow((e) => this.drop('undeliverable', e)))
+        : this.outWindow;
+    w.inFlight++;
+    w.posting = true;
+    this.router.post(from, message, w);
+    w.posting = false;
+    const e = w.postError;
     if (e !== undefined) {
-      this.postError = undefined;
+      w.postError = undefined;
       throw e;
     }
-    if (this.inFlight < WINDOW) return undefined;
+    if (w.inFlight < WINDOW) return undefined;
     return new Promise((resolve) => {
-      this.windowOpen = resolve;
+      w.open = resolve;
     });
   }
 
@@ -987,20 +1034,6 @@ export class SecureChannelEnd implements Worker {
   /** Only what leaves from `internal` (decrypted messages) is flow-controlled. */
   allowOutgoing(r: AccessRequest): boolean {
     return !r.from.equals(this.internal) || this.router.flowControls.isConsumer(r.to, this.flow);
-  }
-
-  /** The router's `done` for what sendWindowed routed (this end, not a closure per end). */
-  settled(e?: unknown): void {
-    this.inFlight--;
-    if (e !== undefined) {
-      if (this.posting) this.postError = e;
-      else this.drop('undeliverable', e);
-    }
-    if (this.windowOpen !== undefined && this.inFlight <= WINDOW / 2) {
-      const open = this.windowOpen;
-      this.windowOpen = undefined;
-      open();
-    }
   }
 
   /** Pushes renewed credentials to the peer (RefreshCredentials). */
@@ -1071,9 +1104,9 @@ export class SecureChannelEnd implements Worker {
       this.rejectAcceptance(e);
     }
     this.state = 'closed';
-    // A mailbox waiting for room in the window goes on (and finds the channel closed).
-    this.windowOpen?.();
-    this.windowOpen = undefined;
+    // A mailbox waiting for room in a window goes on (and finds the channel closed).
+    this.outWindow.release();
+    this.inWindow?.release();
     clearTimeout(this.timer);
     clearTimeout(this.lifetimeTimer);
     this.hs = undefined;
@@ -1082,6 +1115,7 @@ export class SecureChannelEnd implements Worker {
     this.encryptorState = undefined;
     this.decryptorState = undefined;
     await this.router.stopWorker(this.remote);
+    await this.router.stopWorker(this.encryptor);
     this.router.flowControls.remove(this.flow);
     // Closed for good (by either end, or refused on a second check): the store forgets it.
     const p = this.settings.persistence;

@@ -53,10 +53,21 @@ interface QueuedMessage {
   done: Done | undefined;
 }
 
+/**
+ * A mailbox with this many messages queued makes `send` to it wait (the promise `send` returns)
+ * until it is down to QUEUE_LOW: a worker that forwards without waiting for its next hop (echo, a
+ * relay) then holds its own mailbox, and so the connection it reads from, instead of queueing for
+ * a slow socket without bound. `post` never waits: its callers keep windows of their own.
+ */
+const QUEUE_HIGH = 1024;
+const QUEUE_LOW = 256;
+
 class Mailbox {
   readonly queue = new Queue<QueuedMessage>();
   draining = false;
   stopped = false;
+  /** Senders waiting for the queue to come down to QUEUE_LOW. */
+  roomWaiters: (() => void)[] | undefined;
 
   constructor(
     readonly ctx: Context,
@@ -221,6 +232,7 @@ export class Router {
       this.drop('worker_stopped', mailbox.ctx.address, q.message);
       settle(q.done);
     }
+    Router.makeRoom(mailbox);
     try {
       await mailbox.worker.shutdown?.(mailbox.ctx);
     } catch (e) {
@@ -295,10 +307,7 @@ export class Router {
         return RESOLVED;
       }
       // Local next hop: delivered synchronously, no promise of its own (the hot path).
-      if (next.isLocal) {
-        this.deliver(from, next, message, done);
-        return RESOLVED;
-      }
+      if (next.isLocal) return this.room(from, this.deliver(from, next, message, done));
       return this.sendViaTransport(from, next, message, done);
     } catch (e) {
       settle(done, e);
@@ -341,15 +350,35 @@ export class Router {
       }
       // The sender's access control admitted `next` itself: whichever connection serves it now (a
       // new one after a reconnection gets a new address) is the same destination.
-      this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done, true);
+      await this.room(
+        from,
+        this.deliver(from, local, message.withOnward(message.onward.replaceNext(local)), done, true),
+      );
     } catch (e) {
       settle(done, e);
       throw e;
     }
   }
 
+  /** Resolved at once, or once `dest`'s queue came down (QUEUE_HIGH): never for a mailbox's own queue. */
+  private room(from: Address, dest: Mailbox | undefined): Promise<void> {
+    if (dest === undefined || dest.queue.length < QUEUE_HIGH || dest.stopped) return RESOLVED;
+    if (this.mailboxes.get(from.key) === dest) return RESOLVED;
+    return new Promise((resolve) => {
+      (dest.roomWaiters ??= []).push(resolve);
+    });
+  }
+
+  private static makeRoom(mailbox: Mailbox): void {
+    const waiters = mailbox.roomWaiters;
+    if (waiters === undefined) return;
+    mailbox.roomWaiters = undefined;
+    for (const w of waiters) w();
+  }
+
   /**
-   * Hands `message` to the mailbox at `to`. Throws (without calling `done`) if it cannot.
+   * Hands `message` to the mailbox at `to` (returned, or undefined when access control dropped
+   * the message). Throws (without calling `done`) if it cannot.
    * `admitted`: the sender's outgoing access control already allowed this destination (as the
    * transport address `to` was resolved from).
    */
@@ -359,7 +388,7 @@ export class Router {
     message: Message,
     done: Done | undefined,
     admitted = false,
-  ): void {
+  ): Mailbox | undefined {
     const dest = this.mailboxes.get(to.key);
     if (!dest) {
       this.metrics.dropped.unknown_address++;
@@ -376,12 +405,12 @@ export class Router {
     if (!admitted && !sender.outgoing(request)) {
       this.drop('outgoing_denied', from, message, to);
       settle(done);
-      return;
+      return undefined;
     }
     if (!dest.incoming(request)) {
       this.drop('incoming_denied', from, message, to);
       settle(done);
-      return;
+      return undefined;
     }
     if (this.tracers.length > 0) {
       for (const t of this.tracers) {
@@ -400,12 +429,14 @@ export class Router {
       // an AsyncResource, a measurable cost on a path taken once per message per hop.
       RESOLVED.then(() => this.drain(dest));
     }
+    return dest;
   }
 
   private async drain(mailbox: Mailbox): Promise<void> {
     while (!mailbox.stopped) {
       const item = mailbox.queue.shift();
       if (item === undefined) break;
+      if (mailbox.roomWaiters !== undefined && mailbox.queue.length <= QUEUE_LOW) Router.makeRoom(mailbox);
       try {
         const r = mailbox.worker.handleMessage(mailbox.ctx, item.message);
         if (r !== undefined) await r;

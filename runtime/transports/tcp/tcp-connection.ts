@@ -30,6 +30,8 @@ export interface TcpConnectionOptions extends StallLimits {
 const WRITE_BUFFER_LIMIT = 1024 * 1024;
 /** Bytes of small frames held back (within one tick) to leave in one system call. */
 const COALESCE_LIMIT = 64 * 1024;
+/** Bytes one connection may read per turn of the event loop before it lets the others go. */
+const TURN_BYTES = 64 * 1024;
 /** Payloads below this are copied into their frame's buffer; larger ones are written as they are. */
 const INLINE_BELOW = 2048;
 
@@ -170,6 +172,16 @@ export class TcpConnection {
   private onData(chunk: Buffer): void {
     if (this.closedReason !== undefined) return;
     this.stats.bytesIn += chunk.length;
+    // Fairness: libuv reads a busy socket up to 32 times per turn of the event loop, and every
+    // message of every chunk is handled before the loop polls again; one connection flooding
+    // small messages would hold the others off for tens of milliseconds. After TURN_BYTES in one
+    // turn, this connection waits for the next.
+    this.turnBytes += chunk.length;
+    if (this.turnBytes >= TURN_BYTES && !this.yielding) {
+      this.yielding = true;
+      this.socket.pause();
+      setImmediate(this.endTurn);
+    }
     const frames: Buffer[] = [];
     let violation: string | undefined;
     const hadVersion = this.reader.versionReceived;
@@ -243,13 +255,33 @@ export class TcpConnection {
     if (this.budget !== undefined) this.recount();
     if (
       this.paused &&
+      !this.resuming &&
       this.inFlight <= this.options.lowWater &&
       this.inFlightBytes <= this.options.lowWaterBytes
     ) {
-      this.paused = false;
-      this.socket.resume();
+      // Resumed from the next turn of the event loop, not now: a resume here (within this
+      // connection's own microtasks) hands it the data it already buffered at once, so one busy
+      // connection could keep the loop from ever polling the others.
+      this.resuming = true;
+      setImmediate(this.resume);
     }
   }
+
+  private resuming = false;
+  private readonly resume = () => {
+    this.resuming = false;
+    if (!this.paused || this.closedReason !== undefined) return;
+    this.paused = false;
+    if (!this.yielding) this.socket.resume();
+  };
+
+  private turnBytes = 0;
+  private yielding = false;
+  private readonly endTurn = () => {
+    this.yielding = false;
+    this.turnBytes = 0;
+    if (!this.paused && this.closedReason === undefined) this.socket.resume();
+  };
 
   // Not async: a promise only when the socket is full (most frames cost none).
   private write(message: Message): Promise<void> | undefined {
