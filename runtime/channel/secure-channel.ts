@@ -1007,10 +1007,11 @@ export class SecureChannelEnd implements Worker {
    * Throws what routing fails with at once; a later failure (the next hop's handler) is a drop.
    */
   private sendWindowed(from: Address, message: Message): Promise<void> | undefined {
-    const w =
-      from === this.internal
-        ? (this.inWindow ??= new SendWindow((e) => this.drop('undeliverable', e)))
-        : this.outWindow;
+    let w = this.outWindow;
+    if (from === this.internal) {
+      this.inWindow ??= new SendWindow((e) => this.drop('undeliverable', e));
+      w = this.inWindow;
+    }
     w.inFlight++;
     w.posting = true;
     this.router.post(from, message, w);

@@ -364,8 +364,10 @@ export class Router {
   private room(from: Address, dest: Mailbox | undefined): Promise<void> {
     if (dest === undefined || dest.queue.length < QUEUE_HIGH || dest.stopped) return RESOLVED;
     if (this.mailboxes.get(from.key) === dest) return RESOLVED;
+    dest.roomWaiters ??= [];
+    const waiters = dest.roomWaiters;
     return new Promise((resolve) => {
-      (dest.roomWaiters ??= []).push(resolve);
+      waiters.push(resolve);
     });
   }
 
