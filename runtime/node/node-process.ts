@@ -3,6 +3,7 @@ import { describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { NodeConfig } from './config.js';
 import { ControlServer } from './control-server.js';
+import { MemoryRelief } from './memory-relief.js';
 import { KeyhopNode } from './node.js';
 import type { NodePaths } from './paths.js';
 
@@ -29,11 +30,23 @@ export async function runNodeProcess(
   });
   // Only a configuration that started is kept: a failed start leaves the stored one as it was.
   await writeNodeConfig(paths.config, node.config);
+  // Under --expose-gc (the node processes keyhop starts), memory a flood left behind is given
+  // back once the node is quiet again (memory-relief.ts).
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const relief =
+    typeof gc === 'function'
+      ? new MemoryRelief({
+          gc,
+          activity: () => node.router.metrics.delivered,
+          heapBytes: () => process.memoryUsage().heapTotal,
+        })
+      : undefined;
   let stopping: Promise<void> | undefined;
   let control: ControlServer | undefined;
   const stop = (why: string) => {
     stopping ??= (async () => {
       log.info({ why }, 'node stopping');
+      relief?.stop();
       await control?.close();
       await node.stop();
       const pid = await readFile(paths.pid, 'utf8').catch(() => '');

@@ -342,7 +342,7 @@ describe('under a supervisor', () => {
     const r = await run('node', 'service', 'unit-node', '--user', 'root');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(
-      `ExecStart=${process.execPath} --max-semi-space-size=4 ${CLI_MAIN.replace('/test/support/../../', '/')}`,
+      `ExecStart=${process.execPath} --max-semi-space-size=4 --expose-gc ${CLI_MAIN.replace('/test/support/../../', '/')}`,
     );
     expect(r.stdout).toMatch(/\nExecStart=.* node run unit-node\n/);
     expect(r.stdout).toMatch(/\nRestart=on-failure\n/);

@@ -280,13 +280,12 @@ function pendingRemotes(d: Record<string, unknown>): string[] {
 
 /**
  * V8 flags of a node process that keyhop starts (in the background, or from its systemd unit).
- * A young generation of at most 3 × 4 MiB instead of 3 × 16: after a flood, V8 gives memory back
- * only after a full collection, which a large young generation postpones indefinitely on an idle
- * node (measured: 38 MB still held 40 s after a first-message flood with the default, back to
- * idle within 15 s with this); it costs a few per cent of small-message throughput
- * (docs/performance.md, "Attack benchmark").
+ * After a flood, V8 gives memory back only after a full collection, which an idle process never
+ * runs: `--expose-gc` lets the node run one when it turns quiet (node/memory-relief.ts), and a
+ * young generation of at most 3 × 4 MiB instead of 3 × 16 keeps what a burst can grow smaller
+ * (a few per cent of small-message throughput; docs/performance.md, "Attack benchmark").
  */
-export const NODE_PROCESS_V8_FLAGS = ['--max-semi-space-size=4'];
+export const NODE_PROCESS_V8_FLAGS = ['--max-semi-space-size=4', '--expose-gc'];
 
 async function startNode(name: string | undefined, o: StartOptions, foreground: boolean): Promise<void> {
   const home = keyhopHome(o.home);
