@@ -507,6 +507,9 @@ async function channelFloodAttack(ctx: AttackContext, leave: 'kill' | 'freeze'):
   };
 }
 
+/** Options of the victim's `node start` for an attack (the defaults otherwise). */
+const VICTIM_ARGS: Partial<Record<string, string[]>> = { g: ['--channel-idle-timeout', '30s'] };
+
 /** f: replayed, bit-flipped and misaddressed copies of a channel's frames, through a proxy. */
 async function replayAttack(ctx: AttackContext): Promise<AttackOutcome> {
   const { p, victim } = ctx;
@@ -865,7 +868,8 @@ export async function runAttack(id: AttackId, params: AttackParams): Promise<Att
   let attackTargets: Record<string, Target> = {};
   try {
     const inspectPort = p.inspect ? await freePort() : undefined;
-    victim = await Victim.start('victim', [], p.victimCli, inspectPort);
+    // g measures the channel idle timeout: 30 s here (the default is 10 minutes, docs/security.md).
+    victim = await Victim.start('victim', VICTIM_ARGS[id] ?? [], p.victimCli, inspectPort);
     const v = victim;
     live.add(v);
     deferred.push(async () => {
