@@ -189,13 +189,13 @@ class SendWindow {
   posting = false;
   postError: unknown;
 
-  constructor(private readonly undeliverable: (e: unknown) => void) {}
+  constructor(private readonly end: SecureChannelEnd) {}
 
   settled(e?: unknown): void {
     this.inFlight--;
     if (e !== undefined) {
       if (this.posting) this.postError = e;
-      else this.undeliverable(e);
+      else this.end.undeliverable(e);
     }
     if (this.open !== undefined && this.inFlight <= WINDOW / 2) {
       const open = this.open;
@@ -286,7 +286,8 @@ export class SecureChannelEnd implements Worker {
    * flooding each other (both sockets full, both connections paused because their received
    * messages waited behind blocked sends) would wait for each other for ever.
    */
-  private readonly outWindow = new SendWindow((e) => this.drop('undeliverable', e));
+  // Made at first use: a channel that carries nothing costs neither.
+  private outWindow: SendWindow | undefined;
   private inWindow: SendWindow | undefined;
   /** The store holds this channel (it opened, or it was restored). */
   private inStore = false;
@@ -1007,10 +1008,13 @@ export class SecureChannelEnd implements Worker {
    * Throws what routing fails with at once; a later failure (the next hop's handler) is a drop.
    */
   private sendWindowed(from: Address, message: Message): Promise<void> | undefined {
-    let w = this.outWindow;
+    let w: SendWindow;
     if (from === this.internal) {
-      this.inWindow ??= new SendWindow((e) => this.drop('undeliverable', e));
+      this.inWindow ??= new SendWindow(this);
       w = this.inWindow;
+    } else {
+      this.outWindow ??= new SendWindow(this);
+      w = this.outWindow;
     }
     w.inFlight++;
     w.posting = true;
@@ -1025,6 +1029,11 @@ export class SecureChannelEnd implements Worker {
     return new Promise((resolve) => {
       w.open = resolve;
     });
+  }
+
+  /** A message a window routed failed at its next hop. */
+  undeliverable(e: unknown): void {
+    this.drop('undeliverable', e);
   }
 
   /** Nothing may be sent to `internal` (it only sends). */
@@ -1106,7 +1115,7 @@ export class SecureChannelEnd implements Worker {
     }
     this.state = 'closed';
     // A mailbox waiting for room in a window goes on (and finds the channel closed).
-    this.outWindow.release();
+    this.outWindow?.release();
     this.inWindow?.release();
     clearTimeout(this.timer);
     clearTimeout(this.lifetimeTimer);
