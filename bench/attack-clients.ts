@@ -1,3 +1,4 @@
+import { type IdentityNode, identityNode } from './support.js';
 /**
  * keyhop nodes for the attack benchmark (bench/attack.ts): well-behaved clients that keep doing
  * complete handshakes with the victim from their own loopback sources and record each one, quiet
@@ -17,33 +18,12 @@ import { TcpTransport } from '../runtime/transports/tcp/tcp-transport.js';
 import { nodeCrypto } from '../vaults/software/node-provider.js';
 import { SoftwareVault, SoftwareVerifier } from '../vaults/software/software-vault.js';
 
-export interface ClientNode {
-  router: Router;
-  tcp: TcpTransport;
-  channels: SecureChannels;
-  identifier: string;
-}
+/** A keyhop node as an application would build it, connecting from its own loopback source. */
+export type ClientNode = IdentityNode;
 
-/**
- * Router + TCP (outgoing connections from `localAddress`) + in-memory software vault + Ed25519
- * Ockam identity + secure channels: a keyhop node as an application would build it.
- */
-export async function clientNode(name: string, localAddress: string): Promise<ClientNode> {
-  const router = new Router({ name });
-  const tcp = TcpTransport.create(router, { localAddress });
-  const vault = SoftwareVault.inMemory({ provider: nodeCrypto });
-  const verifier = new SoftwareVerifier(nodeCrypto);
-  const local = await createIdentity({ vault, verifier, clock: systemClock, keyType: 'Ed25519' });
-  const identity = await OckamChannelIdentity.create({
-    local,
-    secureChannelVault: vault,
-    verifier,
-    clock: systemClock,
-    credentials: [],
-    authorities: [],
-  });
-  const channels = new SecureChannels(router, { identity, provider: nodeCrypto });
-  return { router, tcp, channels, identifier: identity.identifier };
+/** bench/support.ts's identityNode, its outgoing connections made from `localAddress`. */
+export function clientNode(name: string, localAddress: string): Promise<ClientNode> {
+  return identityNode(name, [], { localAddress });
 }
 
 /** The error code of a failed operation (a KeyhopError's code, else its class). */

@@ -300,11 +300,14 @@ export interface IdentityNode {
 export async function identityNode(
   name: string,
   routers: Router[],
-  options: { store?: ChannelStore } = {},
+  options: { store?: ChannelStore; localAddress?: string } = {},
 ): Promise<IdentityNode> {
   const router = new Router({ name });
   routers.push(router);
-  const tcp = TcpTransport.create(router);
+  const tcp = TcpTransport.create(
+    router,
+    options.localAddress !== undefined ? { localAddress: options.localAddress } : {},
+  );
   const vault = SoftwareVault.inMemory({ provider: nodeCrypto });
   const verifier = new SoftwareVerifier(nodeCrypto);
   const local = await createIdentity({ vault, verifier, clock: systemClock, keyType: 'Ed25519' });
